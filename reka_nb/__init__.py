@@ -1,0 +1,71 @@
+"""reka_nb: ask Reka's vision models about images from Jupyter.
+
+``describe(image)`` streams an answer into the notebook, ``%load_ext reka_nb`` adds the
+``%reka`` / ``%%reka`` magics, and ``uploader()`` shows an upload-and-describe panel; all of
+them use one client. IPython and ipywidgets are imported only when those parts are used.
+"""
+
+from __future__ import annotations
+
+from ._client import AsyncChatStream, AsyncRekaClient, ChatStream, RekaClient
+from ._describe import Description, adescribe, describe
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ImageError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    NotFoundError,
+    RateLimitError,
+    RekaError,
+    ServerError,
+    StreamInterrupted,
+)
+from ._offline import stop_offline_server, use_offline_server
+from ._stream import Completion, Usage
+from ._version import __version__
+from .images import PreparedImage, prepare_image, prepare_images
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncChatStream",
+    "AsyncRekaClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatStream",
+    "Completion",
+    "ConfigurationError",
+    "Description",
+    "ImageError",
+    "InvalidRequestError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PreparedImage",
+    "RateLimitError",
+    "RekaClient",
+    "RekaError",
+    "ServerError",
+    "StreamInterrupted",
+    "Usage",
+    "__version__",
+    "adescribe",
+    "describe",
+    "load_ipython_extension",
+    "prepare_image",
+    "prepare_images",
+    "stop_offline_server",
+    "use_offline_server",
+]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext reka_nb``: register the %reka and %%reka magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

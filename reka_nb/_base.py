@@ -1,0 +1,179 @@
+"""What the sync and async clients share: settings, URLs, headers, bodies (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    RekaError,
+    StreamInterrupted,
+)
+from ._messages import build_body
+from ._settings import Settings, check_base_url, resolve
+from ._sse import SSEDecoder
+from ._stream import Accumulator, MalformedEvent, StreamError
+from ._version import __version__
+
+__all__ = ["BaseClient", "StreamState", "translate_send_error"]
+
+
+class BaseClient:
+    """Settings and request building for RekaClient and AsyncRekaClient.
+
+    Every setting left as None is read from the environment at call time.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        api: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+        self._api_key = api_key
+        self.base_url = base_url
+        self.model = model
+        self.api = api
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        if base_url is not None:  # refuse a bad URL when the client is made, not at first use
+            check_base_url(base_url)
+        if api not in (None, "openai", "native"):
+            raise ConfigurationError(f"api must be 'openai' or 'native', not {api!r}")
+
+    def __repr__(self) -> str:
+        key = "[secure]" if self._api_key else "from REKA_API_KEY"
+        return (
+            f"{type(self).__name__}(base_url={self.base_url or 'from settings'!r}, "
+            f"model={self.model or 'from settings'!r}, api={self.api or 'openai'!r}, "
+            f"api_key={key!r})"
+        )
+
+    def settings(self, model: str | None = None) -> Settings:
+        """The settings a request made now would use."""
+        return resolve(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            model=self.model if model is None else model,
+            api=self.api,
+        )
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout,
+            read=self.read_timeout,
+            write=self.read_timeout,
+            pool=self.connect_timeout,
+        )
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"timeout": self._timeout(), "follow_redirects": False, "trust_env": False}
+
+    @staticmethod
+    def _headers(settings: Settings, *, stream: bool = False) -> dict[str, str]:
+        key = settings.require_key()
+        headers = {"User-Agent": f"reka-nb/{__version__}", "Accept": "application/json"}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        if settings.api == "native":
+            headers["X-Api-Key"] = key
+        else:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _chat_request(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        model: str | None,
+        stream: bool,
+        params: Mapping[str, Any],
+    ) -> tuple[Settings, str, dict[str, str], dict[str, Any]]:
+        """(settings, url, headers, body) for a chat call; raises before anything is sent."""
+        settings = self.settings(model)
+        body = build_body(
+            messages, model=settings.model, stream=stream, api=settings.api, params=params
+        )
+        path = "/chat" if settings.api == "native" else "/chat/completions"
+        headers = self._headers(settings, stream=stream)
+        return settings, settings.base_url + path, headers, body
+
+
+class StreamState:
+    """One streamed answer's decoding: bytes in, text deltas out, errors made typed."""
+
+    def __init__(self, settings: Settings, request_id: str | None, read_timeout: float) -> None:
+        self.settings = settings
+        self.request_id = request_id
+        self.read_timeout = read_timeout
+        self.decoder = SSEDecoder()
+        self.acc = Accumulator(settings.api)
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Text deltas in this chunk of bytes."""
+        return self._deltas(self.decoder.feed(chunk))
+
+    def end(self) -> list[str]:
+        """The clean end of the body: last deltas, or StreamInterrupted if it was cut."""
+        deltas = self._deltas(self.decoder.close())
+        if not self.acc.finished:
+            raise self.interrupted("the stream ended without [DONE] or a finish reason")
+        return deltas
+
+    def _deltas(self, events: list[str]) -> list[str]:
+        out = []
+        for data in events:
+            try:
+                delta = self.acc.feed(data)
+            except MalformedEvent as exc:
+                raise self.interrupted(f"malformed event ({exc})") from None
+            except StreamError as exc:
+                raise self.interrupted(f"the server sent an error: {exc}") from None
+            if delta:
+                out.append(delta)
+            if self.acc.done:
+                break
+        return out
+
+    def interrupted(self, reason: str) -> StreamInterrupted:
+        return StreamInterrupted(reason, partial_text=self.acc.text, request_id=self.request_id)
+
+    def translate(self, exc: Exception) -> RekaError:
+        """An httpx error raised while reading the body, as StreamInterrupted."""
+        if isinstance(exc, httpx.TimeoutException):
+            return self.interrupted(f"no event for {self.read_timeout:g} s")
+        return self.interrupted(f"the connection was lost ({_describe_transport(exc)})")
+
+
+def translate_send_error(exc: httpx.HTTPError, settings: Settings, timeout: float) -> RekaError:
+    """An httpx error raised before any answer arrived, as a typed error."""
+    where = settings.base_url
+    if isinstance(exc, httpx.ConnectTimeout):
+        return APITimeoutError(f"Connecting to {where} took more than {timeout:g} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"{where} did not answer within {timeout:g} s")
+    if isinstance(exc, httpx.ConnectError):
+        return APIConnectionError(f"Could not connect to {where} ({_describe_transport(exc)})")
+    return APIConnectionError(
+        f"The connection to {where} failed before an answer ({_describe_transport(exc)})"
+    )
+
+
+def _describe_transport(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "…"

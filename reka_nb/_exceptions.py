@@ -1,0 +1,171 @@
+"""Every error reka_nb raises, in one hierarchy.
+
+    RekaError
+    ├── ConfigurationError          bad settings (e.g. plain http to a remote host)
+    │   └── MissingAPIKeyError      no key in the argument or REKA_API_KEY
+    ├── ImageError                  an input that cannot be sent as an image (also a ValueError)
+    ├── InvalidRequestError         a prompt, message or parameter we would not send (a ValueError)
+    ├── APIError                    the server answered with an error status
+    │   ├── BadRequestError         400 / 422: the request was invalid
+    │   ├── AuthenticationError     401 / 403: the key is missing, wrong or not allowed
+    │   ├── NotFoundError           404: unknown model or endpoint
+    │   ├── RateLimitError          429: too many requests, or out of credits
+    │   └── ServerError             5xx and any other unexpected status
+    ├── APIConnectionError          could not reach the server, or it hung up before answering
+    ├── APITimeoutError             connecting, or waiting between two events, took too long
+    └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
+
+No message ever contains the API key: messages are built from the server's reply, which
+never echoes it, and from our own text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ImageError",
+    "InvalidRequestError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "RateLimitError",
+    "RekaError",
+    "ServerError",
+    "StreamInterrupted",
+]
+
+
+class RekaError(Exception):
+    """Base class of every reka_nb error."""
+
+
+class ConfigurationError(RekaError):
+    """Raised when settings are unusable, before anything is sent."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """Raised when no API key is given and ``REKA_API_KEY`` is not set."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "No Reka API key: set the REKA_API_KEY environment variable "
+            "(keys are made at https://platform.reka.ai), or pass api_key=... to the client. "
+            "To try reka_nb without a key, use the offline server: reka_nb.use_offline_server(), "
+            "REKA_NB_OFFLINE=1, or --offline on the command line."
+        )
+
+
+class ImageError(RekaError, ValueError):
+    """Raised when an input cannot be turned into an image to send; nothing is sent."""
+
+
+class InvalidRequestError(RekaError, ValueError):
+    """Raised for a bad prompt, message or parameter, before anything is sent."""
+
+
+class APIError(RekaError):
+    """Raised when the server answers with an error status.
+
+    ``status`` is the HTTP status, ``request_id`` the server's ``X-Request-ID``,
+    ``error_type`` the ``error.type`` of the body when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        request_id: str | None = None,
+        error_type: str | None = None,
+        messages: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.error_type = error_type
+        self.messages = list(messages) or [message]
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        rid = self.request_id or "none"
+        return f"{self.message} (HTTP {self.status}, request id {rid})"
+
+
+class BadRequestError(APIError):
+    """Raised on 400 and 422: the server rejected the request; ``messages`` lists why."""
+
+
+class AuthenticationError(APIError):
+    """Raised on 401 and 403: the key is missing, wrong, or not allowed here."""
+
+
+class NotFoundError(APIError):
+    """Raised on 404; for an unknown model, ``available_models`` lists the ones the key can use."""
+
+    available_models: list[str]
+
+    def __init__(self, message: str, *, available_models: Sequence[str] = (), **kw) -> None:
+        self.available_models = list(available_models)
+        super().__init__(message, **kw)
+
+
+class RateLimitError(APIError):
+    """Raised on 429 once retries are spent, or at once when the account is out of credits."""
+
+    retry_after: float | None
+    out_of_credits: bool
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        out_of_credits: bool = False,
+        **kw,
+    ) -> None:
+        self.retry_after = retry_after
+        self.out_of_credits = out_of_credits
+        super().__init__(message, **kw)
+
+
+class ServerError(APIError):
+    """Raised on 5xx (after retries) and on any other unexpected status."""
+
+
+class APIConnectionError(RekaError):
+    """Raised when the server cannot be reached or closes the connection before answering."""
+
+
+class APITimeoutError(RekaError):
+    """Raised when connecting, or waiting for the next event of an answer, takes too long."""
+
+
+class StreamInterrupted(RekaError):
+    """Raised when an answer stops part way; ``partial_text`` holds what had arrived.
+
+    ``request_id`` is the server's ``X-Request-ID``; ``reason`` says why it stopped
+    (connection lost, timeout, malformed event, stream ended without a finish, interrupted).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        partial_text: str = "",
+        request_id: str | None = None,
+        status: int | None = 200,
+    ) -> None:
+        self.reason = reason
+        self.partial_text = partial_text
+        self.request_id = request_id
+        self.status = status
+        n = len(partial_text)
+        rid = request_id or "none"
+        super().__init__(f"The answer stopped after {n} characters: {reason} (request id {rid})")

@@ -1,0 +1,147 @@
+"""Request bodies for both chat endpoints, checked before anything is sent (no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._exceptions import InvalidRequestError
+from ._settings import Api
+from .images import PreparedImage
+
+__all__ = ["PARAMS", "build_body", "check_params", "user_message"]
+
+#: Generation parameters both endpoints take, with the check each value must pass.
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+_NATIVE_ONLY = ("top_k", "frequency_penalty", "presence_penalty", "use_search_engine")
+_ROLES = ("system", "user", "assistant")
+
+
+def check_params(params: Mapping[str, Any], api: Api = "openai") -> dict[str, Any]:
+    """Validate generation parameters; drop the ones set to None."""
+    allowed = PARAMS + (_NATIVE_ONLY if api == "native" else ())
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in allowed:
+            hint = f" ({name} is native-only: pass api='native')" if name in _NATIVE_ONLY else ""
+            raise InvalidRequestError(
+                f"unknown parameter {name!r}{hint}; expected one of: {', '.join(allowed)}"
+            )
+        if value is None:
+            continue
+        out[name] = _check_param(name, value)
+    return out
+
+
+def _check_param(name: str, value: Any) -> Any:
+    if name in ("max_tokens", "top_k"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequestError(f"{name} must be a positive whole number, not {value!r}")
+    elif name == "seed":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequestError(f"seed must be a whole number, not {value!r}")
+    elif name == "temperature":
+        _check_number(name, value, 0.0, 2.0, low_open=False)
+    elif name == "top_p":
+        _check_number(name, value, 0.0, 1.0, low_open=True)
+    elif name in ("frequency_penalty", "presence_penalty"):
+        _check_number(name, value, -2.0, 2.0, low_open=False)
+    elif name == "use_search_engine":
+        if not isinstance(value, bool):
+            raise InvalidRequestError(f"use_search_engine must be True or False, not {value!r}")
+    elif name == "stop":
+        stops = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(stops, (list, tuple))
+            or not stops
+            or not all(isinstance(s, str) and s for s in stops)
+        ):
+            raise InvalidRequestError(
+                f"stop must be a non-empty string or a list of them, not {value!r}"
+            )
+        return value if isinstance(value, str) else list(stops)
+    return value
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise InvalidRequestError(
+            f"{name} must be a number in {bracket}{low}, {high}], not {value!r}"
+        )
+
+
+def user_message(prompt: str, images: Sequence[PreparedImage], api: Api = "openai") -> dict:
+    """One user turn: the images first (Reka's models work best that way), then the text."""
+    if not isinstance(prompt, str):
+        raise InvalidRequestError(f"the prompt must be a string, not {type(prompt).__name__}")
+    if not prompt.strip() and not images:
+        raise InvalidRequestError("the prompt is empty and there is no image: nothing to ask")
+    content: list[dict] = [image_part(image.to_url(), api) for image in images]
+    if prompt.strip():
+        content.append({"type": "text", "text": prompt})
+    return {"role": "user", "content": content}
+
+
+def image_part(url: str, api: Api) -> dict:
+    """An image content part in the endpoint's shape (native takes the URL as a plain string)."""
+    if api == "native":
+        return {"type": "image_url", "image_url": url}
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def build_body(
+    messages: Iterable[Mapping[str, Any]],
+    *,
+    model: str,
+    stream: bool,
+    api: Api = "openai",
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a chat request; messages are checked and put in the endpoint's shape."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError(f"the model must be a non-empty string, not {model!r}")
+    shaped = [_shape_message(m, i, api) for i, m in enumerate(messages, 1)]
+    if not shaped:
+        raise InvalidRequestError("messages is empty: there is nothing to ask")
+    body: dict[str, Any] = {"model": model, "messages": shaped, "stream": bool(stream)}
+    body.update(check_params(params or {}, api))
+    return body
+
+
+def _shape_message(message: Mapping[str, Any], index: int, api: Api) -> dict[str, Any]:
+    if not isinstance(message, Mapping):
+        raise InvalidRequestError(f"message {index} must be a dict, not {type(message).__name__}")
+    role = message.get("role")
+    if role not in _ROLES:
+        raise InvalidRequestError(
+            f"message {index} has role {role!r}; expected one of: {', '.join(_ROLES)}"
+        )
+    content = message.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, (list, tuple)) or not content:
+        raise InvalidRequestError(
+            f"message {index} content must be a string or a non-empty list of parts"
+        )
+    return {"role": role, "content": [_shape_part(p, index, api) for p in content]}
+
+
+def _shape_part(part: Any, index: int, api: Api) -> dict[str, Any]:
+    kind = part.get("type") if isinstance(part, Mapping) else None
+    if kind == "text" and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    if kind == "image_url":
+        url = part.get("image_url")
+        if isinstance(url, Mapping):
+            url = url.get("url")
+        if isinstance(url, str) and url:
+            return image_part(url, api)
+    raise InvalidRequestError(
+        f"message {index} has a content part that is neither "
+        f"{{'type': 'text', 'text': ...}} nor {{'type': 'image_url', 'image_url': ...}}"
+    )

@@ -1,0 +1,56 @@
+"""The process-wide switch that points every client at an in-process offline server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .testing import OfflineServer
+
+__all__ = ["ensure_server", "is_active", "stop_offline_server", "use_offline_server"]
+
+_lock = threading.Lock()
+_server: OfflineServer | None = None
+_active = False
+
+
+def use_offline_server(token_delay: float | None = None) -> OfflineServer:
+    """Point every client of this process (without an explicit base_url) at the offline server.
+
+    The server runs no model: its answers say so and report what it measured from the
+    request. Returns the running server; ``token_delay`` sets seconds between streamed words.
+    """
+    global _active
+    server = ensure_server()
+    if token_delay is not None:
+        server.token_delay = token_delay
+    _active = True
+    return server
+
+
+def stop_offline_server() -> None:
+    """Stop the in-process offline server and turn offline mode off."""
+    global _server, _active
+    with _lock:
+        server, _server, _active = _server, None, False
+    if server is not None:
+        server.stop()
+
+
+def is_active() -> bool:
+    """True after use_offline_server() (REKA_NB_OFFLINE is checked by the settings)."""
+    return _active
+
+
+def ensure_server() -> OfflineServer:
+    """The in-process offline server, started on first use."""
+    global _server
+    with _lock:
+        if _server is None:
+            from .testing import OfflineServer
+
+            delay = float(os.environ.get("REKA_NB_OFFLINE_DELAY", "0") or 0)
+            _server = OfflineServer(token_delay=delay).start()
+        return _server

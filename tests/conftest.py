@@ -1,0 +1,54 @@
+"""Shared fixtures: one offline server for the session, reset before each test that uses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from reka_nb.testing import OfflineServer
+
+_SETTINGS = (
+    "REKA_API_KEY",
+    "REKA_BASE_URL",
+    "REKA_MODEL",
+    "REKA_NB_OFFLINE",
+    "REKA_NB_OFFLINE_DELAY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's REKA_* variables, and offline mode never leaks between tests."""
+    for name in _SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    from reka_nb import _offline
+
+    _offline._active = False
+
+
+@pytest.fixture(scope="session")
+def offline_server() -> Iterator[OfflineServer]:
+    with OfflineServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(offline_server: OfflineServer) -> Iterator[OfflineServer]:
+    offline_server.reset()
+    yield offline_server
+    offline_server.check_errors()
+
+
+@pytest.fixture
+def env(server: OfflineServer, monkeypatch: pytest.MonkeyPatch) -> OfflineServer:
+    """The offline server, named by REKA_BASE_URL and REKA_API_KEY as a user would."""
+    monkeypatch.setenv("REKA_BASE_URL", server.base_url)
+    monkeypatch.setenv("REKA_API_KEY", server.api_key)
+    return server
+
+
+def pytest_report_header() -> str:
+    return f"reka_nb tests: offline server on 127.0.0.1 (cwd {os.getcwd()})"
