@@ -1,0 +1,535 @@
+"""Turn anything a notebook user calls an image into what is sent to Reka.
+
+``prepare_image`` takes a path, an http(s) or ``data:`` URL, bytes, an open binary file, a PIL
+image, a numpy array, a matplotlib figure or an ipywidgets ``FileUpload`` (or its value) and
+returns a ``PreparedImage``. Everything is checked here, before any request: a bad input raises
+``ImageError`` naming the input, and nothing is sent.
+
+- The format comes from the bytes (Pillow), never from the file name.
+- JPEG, PNG, WebP and GIF within ``max_side`` and ``max_bytes`` are sent byte-identical.
+- Larger images are downscaled and re-encoded: JPEG for photos, PNG for graphics and alpha.
+  A JPEG about twice ``max_side`` or more is decoded at a reduced DCT scale (``draft``).
+- Other formats Pillow reads (BMP, TIFF, ICO, PPM, ...) are converted to PNG or JPEG.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import re
+import struct
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ._exceptions import ImageError
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_SIDE",
+    "THUMBNAIL_SIDE",
+    "PreparedImage",
+    "prepare_image",
+    "prepare_images",
+    "shorten_data_urls",
+]
+
+MAX_SIDE = 2048
+MAX_BYTES = 4 * 1024 * 1024
+THUMBNAIL_SIDE = 256
+
+_MIME = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",  # a camera JPEG with extra frames appended; its first frame is a JPEG
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+_JPEG_FORMATS = ("JPEG", "MPO")
+# Tuned with benchmarks/bench_images.py: a 12 MP photo comes out under 1/8 of its base64 size;
+# quality 70 met that by only 1%, 68 looks the same and leaves room.
+_JPEG_QUALITY = 68
+_LOWER_QUALITIES = (55, 40)  # tried in turn when an image is still over max_bytes
+_SHRINK = 0.75  # then the image shrinks by this factor per step...
+_MIN_SIDE = 32  # ...until its long side would drop below this
+# A JPEG may be decoded at a DCT scale down to 90% of the target size and scaled up the rest:
+# 4000x3000 -> 2048 decodes at 2000x1500, twice as fast, with no visible loss.
+_DRAFT_SLACK = 0.9
+_PHOTO_MIN_PIXELS = 256 * 256  # smaller RGB images stay PNG
+_GRAPHIC_MAX_COLORS = 1024  # a 64x64 sample with more distinct colours than this is a photo
+_RESAMPLE = Image.Resampling.BILINEAR  # antialiased; BICUBIC took 158 ms on a 10 MP photo
+_ACCEPTED = (
+    "pass a path, URL, bytes, an open binary file, a PIL image, a numpy array "
+    "or a matplotlib figure"
+)
+_LOAD_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+
+@dataclass(frozen=True, repr=False)
+class PreparedImage:
+    """An image checked and encoded for sending: either ``data`` bytes or a remote ``url``.
+
+    ``converted`` is True when the bytes sent differ from the bytes given (downscaled or
+    another format); for pixel inputs (PIL image, numpy array) it is True when downscaled.
+    """
+
+    data: bytes | None
+    url: str | None
+    mime: str | None
+    format: str | None
+    width: int | None
+    height: int | None
+    source: str
+    original_size: int | None
+    converted: bool
+
+    def to_url(self) -> str:
+        """The value of an ``image_url`` part: a ``data:`` URL, or the remote URL as given."""
+        if self.data is None:
+            return self.url or ""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    def thumbnail(self, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
+        """Bytes and mime type for display, at most ``max_side``; None for a remote URL.
+
+        The image's own bytes when small enough, else a JPEG (a PNG when it has alpha).
+        """
+        if self.data is None or self.mime is None:
+            return None
+        if max(self.width or 0, self.height or 0) <= max_side:
+            return self.data, self.mime
+        label = f"image from {self.source!r}"
+        with _pillow(label):
+            img = Image.open(io.BytesIO(self.data))
+            size = img.size
+            if img.format in _JPEG_FORMATS:
+                img.draft("RGB", _draft_size(size, max_side))
+            _load(img, label)
+            # "JPEG" as the source format: a thumbnail is JPEG unless it has alpha
+            data, fmt, _ = _reencode(img, size, "JPEG", label, max_side, MAX_BYTES)
+        return data, _MIME[fmt]
+
+    def __repr__(self) -> str:
+        if self.data is None:
+            return f"<PreparedImage URL {_short_url(self.url or '')!r}>"
+        text = f"<PreparedImage {self.format} {self.width}x{self.height} {len(self.data):,} bytes"
+        text += f" from {self.source!r}"
+        if self.converted:
+            was = f" from {self.original_size:,} bytes" if self.original_size else ""
+            text += f" (re-encoded{was})"
+        return text + ">"
+
+
+def prepare_image(
+    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+) -> PreparedImage:
+    """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
+    items = _expand(obj)
+    if len(items) > 1:
+        raise ImageError(
+            f"prepare_image takes one image but got {len(items)}: use prepare_images for several"
+        )
+    return _prepare(items[0], max_side, max_bytes)
+
+
+def prepare_images(
+    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+) -> list[PreparedImage]:
+    """Check and encode one input or a list/tuple of them; an upload widget may give several."""
+    items = _expand(obj)
+    if len(items) == 1:
+        return [_prepare(items[0], max_side, max_bytes)]
+    prepared = []
+    for number, item in enumerate(items, 1):
+        try:
+            prepared.append(_prepare(item, max_side, max_bytes))
+        except ImageError as exc:
+            raise ImageError(f"image {number} of {len(items)}: {exc}") from exc
+    return prepared
+
+
+_DATA_URL_B64 = re.compile(
+    r"(data:[^,;\s\"'()]*(?:;[^,;\s\"'()]*)*;base64,)([A-Za-z0-9+/_-]+=*)", re.IGNORECASE
+)
+
+
+def shorten_data_urls(text: str) -> str:
+    """Replace the base64 payload of every ``data:`` URL in text with ``…(N bytes)``.
+
+    N is the decoded size. Use on anything printed: request bodies, logs, error reports.
+    """
+
+    def short(match: re.Match[str]) -> str:
+        size = len(match.group(2).rstrip("=")) * 3 // 4
+        return f"{match.group(1)}…({size:,} bytes)"
+
+    return _DATA_URL_B64.sub(short, text)
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def _expand(obj: object) -> list[object]:
+    """Flatten a list/tuple and upload widgets into single inputs; refuse an empty result."""
+    if isinstance(obj, (list, tuple)):
+        items: list[object] = []
+        for item in obj:
+            if isinstance(item, (list, tuple)):
+                raise ImageError("nested lists are not accepted: pass a flat list of images")
+            items.extend(_expand_widget(item))
+        if not items:
+            raise ImageError(f"no images given: the {type(obj).__name__} is empty")
+        return items
+    return _expand_widget(obj)
+
+
+def _expand_widget(obj: object) -> list[object]:
+    # An ipywidgets FileUpload: .value is a tuple of {"name", "type", "size", "content"} dicts.
+    value = getattr(obj, "value", None)
+    if isinstance(value, (tuple, list)) and hasattr(obj, "accept"):
+        if not value:
+            raise ImageError("the upload widget holds no files yet: choose a file first")
+        return list(value)
+    return [obj]
+
+
+def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
+    if isinstance(obj, str):
+        return _from_str(obj, max_side, max_bytes)
+    if isinstance(obj, os.PathLike):
+        return _from_path(os.fspath(obj), max_side, max_bytes)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        label = f"the {type(obj).__name__} object"
+        return _from_bytes(bytes(obj), "bytes", label, max_side, max_bytes)
+    if isinstance(obj, Mapping) and "content" in obj:
+        return _from_upload(obj, max_side, max_bytes)
+    if isinstance(obj, Image.Image):
+        return _from_pixels(obj, "PIL image", "the PIL image", None, max_side, max_bytes)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray):
+        return _from_array(obj, numpy, max_side, max_bytes)
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None and isinstance(obj, figure.Figure):
+        return _from_figure(obj, max_side, max_bytes)
+    if callable(getattr(obj, "read", None)):
+        return _from_file(obj, max_side, max_bytes)
+    raise ImageError(f"unsupported type {type(obj).__name__}: {_ACCEPTED}")
+
+
+def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+    stripped = text.strip()
+    head = stripped[:8].lower()
+    if head.startswith(("http://", "https://")):
+        return _from_url(stripped)
+    if head.startswith("data:"):
+        return _from_data_url(stripped, max_side, max_bytes)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+)://", stripped)
+    if scheme:
+        is_file = scheme[1].lower() == "file"
+        hint = " (for a local file, its path without file://)" if is_file else ""
+        raise ImageError(
+            f"unsupported URL scheme '{scheme[1]}' in {_short_url(stripped)!r}: "
+            f"pass an http(s) URL, a data: URL or a local path{hint}"
+        )
+    if not stripped:
+        raise ImageError("empty path: pass a file path, an http(s) URL or a data: URL")
+    return _from_path(text, max_side, max_bytes)
+
+
+def _from_url(url: str) -> PreparedImage:
+    """Check an http(s) URL's shape; it is sent as is and fetched by the server."""
+    shown = _short_url(url)
+    if any(ch.isspace() for ch in url):
+        raise ImageError(f"URL {shown!r} contains whitespace: percent-encode it (%20)")
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ImageError(f"URL {shown!r} has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ImageError(f"URL {shown!r} has an invalid port") from None
+    return PreparedImage(None, url, None, None, None, None, "URL", None, False)
+
+
+def _from_data_url(url: str, max_side: int, max_bytes: int) -> PreparedImage:
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise ImageError("the data URL has no ',' between its header and its data")
+    params = [p.strip().lower() for p in header.split(";")]
+    mime = params[0]
+    if mime and not mime.startswith("image/"):
+        raise ImageError(f"the data URL has type '{mime}', not an image type (image/...)")
+    if params[-1] == "base64" and len(params) > 1:
+        packed = re.sub(r"\s+", "", payload).rstrip("=").translate(str.maketrans("-_", "+/"))
+        packed += "=" * (-len(packed) % 4)  # tolerate missing padding
+        try:
+            data = base64.b64decode(packed, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImageError(f"the data URL has invalid base64 ({exc})") from exc
+    else:
+        data = unquote_to_bytes(payload)
+    return _from_bytes(data, "data URL", "the data URL", max_side, max_bytes)
+
+
+def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+    path = Path(os.path.expanduser(text))
+    expanded = f" (expanded to '{path}')" if str(path) != text else ""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(
+            f"no such file: '{text}'{expanded} (current directory: {os.getcwd()})"
+        ) from None
+    except IsADirectoryError:
+        raise ImageError(f"'{text}' is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read '{text}': {exc.strerror or exc}") from exc
+    return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
+
+
+def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
+    name = getattr(file, "name", None)
+    label = f"file '{name}'" if isinstance(name, str) else "the file object"
+    source = os.path.basename(name) if isinstance(name, str) and name else "file object"
+    mode = getattr(file, "mode", None)
+    text_mode = f"{label} is open in text mode: open it in binary mode, open(path, 'rb')"
+    if isinstance(file, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode):
+        raise ImageError(text_mode)
+    if getattr(file, "closed", False):
+        raise ImageError(f"{label} is closed: open it again with open(path, 'rb')")
+    try:
+        data = file.read()
+    except UnicodeDecodeError:
+        raise ImageError(text_mode) from None
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read {label}: {exc}") from exc
+    if isinstance(data, str):
+        raise ImageError(text_mode)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError(f"{label}.read() returned {type(data).__name__}, not bytes")
+    if not data:
+        try:
+            position = file.tell()
+        except (AttributeError, OSError, ValueError):
+            position = 0
+        if position:
+            raise ImageError(
+                f"{label} has nothing left to read (at position {position:,}): call .seek(0) first"
+            )
+    return _from_bytes(bytes(data), source, label, max_side, max_bytes)
+
+
+def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> PreparedImage:
+    label = f"upload '{upload.get('name') or 'file'}'"
+    content = upload["content"]
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise ImageError(f"{label} has content of type {type(content).__name__}, not bytes")
+    return _from_bytes(bytes(content), label, label, max_side, max_bytes)
+
+
+def _from_array(array: Any, numpy: Any, max_side: int, max_bytes: int) -> PreparedImage:
+    shape, dtype = array.shape, array.dtype
+    accepted = "accepted: dtype uint8 with shape (H, W), (H, W, 3) or (H, W, 4)"
+    if dtype != numpy.uint8:
+        raise ImageError(f"numpy array has dtype {dtype} (shape {shape}); {accepted}")
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (3, 4))):
+        raise ImageError(f"numpy array has shape {shape}; {accepted}")
+    if 0 in shape:
+        raise ImageError(f"numpy array has no pixels (shape {shape})")
+    img = Image.fromarray(numpy.ascontiguousarray(array))
+    label = "the numpy array"
+    return _from_pixels(img, "numpy array", label, array.nbytes, max_side, max_bytes)
+
+
+def _from_figure(figure: Any, max_side: int, max_bytes: int) -> PreparedImage:
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+    except Exception as exc:
+        raise ImageError(f"the matplotlib figure could not be saved as PNG: {exc}") from exc
+    label = "the matplotlib figure"
+    prepared = _from_bytes(buffer.getvalue(), "matplotlib figure", label, max_side, max_bytes)
+    return replace(prepared, original_size=None)  # the PNG was made here, not given
+
+
+# -- decoding and encoding ------------------------------------------------------------------
+
+
+@contextmanager
+def _pillow(label: str) -> Iterator[None]:
+    """Run Pillow code: its warnings silenced, decompression bombs raised as ImageError.
+
+    ``catch_warnings`` is process-wide, not per thread; that is fine in a notebook kernel.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            count = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+            raise ImageError(
+                f"{label} has {count}, over the limit of {Image.MAX_IMAGE_PIXELS:,} "
+                "(PIL.Image.MAX_IMAGE_PIXELS): refusing a possible decompression bomb"
+            ) from exc
+        except _LOAD_ERRORS as exc:
+            raise ImageError(f"{label} could not be processed by Pillow ({exc})") from exc
+
+
+def _load(img: Image.Image, label: str) -> None:
+    try:
+        img.load()
+    except _LOAD_ERRORS as exc:
+        raise ImageError(f"{label} is truncated or corrupt ({exc})") from exc
+
+
+def _from_bytes(
+    data: bytes, source: str, label: str, max_side: int, max_bytes: int
+) -> PreparedImage:
+    if not data:
+        raise ImageError(f"{label} is empty (0 bytes)")
+    with _pillow(label):
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageError(f"{label} is not an image Pillow can read") from None
+        except _LOAD_ERRORS as exc:
+            raise ImageError(f"{label} is truncated or corrupt ({exc})") from exc
+        fmt = img.format or "unknown"
+        size = img.size
+        if fmt in _MIME and max(size) <= max_side and len(data) <= max_bytes:
+            if fmt in _JPEG_FORMATS:  # the 1/8 DCT scale still reads every byte: truncation shows
+                img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
+            _load(img, label)  # GIF/WebP: the first frame
+            shown = size[::-1] if _turned(img) else size  # as displayed, like a re-encoded one
+            return _result(data, fmt, shown, source, len(data), False)
+        if fmt in _JPEG_FORMATS and max(size) > max_side:
+            img.draft("RGB", _draft_size(size, max_side))
+        _load(img, label)  # an animated GIF or WebP over the limits: its first frame is sent
+        out, out_fmt, final = _reencode(img, size, fmt, label, max_side, max_bytes)
+    return _result(out, out_fmt, final.size, source, len(data), True)
+
+
+def _from_pixels(
+    img: Image.Image,
+    source: str,
+    label: str,
+    original_size: int | None,
+    max_side: int,
+    max_bytes: int,
+) -> PreparedImage:
+    """Encode an in-memory image (never modified), downscaled if over max_side."""
+    with _pillow(label):
+        _load(img, label)
+        out, fmt, final = _reencode(img, img.size, img.format, label, max_side, max_bytes)
+    resized = sorted(final.size) != sorted(img.size)  # sorted: an EXIF quarter turn is no resize
+    return _result(out, fmt, final.size, source, original_size, resized)
+
+
+def _result(data: bytes, fmt: str, size: tuple[int, int], *rest: Any) -> PreparedImage:
+    """A PreparedImage of encoded bytes; ``rest`` is source, original_size, converted."""
+    return PreparedImage(data, None, _MIME[fmt], fmt, size[0], size[1], *rest)
+
+
+def _reencode(
+    img: Image.Image,
+    size: tuple[int, int],
+    src_format: str | None,
+    label: str,
+    max_side: int,
+    max_bytes: int,
+) -> tuple[bytes, str, Image.Image]:
+    """Fit ``size`` (the size before any draft) into max_side, upright, as JPEG or PNG."""
+    width, height = size
+    if width == 0 or height == 0:
+        raise ImageError(f"{label} has no pixels ({width}x{height})")
+    scale = min(1.0, max_side / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    given = img
+    img = _normal_mode(img)
+    if img.size != target:
+        img = img.resize(target, _RESAMPLE)
+    # EXIF orientation is dropped on re-encoding: apply it (in place on our own copy)
+    if img is given:
+        img = ImageOps.exif_transpose(img)
+    else:
+        ImageOps.exif_transpose(img, in_place=True)
+    fmt = _choose_format(img, src_format)
+    if fmt == "JPEG" and img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    qualities = (_JPEG_QUALITY, *_LOWER_QUALITIES) if fmt == "JPEG" else (0,)
+    while True:
+        for quality in qualities:
+            data = _save(img, fmt, quality, label)
+            if len(data) <= max_bytes:
+                return data, fmt, img
+        w, h = img.size
+        if max(w, h) * _SHRINK < _MIN_SIDE:
+            raise ImageError(f"{label} does not fit in {max_bytes:,} bytes even at {w}x{h}")
+        img = img.resize((max(1, int(w * _SHRINK)), max(1, int(h * _SHRINK))), _RESAMPLE)
+
+
+def _normal_mode(img: Image.Image) -> Image.Image:
+    """L, RGB, RGBA or I;16 (16-bit grey); RGBA only when some pixel is see-through."""
+    if img.mode in ("L", "RGB", "I;16") and "transparency" not in img.info:
+        return img
+    if img.mode != "RGBA":
+        see_through = img.mode in ("LA", "La", "PA", "RGBa") or "transparency" in img.info
+        grey = img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16")
+        img = img.convert("RGBA" if see_through else ("L" if grey else "RGB"))
+    if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] == 255:
+        img = img.convert("RGB")
+    return img
+
+
+def _choose_format(img: Image.Image, src_format: str | None) -> str:
+    """JPEG for photos (from a JPEG, or a large RGB image with many colours), else PNG."""
+    if img.mode not in ("L", "RGB"):
+        return "PNG"
+    if src_format in _JPEG_FORMATS:
+        return "JPEG"
+    if img.mode != "RGB" or img.width * img.height < _PHOTO_MIN_PIXELS:
+        return "PNG"
+    sample = img.resize((64, 64), Image.Resampling.NEAREST)
+    return "JPEG" if sample.getcolors(_GRAPHIC_MAX_COLORS) is None else "PNG"
+
+
+def _save(img: Image.Image, fmt: str, quality: int, label: str) -> bytes:
+    buffer = io.BytesIO()
+    options: dict[str, object] = {"icc_profile": img.info.get("icc_profile")}
+    if fmt == "JPEG":
+        options.update(quality=quality, optimize=True)
+    try:
+        img.save(buffer, fmt, **options)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{label} could not be encoded as {fmt} ({exc})") from exc
+    return buffer.getvalue()
+
+
+def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = max_side / max(size) * _DRAFT_SLACK
+    return max(1, int(size[0] * scale)), max(1, int(size[1] * scale))
+
+
+def _turned(img: Image.Image) -> bool:
+    """Whether the EXIF orientation swaps width and height (a quarter turn)."""
+    return img.getexif().get(0x0112) in (5, 6, 7, 8)
+
+
+def _short_url(url: str, limit: int = 80) -> str:
+    """A URL for messages: no query or fragment (they may hold tokens), at most ``limit``."""
+    cut = re.search(r"[?#]", url)
+    text = url[: cut.start()] + "?…" if cut else url
+    return text if len(text) <= limit else text[: limit - 1] + "…"
