@@ -7,7 +7,8 @@ them use one client. IPython and ipywidgets are imported only when those parts a
 
 from __future__ import annotations
 
-from ._client import AsyncChatStream, AsyncRekaClient, ChatStream, RekaClient
+from ._async_client import AsyncChatStream, AsyncRekaClient
+from ._client import ChatStream, RekaClient
 from ._describe import Description, adescribe, describe
 from ._exceptions import (
     APIConnectionError,

@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
+from ._api_errors import parse_retry_after
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     ConfigurationError,
+    RateLimitError,
     RekaError,
+    ServerError,
     StreamInterrupted,
 )
 from ._messages import build_body
 from ._settings import Settings, check_base_url, resolve
 from ._sse import SSEDecoder
-from ._stream import Accumulator, MalformedEvent, StreamError
+from ._stream import (
+    Accumulator,
+    Completion,
+    MalformedEvent,
+    StreamError,
+    parse_completion,
+    parse_models,
+)
 from ._version import __version__
 
-__all__ = ["BaseClient", "StreamState", "translate_send_error"]
+__all__ = [
+    "BaseClient",
+    "Messages",
+    "StreamState",
+    "json_completion",
+    "json_models",
+    "request_id_of",
+    "translate_send_error",
+    "wait_before_retry",
+]
+
+Messages = Iterable[Mapping[str, Any]]
 
 
 class BaseClient:
@@ -177,3 +200,35 @@ def translate_send_error(exc: httpx.HTTPError, settings: Settings, timeout: floa
 def _describe_transport(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) < 200 else text[:200] + "…"
+
+
+def request_id_of(response: httpx.Response) -> str | None:
+    return response.headers.get("x-request-id")
+
+
+def wait_before_retry(error: APIError, response: httpx.Response) -> float | None:
+    if isinstance(error, RateLimitError):
+        return error.retry_after
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def json_completion(response: httpx.Response) -> Completion:
+    try:
+        return parse_completion(json.loads(response.content), request_id_of(response))
+    except (ValueError, MalformedEvent) as exc:
+        raise unexpected_reply(response, exc) from None
+
+
+def json_models(response: httpx.Response) -> list[str]:
+    try:
+        return parse_models(response.content)
+    except MalformedEvent as exc:
+        raise unexpected_reply(response, exc) from None
+
+
+def unexpected_reply(response: httpx.Response, exc: Exception) -> ServerError:
+    return ServerError(
+        f"The answer was not the JSON expected ({exc})",
+        status=response.status_code,
+        request_id=request_id_of(response),
+    )

@@ -1,64 +1,38 @@
-"""RekaClient and AsyncRekaClient: they move bytes; the protocol lives in the no-I/O modules.
+"""RekaClient: the synchronous client. It moves bytes; the protocol lives in no-I/O modules.
 
-The two clients are mirrored line for line. Retries happen only before an answer has
-started: connection failures and 408/409/429/5xx replies, with backoff and jitter, honouring
-Retry-After. Once text has arrived, a failure raises StreamInterrupted with the partial text.
+AsyncRekaClient (``_async_client.py``) mirrors it line for line. Retries happen only before an
+answer has started: connection failures and 408/409/429/5xx replies, with backoff and jitter,
+honouring Retry-After. Once text has arrived, a failure raises StreamInterrupted with the
+partial text.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._api_errors import error_from_response, is_retryable, parse_retry_after, retry_delay
-from ._base import BaseClient, StreamState, translate_send_error
-from ._exceptions import APIError, RateLimitError, ServerError
+from ._api_errors import error_from_response, is_retryable, retry_delay
+from ._base import (
+    BaseClient,
+    Messages,
+    StreamState,
+    json_completion,
+    json_models,
+    request_id_of,
+    translate_send_error,
+    wait_before_retry,
+)
+from ._exceptions import APIError
 from ._settings import Settings
-from ._stream import Completion, MalformedEvent, parse_completion, parse_models
+from ._stream import Completion
 
 if TYPE_CHECKING:
     from ._describe import Description
 
-__all__ = ["AsyncChatStream", "AsyncRekaClient", "ChatStream", "RekaClient"]
-
-Messages = Iterable[Mapping[str, Any]]
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    return response.headers.get("x-request-id")
-
-
-def _wait_before_retry(error: APIError, response: httpx.Response) -> float | None:
-    if isinstance(error, RateLimitError):
-        return error.retry_after
-    return parse_retry_after(response.headers.get("retry-after"))
-
-
-def _json_completion(response: httpx.Response) -> Completion:
-    try:
-        return parse_completion(json.loads(response.content), _request_id(response))
-    except (ValueError, MalformedEvent) as exc:
-        raise _unexpected(response, exc) from None
-
-
-def _json_models(response: httpx.Response) -> list[str]:
-    try:
-        return parse_models(response.content)
-    except MalformedEvent as exc:
-        raise _unexpected(response, exc) from None
-
-
-def _unexpected(response: httpx.Response, exc: Exception) -> ServerError:
-    return ServerError(
-        f"The answer was not the JSON expected ({exc})",
-        status=response.status_code,
-        request_id=_request_id(response),
-    )
+__all__ = ["ChatStream", "RekaClient"]
 
 
 class RekaClient(BaseClient):
@@ -109,7 +83,7 @@ class RekaClient(BaseClient):
             if last or not is_retryable(api_error):
                 raise api_error
             time.sleep(
-                retry_delay(attempt, _wait_before_retry(api_error, response), base=self.backoff)
+                retry_delay(attempt, wait_before_retry(api_error, response), base=self.backoff)
             )
         raise AssertionError("unreachable")
 
@@ -124,7 +98,7 @@ class RekaClient(BaseClient):
         return error_from_response(
             response.status_code,
             response.content,
-            request_id=_request_id(response),
+            request_id=request_id_of(response),
             retry_after=response.headers.get("retry-after"),
             model=model,
             available_models=available,
@@ -139,7 +113,7 @@ class RekaClient(BaseClient):
             response.read()
         finally:
             response.close()
-        return _json_models(response)
+        return json_models(response)
 
     def stream(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:
         """Start a streamed answer; iterate the result for text deltas. Checks happen now."""
@@ -163,7 +137,7 @@ class RekaClient(BaseClient):
             response.read()
         finally:
             response.close()
-        return _json_completion(response)
+        return json_completion(response)
 
     def describe(
         self,
@@ -214,7 +188,7 @@ class ChatStream:
             self._response = self._client._send(
                 "POST", self._url, self.settings, self._headers, self._body
             )
-            rid = _request_id(self._response)
+            rid = request_id_of(self._response)
             self._state = StreamState(self.settings, rid, self._client.read_timeout)
 
     def __iter__(self) -> Iterator[str]:
@@ -245,195 +219,3 @@ class ChatStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncRekaClient(BaseClient):
-    """An asyncio client for Reka's chat API; the mirror of RekaClient."""
-
-    _http: httpx.AsyncClient | None = None
-
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(**self._client_options())
-        return self._http
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    async def __aenter__(self) -> AsyncRekaClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def _send(
-        self, method: str, url: str, settings: Settings, headers: dict, body: Any = None
-    ) -> httpx.Response:
-        """Send with retries; return a response with a 2xx status and an unread body."""
-        http = self._client()
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            try:
-                request = http.build_request(method, url, headers=headers, json=body)
-                response = await http.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                error = translate_send_error(exc, settings, self.connect_timeout)
-                if last:
-                    raise error from exc
-                await asyncio.sleep(retry_delay(attempt, base=self.backoff))
-                continue
-            if response.is_success:
-                return response
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            api_error = await self._error(response, settings, body)
-            if last or not is_retryable(api_error):
-                raise api_error
-            await asyncio.sleep(
-                retry_delay(attempt, _wait_before_retry(api_error, response), base=self.backoff)
-            )
-        raise AssertionError("unreachable")
-
-    async def _error(self, response: httpx.Response, settings: Settings, body: Any) -> APIError:
-        model = body.get("model") if isinstance(body, dict) else None
-        available: list[str] = []
-        if response.status_code == 404 and model is not None:
-            try:
-                available = await self.models()
-            except Exception:  # listing is a courtesy; the 404 is the error to report
-                available = []
-        return error_from_response(
-            response.status_code,
-            response.content,
-            request_id=_request_id(response),
-            retry_after=response.headers.get("retry-after"),
-            model=model,
-            available_models=available,
-        )
-
-    async def models(self) -> list[str]:
-        """The ids of the models this key can use, from ``GET /models``."""
-        settings = self.settings()
-        headers = self._headers(settings)
-        response = await self._send("GET", settings.base_url + "/models", settings, headers)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return _json_models(response)
-
-    def stream(
-        self, messages: Messages, *, model: str | None = None, **params: Any
-    ) -> AsyncChatStream:
-        """Start a streamed answer; ``async for`` over it for text deltas. Checks happen now."""
-        return AsyncChatStream(self, messages, model, params)
-
-    async def complete(
-        self, messages: Messages, *, model: str | None = None, stream: bool = False, **params: Any
-    ) -> Completion:
-        """The whole answer at once (``stream=True`` streams it and gathers the text)."""
-        if stream:
-            async with self.stream(messages, model=model, **params) as chat:
-                async for _ in chat:
-                    pass
-            assert chat.completion is not None
-            return chat.completion
-        settings, url, headers, body = self._chat_request(
-            messages, model=model, stream=False, params=params
-        )
-        response = await self._send("POST", url, settings, headers, body)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return _json_completion(response)
-
-    async def describe(
-        self,
-        image: Any,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        stream: bool = True,
-        show: bool = True,
-        **params: Any,
-    ) -> Description:
-        """Ask about one or more images; see ``reka_nb.adescribe``."""
-        from ._describe import run_adescribe
-
-        return await run_adescribe(
-            self, image, prompt, model=model, stream=stream, show=show, **params
-        )
-
-
-class AsyncChatStream:
-    """A streamed answer for asyncio: ``async for`` text deltas; then ``completion``."""
-
-    def __init__(
-        self, client: AsyncRekaClient, messages: Messages, model: str | None, params: dict
-    ) -> None:
-        self._client = client
-        self.settings, self._url, self._headers, self._body = client._chat_request(
-            messages, model=model, stream=True, params=params
-        )
-        self._response: httpx.Response | None = None
-        self._state: StreamState | None = None
-        self.completion: Completion | None = None
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def request_id(self) -> str | None:
-        return self._state.request_id if self._state else None
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._state.acc.text if self._state else ""
-
-    async def open(self) -> None:
-        """Send the request (with retries) and read the status; errors surface here."""
-        if self._response is None:
-            self._response = await self._client._send(
-                "POST", self._url, self.settings, self._headers, self._body
-            )
-            rid = _request_id(self._response)
-            self._state = StreamState(self.settings, rid, self._client.read_timeout)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        await self.open()
-        assert self._response is not None and self._state is not None
-        state = self._state
-        try:
-            try:
-                async for chunk in self._response.aiter_bytes():
-                    for delta in state.feed(chunk):
-                        yield delta
-                    if state.acc.done:
-                        break
-                else:
-                    for delta in state.end():
-                        yield delta
-            except httpx.HTTPError as exc:
-                raise state.translate(exc) from exc
-            self.completion = state.acc.completion(state.request_id)
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection (at once, even mid-answer)."""
-        if self._response is not None:
-            await self._response.aclose()
-
-    async def __aenter__(self) -> AsyncChatStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

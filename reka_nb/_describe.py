@@ -13,7 +13,8 @@ from ._stream import Completion, Usage
 from .images import PreparedImage, prepare_images
 
 if TYPE_CHECKING:
-    from ._client import AsyncRekaClient, RekaClient
+    from ._async_client import AsyncRekaClient
+    from ._client import RekaClient
 
 __all__ = ["DEFAULT_PROMPT", "Description", "Presenter", "adescribe", "describe"]
 
@@ -340,7 +341,7 @@ async def adescribe(
         return await run_adescribe(
             client, image, prompt, model=model, stream=stream, show=show, **params
         )
-    from ._client import AsyncRekaClient
+    from ._async_client import AsyncRekaClient
 
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
         return await run_adescribe(
