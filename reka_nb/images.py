@@ -10,6 +10,8 @@ returns a ``PreparedImage``. Everything is checked here, before any request: a b
 - Larger images are downscaled and re-encoded: JPEG for photos, PNG for graphics and alpha.
   A JPEG about twice ``max_side`` or more is decoded at a reduced DCT scale (``draft``).
 - Other formats Pillow reads (BMP, TIFF, ICO, PPM, ...) are converted to PNG or JPEG.
+
+This module turns inputs into bytes or PIL images; ``_imagecodec`` decodes and encodes them.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ import binascii
 import io
 import os
 import re
-import struct
 import sys
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ._exceptions import ImageError
+from ._imagecodec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
 
 __all__ = [
     "MAX_BYTES",
@@ -47,31 +47,10 @@ MAX_SIDE = 2048
 MAX_BYTES = 4 * 1024 * 1024
 THUMBNAIL_SIDE = 256
 
-_MIME = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",  # a camera JPEG with extra frames appended; its first frame is a JPEG
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
-_JPEG_FORMATS = ("JPEG", "MPO")
-# Tuned with benchmarks/bench_images.py: a 12 MP photo comes out under 1/8 of its base64 size;
-# quality 70 met that by only 1%, 68 looks the same and leaves room.
-_JPEG_QUALITY = 68
-_LOWER_QUALITIES = (55, 40)  # tried in turn when an image is still over max_bytes
-_SHRINK = 0.75  # then the image shrinks by this factor per step...
-_MIN_SIDE = 32  # ...until its long side would drop below this
-# A JPEG may be decoded at a DCT scale down to 90% of the target size and scaled up the rest:
-# 4000x3000 -> 2048 decodes at 2000x1500, twice as fast, with no visible loss.
-_DRAFT_SLACK = 0.9
-_PHOTO_MIN_PIXELS = 256 * 256  # smaller RGB images stay PNG
-_GRAPHIC_MAX_COLORS = 1024  # a 64x64 sample with more distinct colours than this is a photo
-_RESAMPLE = Image.Resampling.BILINEAR  # antialiased; BICUBIC took 158 ms on a 10 MP photo
 _ACCEPTED = (
     "pass a path, URL, bytes, an open binary file, a PIL image, a numpy array "
     "or a matplotlib figure"
 )
-_LOAD_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 @dataclass(frozen=True, repr=False)
@@ -107,16 +86,7 @@ class PreparedImage:
             return None
         if max(self.width or 0, self.height or 0) <= max_side:
             return self.data, self.mime
-        label = f"image from {self.source!r}"
-        with _pillow(label):
-            img = Image.open(io.BytesIO(self.data))
-            size = img.size
-            if img.format in _JPEG_FORMATS:
-                img.draft("RGB", _draft_size(size, max_side))
-            _load(img, label)
-            # "JPEG" as the source format: a thumbnail is JPEG unless it has alpha
-            data, fmt, _ = _reencode(img, size, "JPEG", label, max_side, MAX_BYTES)
-        return data, _MIME[fmt]
+        return thumbnail(self.data, f"image from {self.source!r}", max_side, MAX_BYTES)
 
     def __repr__(self) -> str:
         if self.data is None:
@@ -361,65 +331,11 @@ def _from_figure(figure: Any, max_side: int, max_bytes: int) -> PreparedImage:
     return replace(prepared, original_size=None)  # the PNG was made here, not given
 
 
-# -- decoding and encoding ------------------------------------------------------------------
-
-
-@contextmanager
-def _pillow(label: str) -> Iterator[None]:
-    """Run Pillow code: its warnings silenced, decompression bombs raised as ImageError.
-
-    ``catch_warnings`` is process-wide, not per thread; that is fine in a notebook kernel.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            yield
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            found = re.search(r"\((\d+) pixels\)", str(exc))
-            count = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-            raise ImageError(
-                f"{label} has {count}, over the limit of {Image.MAX_IMAGE_PIXELS:,} "
-                "(PIL.Image.MAX_IMAGE_PIXELS): refusing a possible decompression bomb"
-            ) from exc
-        except _LOAD_ERRORS as exc:
-            raise ImageError(f"{label} could not be processed by Pillow ({exc})") from exc
-
-
-def _load(img: Image.Image, label: str) -> None:
-    try:
-        img.load()
-    except _LOAD_ERRORS as exc:
-        raise ImageError(f"{label} is truncated or corrupt ({exc})") from exc
-
-
 def _from_bytes(
     data: bytes, source: str, label: str, max_side: int, max_bytes: int
 ) -> PreparedImage:
-    if not data:
-        raise ImageError(f"{label} is empty (0 bytes)")
-    with _pillow(label):
-        try:
-            img = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(f"{label} is not an image Pillow can read") from None
-        except _LOAD_ERRORS as exc:
-            raise ImageError(f"{label} is truncated or corrupt ({exc})") from exc
-        fmt = img.format or "unknown"
-        size = img.size
-        if fmt in _MIME and max(size) <= max_side and len(data) <= max_bytes:
-            if fmt in _JPEG_FORMATS:  # the 1/8 DCT scale still reads every byte: truncation shows
-                img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
-            _load(img, label)  # GIF/WebP: the first frame
-            shown = size[::-1] if _turned(img) else size  # as displayed, like a re-encoded one
-            return _result(data, fmt, shown, source, len(data), False)
-        if fmt in _JPEG_FORMATS and max(size) > max_side:
-            img.draft("RGB", _draft_size(size, max_side))
-        _load(img, label)  # an animated GIF or WebP over the limits: its first frame is sent
-        out, out_fmt, final = _reencode(img, size, fmt, label, max_side, max_bytes)
-    return _result(out, out_fmt, final.size, source, len(data), True)
+    """Encoded bytes from any input that arrives as bytes (path, URL data, file, upload)."""
+    return _result(encode_bytes(data, label, max_side, max_bytes), source, len(data))
 
 
 def _from_pixels(
@@ -430,102 +346,16 @@ def _from_pixels(
     max_side: int,
     max_bytes: int,
 ) -> PreparedImage:
-    """Encode an in-memory image (never modified), downscaled if over max_side."""
-    with _pillow(label):
-        _load(img, label)
-        out, fmt, final = _reencode(img, img.size, img.format, label, max_side, max_bytes)
-    resized = sorted(final.size) != sorted(img.size)  # sorted: an EXIF quarter turn is no resize
-    return _result(out, fmt, final.size, source, original_size, resized)
+    """An in-memory image (PIL image, numpy array) encoded, downscaled if over max_side."""
+    return _result(encode_pixels(img, label, max_side, max_bytes), source, original_size)
 
 
-def _result(data: bytes, fmt: str, size: tuple[int, int], *rest: Any) -> PreparedImage:
-    """A PreparedImage of encoded bytes; ``rest`` is source, original_size, converted."""
-    return PreparedImage(data, None, _MIME[fmt], fmt, size[0], size[1], *rest)
-
-
-def _reencode(
-    img: Image.Image,
-    size: tuple[int, int],
-    src_format: str | None,
-    label: str,
-    max_side: int,
-    max_bytes: int,
-) -> tuple[bytes, str, Image.Image]:
-    """Fit ``size`` (the size before any draft) into max_side, upright, as JPEG or PNG."""
-    width, height = size
-    if width == 0 or height == 0:
-        raise ImageError(f"{label} has no pixels ({width}x{height})")
-    scale = min(1.0, max_side / max(width, height))
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    given = img
-    img = _normal_mode(img)
-    if img.size != target:
-        img = img.resize(target, _RESAMPLE)
-    # EXIF orientation is dropped on re-encoding: apply it (in place on our own copy)
-    if img is given:
-        img = ImageOps.exif_transpose(img)
-    else:
-        ImageOps.exif_transpose(img, in_place=True)
-    fmt = _choose_format(img, src_format)
-    if fmt == "JPEG" and img.mode not in ("L", "RGB"):
-        img = img.convert("RGB")
-    qualities = (_JPEG_QUALITY, *_LOWER_QUALITIES) if fmt == "JPEG" else (0,)
-    while True:
-        for quality in qualities:
-            data = _save(img, fmt, quality, label)
-            if len(data) <= max_bytes:
-                return data, fmt, img
-        w, h = img.size
-        if max(w, h) * _SHRINK < _MIN_SIDE:
-            raise ImageError(f"{label} does not fit in {max_bytes:,} bytes even at {w}x{h}")
-        img = img.resize((max(1, int(w * _SHRINK)), max(1, int(h * _SHRINK))), _RESAMPLE)
-
-
-def _normal_mode(img: Image.Image) -> Image.Image:
-    """L, RGB, RGBA or I;16 (16-bit grey); RGBA only when some pixel is see-through."""
-    if img.mode in ("L", "RGB", "I;16") and "transparency" not in img.info:
-        return img
-    if img.mode != "RGBA":
-        see_through = img.mode in ("LA", "La", "PA", "RGBa") or "transparency" in img.info
-        grey = img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16")
-        img = img.convert("RGBA" if see_through else ("L" if grey else "RGB"))
-    if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] == 255:
-        img = img.convert("RGB")
-    return img
-
-
-def _choose_format(img: Image.Image, src_format: str | None) -> str:
-    """JPEG for photos (from a JPEG, or a large RGB image with many colours), else PNG."""
-    if img.mode not in ("L", "RGB"):
-        return "PNG"
-    if src_format in _JPEG_FORMATS:
-        return "JPEG"
-    if img.mode != "RGB" or img.width * img.height < _PHOTO_MIN_PIXELS:
-        return "PNG"
-    sample = img.resize((64, 64), Image.Resampling.NEAREST)
-    return "JPEG" if sample.getcolors(_GRAPHIC_MAX_COLORS) is None else "PNG"
-
-
-def _save(img: Image.Image, fmt: str, quality: int, label: str) -> bytes:
-    buffer = io.BytesIO()
-    options: dict[str, object] = {"icc_profile": img.info.get("icc_profile")}
-    if fmt == "JPEG":
-        options.update(quality=quality, optimize=True)
-    try:
-        img.save(buffer, fmt, **options)
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{label} could not be encoded as {fmt} ({exc})") from exc
-    return buffer.getvalue()
-
-
-def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    scale = max_side / max(size) * _DRAFT_SLACK
-    return max(1, int(size[0] * scale)), max(1, int(size[1] * scale))
-
-
-def _turned(img: Image.Image) -> bool:
-    """Whether the EXIF orientation swaps width and height (a quarter turn)."""
-    return img.getexif().get(0x0112) in (5, 6, 7, 8)
+def _result(encoded: Encoded, source: str, original_size: int | None) -> PreparedImage:
+    """A PreparedImage of the codec's encoded bytes."""
+    data, fmt, (width, height), converted = encoded
+    return PreparedImage(
+        data, None, MIME[fmt], fmt, width, height, source, original_size, converted
+    )
 
 
 def _short_url(url: str, limit: int = 80) -> str:
