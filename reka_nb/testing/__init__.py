@@ -1,0 +1,18 @@
+"""An offline stand-in for Reka's API, for tests, notebook runs and benchmarks.
+
+    >>> from reka_nb.testing import OfflineServer, Fault
+    >>> with OfflineServer() as server:            # doctest: +SKIP
+    ...     server.queue(Fault.status(503), Fault.ok())
+    ...     ...                                    # point a client at server.base_url
+
+Run it from a shell with ``python -m reka_nb.testing``. The answers are deterministic and say
+that no model ran; they report what the server measured from the request (image formats,
+pixel sizes, byte counts, the prompt), so tests can assert exact text.
+"""
+
+from __future__ import annotations
+
+from ._faults import Fault
+from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
+
+__all__ = ["DEFAULT_MODELS", "TEST_API_KEY", "Fault", "OfflineServer", "RecordedRequest"]
