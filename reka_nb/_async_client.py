@@ -146,8 +146,9 @@ class AsyncRekaClient(BaseClient):
         **params: Any,
     ) -> Description:
         """Ask about one or more images; see ``reka_nb.adescribe``."""
-        from ._describe import run_adescribe
+        from ._describe import require_image, run_adescribe
 
+        require_image(image)
         return await run_adescribe(
             self, image, prompt, model=model, stream=stream, show=show, **params
         )

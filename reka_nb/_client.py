@@ -150,8 +150,9 @@ class RekaClient(BaseClient):
         **params: Any,
     ) -> Description:
         """Ask about one or more images; see ``reka_nb.describe``."""
-        from ._describe import run_describe
+        from ._describe import require_image, run_describe
 
+        require_image(image)
         return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
 
 

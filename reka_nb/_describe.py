@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._exceptions import ImageError
 from ._messages import user_message
 from ._stream import Completion, Usage
 from .images import PreparedImage, prepare_images
@@ -168,6 +169,15 @@ def default_client() -> RekaClient:
         return _default_client
 
 
+def require_image(image: Any) -> None:
+    """describe() is about images: None (allowed inside, for text-only magics) is an error here."""
+    if image is None:
+        raise ImageError(
+            "describe() needs an image: pass a path, URL, bytes, an open binary file, a PIL image, "
+            "a numpy array or a matplotlib figure, or a list of them"
+        )
+
+
 def _prepare(
     client: RekaClient | AsyncRekaClient,
     image: Any,
@@ -321,6 +331,7 @@ def describe(
     a list of these. The answer streams into the notebook (or stdout) as it is written;
     ``show=False`` returns quietly. Params: max_tokens, temperature, top_p, stop, seed.
     """
+    require_image(image)
     return run_describe(
         client or default_client(), image, prompt, model=model, stream=stream, show=show, **params
     )
@@ -337,6 +348,7 @@ async def adescribe(
     **params: Any,
 ) -> Description:
     """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
+    require_image(image)
     if client is not None:
         return await run_adescribe(
             client, image, prompt, model=model, stream=stream, show=show, **params

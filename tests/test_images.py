@@ -29,6 +29,7 @@ from reka_nb.images import (
     prepare_images,
     shorten_data_urls,
 )
+from reka_nb.testing import OfflineServer
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
@@ -819,3 +820,31 @@ def test_max_bytes_too_small_to_reach() -> None:
         ImageError, match=r"^'.*cat\.jpeg' does not fit in 100 bytes even at 32x21$"
     ):
         prepare_image(str(CAT), max_bytes=100)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [c[1:] for c in BAD_INPUTS if c[0] not in ("None", "two for one")],
+    ids=[c[0] for c in BAD_INPUTS if c[0] not in ("None", "two for one")],
+)
+def test_bad_inputs_through_describe_send_nothing(
+    tmp_path: Path, make: Callable[[Path], object], message: str, env: OfflineServer
+) -> None:
+    from reka_nb import describe
+
+    given = make(tmp_path)
+    try:
+        with pytest.raises(ImageError, match=message.lstrip("^")):
+            describe(given, show=False)
+    finally:
+        if hasattr(given, "close"):
+            given.close()
+    assert env.requests == []
+
+
+def test_describe_needs_an_image(env: OfflineServer) -> None:
+    from reka_nb import describe
+
+    with pytest.raises(ImageError, match=r"^describe\(\) needs an image: pass a path, URL"):
+        describe(None, show=False)
+    assert env.requests == []
