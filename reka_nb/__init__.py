@@ -29,6 +29,7 @@ from ._exceptions import (
 from ._offline import stop_offline_server, use_offline_server
 from ._stream import Completion, Usage
 from ._version import __version__
+from .compat import AsyncClient, Client, Reka
 from .images import PreparedImage, prepare_image, prepare_images
 
 __all__ = [
@@ -36,10 +37,12 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AsyncChatStream",
+    "AsyncClient",
     "AsyncRekaClient",
     "AuthenticationError",
     "BadRequestError",
     "ChatStream",
+    "Client",
     "Completion",
     "ConfigurationError",
     "Description",
@@ -49,6 +52,7 @@ __all__ = [
     "NotFoundError",
     "PreparedImage",
     "RateLimitError",
+    "Reka",
     "RekaClient",
     "RekaError",
     "ServerError",
