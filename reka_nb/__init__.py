@@ -57,6 +57,7 @@ __all__ = [
     "RekaError",
     "ServerError",
     "StreamInterrupted",
+    "Uploader",
     "Usage",
     "__version__",
     "adescribe",
@@ -65,8 +66,18 @@ __all__ = [
     "prepare_image",
     "prepare_images",
     "stop_offline_server",
+    "uploader",
     "use_offline_server",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The upload panel loads ipywidgets, so it is imported on first use."""
+    if name in ("Uploader", "uploader"):
+        from . import _uploader
+
+        return getattr(_uploader, name)
+    raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: object) -> None:

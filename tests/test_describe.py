@@ -51,7 +51,7 @@ def test_describe_streams_to_stdout_and_returns_description(
     assert result.request_id == env.requests[-1].request_id
     assert result.usage.output_tokens > 0 and result.elapsed > 0
     assert result._repr_markdown_() == result.text
-    assert repr(result).startswith('Description("This is reka_nb\'s offline server')
+    assert repr(result).startswith("Description(\"This is reka_nb's offline server")
     assert image_urls(env) == [
         "data:image/jpeg;base64," + base64.b64encode(CAT.read_bytes()).decode()
     ]

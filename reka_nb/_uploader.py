@@ -1,0 +1,393 @@
+"""uploader(): a panel to choose images, ask about them and watch the answer stream in.
+
+The panel is an ipywidgets ``VBox``: a file picker, thumbnails, a prompt box, a model
+dropdown, a choice between one answer about all images and one answer per image, Describe
+and Stop buttons, the answer (Markdown), a status line and an error area.
+
+Requests go through ``run_adescribe``, the same path as ``describe()``, on a background
+event loop (see ``_background``), so the kernel stays free and other cells run meanwhile.
+Stop cancels the request's task, which closes the connection at once, even between words.
+From that thread the panel only sets widget traits: no ``print``, no Output context manager.
+
+Privacy: the picker's value is cleared as soon as the bytes are read, so uploads do not end
+up in the notebook's saved widget state; the API key is never put in any widget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import html
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from . import _background
+from ._async_client import AsyncRekaClient
+from ._client import RekaClient
+from ._describe import DEFAULT_PROMPT, Description, run_adescribe
+from ._exceptions import ImageError, RekaError
+from ._settings import DEFAULT_MODEL, redact
+from ._uploader_job import (
+    JUPYTER_MESSAGE_LIMIT,
+    MAX_UPLOAD_BYTES,
+    Chosen,
+    Job,
+    PanelPresenter,
+    answer_output,
+    error_text,
+    limits_html,
+    panel_client,
+    progress_text,
+    read_uploads,
+    summary_text,
+)
+from .images import THUMBNAIL_SIDE, PreparedImage
+
+__all__ = ["JUPYTER_MESSAGE_LIMIT", "MAX_UPLOAD_BYTES", "Uploader", "uploader"]
+
+MODES = (("One answer about all images together", "together"), ("One answer per image", "each"))
+_CLOSE_WAIT = 5.0  # seconds close() waits for a stopped answer and the connections to close
+
+ResultCallback = Callable[[Description], Any]
+
+
+class Uploader(widgets.VBox):
+    """An upload-and-describe panel; make it with ``reka_nb.uploader()``.
+
+    ``client`` (a RekaClient or AsyncRekaClient) gives the settings; by default they come from
+    the environment at each request, as for ``describe()``. ``max_bytes`` refuses larger
+    files; other keyword arguments (max_tokens, temperature, ...) go with every request.
+    ``results`` lists the answers (``Description``); ``on_result`` calls back with each one.
+    """
+
+    def __init__(
+        self,
+        client: RekaClient | AsyncRekaClient | None = None,
+        *,
+        prompt: str = DEFAULT_PROMPT,
+        model: str | None = None,
+        max_bytes: int = MAX_UPLOAD_BYTES,
+        **params: Any,
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a number of bytes above 0, not {max_bytes!r}")
+        self._client = panel_client(client)
+        self.max_bytes = max_bytes
+        self.params = dict(params)
+        self.results: list[Description] = []
+        self._callbacks: list[ResultCallback] = []
+        self._files: list[Chosen] = []
+        self._job: Job | None = None
+        self._models_future: concurrent.futures.Future[None] | None = None
+        self._closed = False
+        problems: list[str] = []
+        configured = self._configured_model(model, problems)
+
+        self.upload = widgets.FileUpload(
+            accept="image/*",
+            multiple=True,
+            description="Choose images",
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
+        )
+        self.limits = widgets.HTML(limits_html(max_bytes), layout={"margin": "0 0 0 8px"})
+        self.thumbnails = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
+        self.prompt = widgets.Textarea(
+            value=prompt,
+            description="Prompt",
+            placeholder="Ask about the images",
+            rows=2,
+            layout=widgets.Layout(width="100%"),
+        )
+        self.model = widgets.Dropdown(options=[configured], value=configured, description="Model")
+        self.mode = widgets.RadioButtons(options=MODES, value="together")
+        self.describe_button = widgets.Button(
+            description="Describe", button_style="primary", icon="comment", disabled=True
+        )
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.answer = widgets.Output()
+        self.status = widgets.Label()
+        self.error = widgets.HTML()
+        super().__init__(
+            children=[
+                widgets.HBox([self.upload, self.limits], layout={"align_items": "center"}),
+                self.thumbnails,
+                self.prompt,
+                widgets.HBox([self.model, self.mode]),
+                widgets.HBox([self.describe_button, self.stop_button]),
+                self.answer,
+                self.status,
+                self.error,
+            ]
+        )
+        self.upload.observe(self._on_upload, names="value")
+        self.describe_button.on_click(lambda _button: self.describe())
+        self.stop_button.on_click(lambda _button: self.stop())
+        self._show_errors(problems)
+        self._models_future = asyncio.run_coroutine_threadsafe(
+            self._list_models(configured), _background.background_loop()
+        )
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def images(self) -> list[PreparedImage]:
+        """The images chosen, as they will be sent."""
+        return [chosen.image for chosen in self._files]
+
+    @property
+    def names(self) -> list[str]:
+        """The file names of the images chosen."""
+        return [chosen.name for chosen in self._files]
+
+    @property
+    def running(self) -> bool:
+        """True while an answer is being asked for."""
+        return self._job is not None and not self._job.done.is_set()
+
+    def on_result(self, callback: ResultCallback, remove: bool = False) -> None:
+        """Call ``callback(description)`` for each answer; ``remove=True`` unregisters it.
+
+        Callbacks run on the panel's background thread: change widgets from them, don't
+        print. An exception in a callback is shown in the panel's error area.
+        """
+        if remove:
+            self._callbacks = [cb for cb in self._callbacks if cb != callback]
+        else:
+            self._callbacks = [*self._callbacks, callback]
+
+    def describe(self) -> None:
+        """Press Describe: ask about the chosen images in the background (returns at once)."""
+        if self.running or self._closed:
+            return
+        if not self._files:
+            self._show_errors(["Choose one or more images first, with the button at the top."])
+            return
+        each = self.mode.value == "each"
+        job = Job(list(self._files), self.prompt.value, str(self.model.value), each=each)
+        self._job = job
+        self.describe_button.disabled = True
+        self.stop_button.disabled = False
+        self._show_errors([])
+        self._show(job)
+        _background.background_loop().call_soon_threadsafe(self._start, job)
+
+    def stop(self) -> None:
+        """Press Stop: cancel the request and close its connection; the partial text stays."""
+        job = self._job
+        if job is None or job.done.is_set():
+            return
+        self.stop_button.disabled = True
+        self.status.value = f"{job.model} · stopping…"
+        loop = _background.existing_loop()
+        if loop is not None:
+            loop.call_soon_threadsafe(_cancel, job)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the model list and the current answer; False if ``timeout`` ran out."""
+        if _background.in_background_thread():
+            raise RuntimeError("Uploader.wait() would hang on the panel's own background thread")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._models_future is not None:
+            try:
+                self._models_future.result(_remaining(deadline))
+            except concurrent.futures.TimeoutError:
+                return False
+            except concurrent.futures.CancelledError:
+                pass
+        job = self._job
+        return job is None or job.done.wait(_remaining(deadline))
+
+    def close(self) -> None:
+        """Stop any answer, close the panel's connections and every widget in it."""
+        if getattr(self, "_closed", True):  # also when __init__ failed half way
+            super().close()
+            return
+        self._closed = True
+        self.stop()
+        loop = _background.existing_loop()
+        if loop is not None:
+            closing = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
+            if not _background.in_background_thread():
+                with contextlib.suppress(Exception):
+                    closing.result(_CLOSE_WAIT)
+        for widget in list(_descendants(self)):
+            widget.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        files = getattr(self, "_files", [])
+        results = getattr(self, "results", [])
+        model = self.model.value if hasattr(self, "model") else None
+        s = "" if len(files) == 1 else "s"
+        return f"<Uploader: {len(files)} image{s}, model {model!r}, {len(results)} result(s)>"
+
+    # -- choosing images (the kernel's thread) ----------------------------------------------
+
+    def _on_upload(self, change: Mapping[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        try:
+            accepted, refused = read_uploads(files, self.max_bytes)
+        finally:
+            self.upload.value = ()  # keep uploads out of the saved widget state
+        if accepted:
+            self._choose(accepted)
+        self._show_errors(refused)
+
+    def _choose(self, files: list[Chosen]) -> None:
+        """Show the new choice (it replaces the previous one)."""
+        old = self.thumbnails.children
+        self._files = files
+        self.thumbnails.children = tuple(_thumbnail(chosen) for chosen in files)
+        for box in old:
+            for widget in [*_descendants(box), box]:
+                widget.close()
+        self.describe_button.disabled = self.running
+
+    # -- asking (the background loop's thread) ----------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        job.task.add_done_callback(lambda task: self._finished(job, task))
+
+    async def _run(self, job: Job) -> None:
+        for index, group in enumerate(job.groups):
+            presenter = PanelPresenter(job, index, self._show)
+            try:
+                description = await run_adescribe(
+                    self._client,
+                    [chosen.as_upload() for chosen in group],
+                    job.prompt,
+                    model=job.model,
+                    show=presenter,
+                    **self.params,
+                )
+            except Exception as exc:
+                job.error = exc
+                return
+            job.results.append(description)
+            self._deliver(job, description)
+
+    def _deliver(self, job: Job, description: Description) -> None:
+        self.results.append(description)
+        for callback in self._callbacks:
+            try:
+                callback(description)
+            except Exception as exc:
+                name = getattr(callback, "__qualname__", None) or repr(callback)
+                job.problems.append(f"on_result callback {name} raised {error_text(exc)}")
+                self._show_errors(job.problems)
+
+    def _finished(self, job: Job, task: asyncio.Task[None]) -> None:
+        """The end of a job, however it ended: final answer, status, errors; buttons back."""
+        try:
+            if task.cancelled():
+                outcome = "stopped"
+            else:
+                if task.exception() is not None:  # a fault in the panel itself: show it too
+                    job.error = task.exception()
+                outcome = "failed" if job.error is not None else "done"
+            if outcome != "done":
+                job.end(outcome)
+            self.answer.outputs = (answer_output(job),)
+            self.status.value = summary_text(job, outcome)
+            if job.error is not None:
+                self._show_errors([error_text(job.error), *job.problems])
+        finally:
+            self.stop_button.disabled = True
+            self.describe_button.disabled = not self._files or self._closed
+            job.done.set()
+
+    def _show(self, job: Job) -> None:
+        """Show a job's answer so far (widget traits only: this runs on any thread)."""
+        self.answer.outputs = (answer_output(job),)
+        self.status.value = progress_text(job)
+
+    async def _list_models(self, configured: str) -> None:
+        try:
+            names = await self._client.models()
+        except Exception as exc:  # the list is a convenience: the configured model still works
+            self._show_errors(
+                [f"Could not list the models, so only {configured} is offered: {error_text(exc)}"]
+            )
+            return
+        options = names if configured in names else [configured, *names]
+        self.model.options = options
+        self.model.value = configured
+
+    async def _aclose(self) -> None:
+        job = self._job
+        if job is not None and job.task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(job.task), _CLOSE_WAIT)
+        await self._client.aclose()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _configured_model(self, model: str | None, problems: list[str]) -> str:
+        try:
+            return self._client.settings(model).model
+        except RekaError as exc:  # e.g. a bad REKA_BASE_URL: say so, still build the panel
+            problems.append(error_text(exc))
+            return model or self._client.model or DEFAULT_MODEL
+
+    def _show_errors(self, lines: Sequence[str]) -> None:
+        """Replace the error area's text (escaped; the key removed should any text hold it)."""
+        try:
+            key = self._client.settings().api_key
+        except RekaError:
+            key = None
+        if not lines:
+            self.error.value = ""
+            return
+        body = "<br>".join(html.escape(redact(line, key)) for line in lines)
+        self.error.value = f'<div style="color:#c62828;white-space:pre-wrap">{body}</div>'
+
+
+def uploader(
+    client: RekaClient | AsyncRekaClient | None = None,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    model: str | None = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    **params: Any,
+) -> Uploader:
+    """A panel to choose images, ask about them and watch the answer stream in.
+
+    Show it by making it the last expression of a cell. See ``Uploader`` for the arguments.
+    """
+    return Uploader(client, prompt=prompt, model=model, max_bytes=max_bytes, **params)
+
+
+def _cancel(job: Job) -> None:
+    if job.task is not None:
+        job.task.cancel()
+
+
+def _thumbnail(chosen: Chosen) -> widgets.VBox:
+    try:
+        thumb = chosen.image.thumbnail(THUMBNAIL_SIDE)
+    except ImageError:  # a thumbnail is a courtesy; the image itself was checked
+        thumb = None
+    items: list[widgets.Widget] = []
+    if thumb is not None:
+        data, mime = thumb
+        items.append(widgets.Image(value=data, format=mime.split("/")[1]))
+    items.append(widgets.Label(chosen.name))
+    layout = widgets.Layout(margin="0 8px 8px 0", max_width=f"{THUMBNAIL_SIDE}px")
+    return widgets.VBox(items, layout=layout)
+
+
+def _descendants(box: widgets.Widget) -> Iterator[widgets.Widget]:
+    for child in getattr(box, "children", ()):
+        yield from _descendants(child)
+        yield child
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
