@@ -1,0 +1,271 @@
+"""The notebook display of an answer: one output, updated in place while the answer arrives.
+
+``NotebookPresenter`` shows a waiting state (model name, image thumbnails), then the text as
+it streams, then the complete Markdown with a footer (model, tokens, seconds). Updates go
+through one display id (``display(..., display_id=True)`` then ``update``): no
+``clear_output``, no growing list of outputs. The first token is shown at once; after that
+updates are coalesced: evenly spaced, never more than ``rate`` messages in any second
+(counting the waiting state, the first token and the final answer), and fewer when the text
+is long, so that the bytes sent stay under ``max_bytes_per_second`` (Jupyter drops iopub
+traffic above 1,000 messages/s or 1 MB/s). A failure keeps the partial text and marks where
+it stopped.
+
+``REKA_NB_DISPLAY=final`` is for nbval, which records only the first version of an updated
+output: the answer streams as usual, then the live output returns to its waiting state and
+the final answer is published as a second, ordinary output (its footer without the seconds,
+which differ between runs), so a saved notebook compares equal on the next run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._describe import Description
+from ._exceptions import ConfigurationError
+from ._throttle import Throttle
+from .images import THUMBNAIL_SIDE, PreparedImage
+
+__all__ = [
+    "MODES",
+    "NotebookPresenter",
+    "can_update_displays",
+    "display_mode",
+    "failed_bundle",
+    "final_bundle",
+    "streaming_bundle",
+    "waiting_bundle",
+]
+
+MODES = ("live", "final")
+#: Bytes a second the updates of one answer may use: half of Jupyter's default iopub limit.
+DEFAULT_BYTES_PER_SECOND = 500_000
+CURSOR = "▍"
+_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+Bundle = dict[str, str]
+
+
+def can_update_displays() -> bool:
+    """True inside a Jupyter kernel (a frontend can update outputs); False in a terminal."""
+    ipython = sys.modules.get("IPython")
+    zmqshell = sys.modules.get("ipykernel.zmqshell")
+    if ipython is None or zmqshell is None:
+        return False
+    shell = ipython.get_ipython()
+    return isinstance(shell, zmqshell.ZMQInteractiveShell) and shell.kernel is not None
+
+
+def display_mode() -> str:
+    """``REKA_NB_DISPLAY`` read now: ``live`` (the default) or ``final`` (for nbval)."""
+    mode = os.environ.get("REKA_NB_DISPLAY", "").strip().lower() or "live"
+    if mode not in MODES:
+        raise ConfigurationError(f"REKA_NB_DISPLAY must be 'live' or 'final', not {mode!r}")
+    return mode
+
+
+# -- what is shown (pure functions) -----------------------------------------------------------
+
+
+def waiting_bundle(model: str, images: Sequence[PreparedImage], thumbnails: bool = True) -> Bundle:
+    """Before the first token: the model asked and the images asked about (small thumbnails)."""
+    count = len(images)
+    about = f" about {count} image{'s' if count != 1 else ''}" if count else ""
+    bundle = {
+        "text/plain": f"Asking {model}{about}…",
+        "text/markdown": f"*Asking **{_escape(model)}**{about}…*",
+    }
+    if thumbnails and images:
+        tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
+        bundle["text/html"] = (
+            f"<div><p><em>Asking <strong>{html.escape(model)}</strong>{about}…</em></p>"
+            f'<div style="display:flex;flex-wrap:wrap;gap:4px">{tags}</div></div>'
+        )
+    return bundle
+
+
+def _thumbnail_tag(number: int, image: PreparedImage) -> str:
+    style = f"max-width:{THUMBNAIL_SIDE}px;max-height:{THUMBNAIL_SIDE}px"
+    title = html.escape(f"image {number}: {image.source}", quote=True)
+    if image.data is None:  # a remote URL: the browser fetches it, the notebook stays small
+        src = html.escape(image.url or "", quote=True)
+    else:
+        try:
+            thumb = image.thumbnail(THUMBNAIL_SIDE)
+        except Exception:  # a thumbnail is a courtesy: never fail the call for it
+            thumb = None
+        if thumb is None:
+            return f'<span title="{title}">[image {number}]</span>'
+        data, mime = thumb
+        src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return f'<img src="{src}" alt="image {number}" title="{title}" style="{style}"/>'
+
+
+def streaming_bundle(text: str, raw: bool = False) -> Bundle:
+    """The text so far with a cursor; an open code fence is closed so the rest renders."""
+    if raw:
+        return {"text/plain": text + CURSOR}
+    return {"text/plain": text + CURSOR, "text/markdown": _close_fences(text + CURSOR)}
+
+
+def final_bundle(description: Description, raw: bool = False, timing: bool = True) -> Bundle:
+    """The complete answer, rendered as Markdown, and a footer: model, tokens, seconds."""
+    footer = description.footer() if timing else _untimed(description).footer()
+    text = description.text
+    plain = f"{text}\n\n{footer}" if text else footer
+    if raw:
+        return {"text/plain": plain}
+    body = _close_fences(text)
+    markdown = f"{body}\n\n---\n\n*{_escape(footer)}*" if text else f"*{_escape(footer)}*"
+    return {"text/plain": plain, "text/markdown": markdown}
+
+
+def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
+    """The partial text and a mark where it stopped (interrupted, or the error)."""
+    if isinstance(error, KeyboardInterrupt):
+        mark = "— interrupted"
+    else:
+        message = " ".join(str(error).split())
+        mark = f"— stopped: {type(error).__name__}" + (f": {message}" if message else "")
+    plain = f"{text}\n\n{mark}" if text else mark
+    if raw:
+        return {"text/plain": plain}
+    body = _close_fences(text)
+    markdown = f"{body}\n\n**{_escape(mark)}**" if text else f"**{_escape(mark)}**"
+    return {"text/plain": plain, "text/markdown": markdown}
+
+
+def _untimed(description: Description) -> Description:
+    return Description(
+        "",
+        model=description.model,
+        usage=description.usage,
+        finish_reason=description.finish_reason,
+    )
+
+
+def _close_fences(text: str) -> str:
+    """Close a code fence left open, so a partial answer does not turn the rest into code."""
+    fences = _FENCE.findall(text)
+    if len(fences) % 2:
+        return f"{text}\n{fences[-1]}"
+    return text
+
+
+def _escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def bundle_size(bundle: Bundle) -> int:
+    """Bytes of a bundle as JSON: what one display message costs on the wire, near enough."""
+    return len(json.dumps(bundle, ensure_ascii=False).encode("utf-8"))
+
+
+# -- the presenter ----------------------------------------------------------------------------
+
+
+class NotebookPresenter:
+    """Shows one answer in one notebook output, updated in place (the Presenter protocol).
+
+    ``rate`` caps updates a second after the first token; ``raw`` shows plain text instead
+    of Markdown; ``thumbnails`` shows the images in the waiting state. ``mode`` is ``live``
+    or ``final`` (default: ``REKA_NB_DISPLAY``). ``messages`` and ``bytes`` count what was
+    published.
+    """
+
+    def __init__(
+        self,
+        rate: float = 10.0,
+        raw: bool = False,
+        thumbnails: bool = True,
+        *,
+        max_bytes_per_second: float = DEFAULT_BYTES_PER_SECOND,
+        mode: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_bytes_per_second <= 0:
+            raise ValueError(f"max_bytes_per_second must be above 0, not {max_bytes_per_second}")
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be 'live' or 'final', not {mode!r}")
+        self.raw = raw
+        self.thumbnails = thumbnails
+        self.mode = mode or display_mode()
+        self.max_bytes_per_second = max_bytes_per_second
+        self._throttle = Throttle(rate, clock)
+        self._per_second = max(2, int(rate))
+        self._recent: deque[float] = deque()  # times of the messages of the last second
+        self._clock = clock
+        self._handle: Any = None
+        self._waiting: Bundle = {}
+        self._text = ""
+        self._shown_text: str | None = None
+        self._quiet_until = 0.0  # no update before this time: the byte budget
+        self.messages = 0
+        self.bytes = 0
+
+    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
+        self._waiting = waiting_bundle(model, images, self.thumbnails)
+        self._handle = None
+        self._text, self._shown_text = "", None
+        self._publish(self._waiting)
+
+    def update(self, delta: str, text: str) -> None:
+        self._text = text
+        if self._shown_text is None:  # the first token: at once
+            self._throttle.ready()
+        elif not self._room() or not self._throttle.ready():
+            return
+        self._shown_text = text
+        size = self._publish(streaming_bundle(text, self.raw))
+        self._quiet_until = self._clock() + size / self.max_bytes_per_second
+
+    def _room(self) -> bool:
+        """Room for an update now: the byte budget allows it, and one message of the second's
+        ``rate`` stays free for the final answer, which is never held back."""
+        now = self._clock()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        return now >= self._quiet_until and len(self._recent) < self._per_second - 1
+
+    @property
+    def pending(self) -> bool:
+        """True when text has arrived that the output does not show yet."""
+        return self._shown_text != self._text
+
+    def finish(self, description: Description) -> None:
+        self._settle(final_bundle(description, self.raw, timing=self.mode == "live"))
+
+    def fail(self, error: BaseException, partial_text: str) -> None:
+        self._settle(failed_bundle(partial_text or self._text, error, self.raw))
+
+    def _settle(self, bundle: Bundle) -> None:
+        """The last state: in place, or (final mode) as a new output after the waiting state."""
+        if self.mode == "final":
+            self._publish(self._waiting)
+            self._publish(bundle, new=True)
+        else:
+            self._publish(bundle)
+
+    def _publish(self, bundle: Bundle, new: bool = False) -> int:
+        from IPython.display import display
+
+        if new:
+            display(bundle, raw=True)
+        elif self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        size = bundle_size(bundle)
+        self._recent.append(self._clock())
+        self.messages += 1
+        self.bytes += size
+        return size

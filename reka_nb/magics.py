@@ -1,0 +1,285 @@
+"""``%load_ext reka_nb``: the ``%reka`` line magic and ``%%reka`` cell magic.
+
+``%%reka [options]`` sends the cell body as the prompt, ``%reka [options] PROMPT`` the rest of
+the line; subcommands: ``%reka models``, ``%reka reset``, ``%reka config``, ``%reka help``.
+Everything goes through ``run_describe`` with the default client. A usage mistake is a
+``UsageError``; an expected error (no key, a bad image, an API error, a broken stream) keeps
+its type and fails the cell with one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    magics_class,
+    needs_local_scope,
+    no_var_expand,
+)
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from ._describe import (
+    DEFAULT_PROMPT,
+    Description,
+    Presenter,
+    StdoutPresenter,
+    default_client,
+    run_describe,
+)
+from ._exceptions import ConfigurationError, InvalidRequestError, RekaError
+from ._messages import check_params
+from ._prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
+
+__all__ = ["Conversation", "RekaMagics", "ask_questions", "load_ipython_extension"]
+
+SUBCOMMANDS = ("models", "reset", "config", "help")
+_QUESTION = re.compile(r"^(?P<indent>[ \t]*)%reka[ \t]+(?P<rest>\S.*\?)[ \t]*$")
+
+_HELP = """\
+Subcommands:
+  %reka models    list the models your key can use
+  %reka reset     forget the --chat conversation
+  %reka config    show the base URL, the model and whether a key is set
+  %reka help      show this help
+
+The prompt: {name}, {name.attr}, {name[0]} are replaced by values from your namespace;
+{{ and }} are literal braces; any other brace (JSON, code) is left as written.
+Lines starting with "# NBVAL_" are not sent. Start a line prompt with -- if it begins with -.
+The last answer is kept in _reka."""
+
+
+@dataclass
+class Conversation:
+    """The turns of the ``--chat`` cells so far: user turns (with their images) and answers."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    system: str | None = None
+
+    def add(self, description: Description) -> None:
+        """Record a question and its answer, to send along with the next ``--chat`` cell."""
+        self.messages.append(description.message)
+        self.messages.append({"role": "assistant", "content": description.text})
+
+    def reset(self) -> int:
+        """Forget everything; return how many messages there were."""
+        count = len(self.messages)
+        self.messages.clear()
+        self.system = None
+        return count
+
+
+@magics_class
+class RekaMagics(Magics):
+    """The %reka magics; one ``Conversation`` per shell."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self.conversation = Conversation()
+        parser = self.reka.parser
+        parser.allow_abbrev = False  # options are found before parsing, by their full names
+        self._takes_value = {  # argparse has no public list of its options
+            option: action.nargs != 0
+            for action in parser._actions
+            for option in action.option_strings
+        }
+
+    @no_var_expand
+    @needs_local_scope
+    @magic_arguments()
+    @argument(
+        "-i",
+        "--image",
+        action="append",
+        metavar="IMAGE",
+        help="a path, a URL, or the name of a variable holding an image, a list of them or an "
+        "upload widget (repeatable)",
+    )
+    @argument("-m", "--model", help="the model (default: REKA_MODEL, else reka-flash)")
+    @argument("-t", "--temperature", type=float, metavar="T", help="sampling temperature, 0-2")
+    @argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
+    @argument("--top-p", type=float, metavar="P", help="nucleus sampling, (0, 1]")
+    @argument("--seed", type=int, help="seed for sampling")
+    @argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @argument("-o", "--out", metavar="NAME", help="store the answer (a Description) in NAME")
+    @argument("--raw", action="store_true", help="show plain text instead of Markdown")
+    @argument("--chat", action="store_true", help="continue the conversation of --chat cells")
+    @argument("--system", metavar="TEXT", help="a system message")
+    @argument(
+        "prompt", nargs="*", help="the prompt: the rest of the line (for %%%%reka, the cell body)"
+    )
+    @line_cell_magic
+    def reka(self, line: str, cell: str | None = None, local_ns: Any = None) -> None:
+        """Ask Reka about images from a notebook; the answer streams into the output."""
+        try:
+            self._run(line, cell, local_ns)
+        except (RekaError, KeyboardInterrupt) as exc:
+            _one_line(exc)
+            raise
+
+    def _run(self, line: str, cell: str | None, local_ns: Mapping[str, Any] | None) -> None:
+        if cell is None and line.strip() in SUBCOMMANDS:
+            getattr(self, "_" + line.strip())()
+            return
+        try:
+            argv, rest = split_options(line, self._takes_value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        args = self.reka.parser.parse_args(argv)
+        if cell is not None and rest:
+            raise UsageError(
+                f"%%reka takes options on its first line and the prompt from the cell body; "
+                f"unexpected {rest!r}"
+            )
+        namespaces = [ns for ns in (local_ns, self.shell.user_ns) if ns is not None]
+        text = drop_nbval_markers(rest if cell is None else cell).strip()
+        prompt = interpolate(text, namespaces)
+        images = [_image(value, namespaces) for value in args.image or ()]
+        if not prompt and not images:
+            raise UsageError("nothing to ask: give a prompt or an image (-i); see %reka help")
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"-o/--out needs a variable name, not {args.out!r}")
+        params = _params(args)
+        chat = self.conversation
+        system = args.system
+        if args.chat:  # the conversation keeps its system message
+            chat.system = system = args.system or chat.system
+        description = run_describe(
+            default_client(),
+            _flatten(images) or None,
+            prompt or DEFAULT_PROMPT,
+            model=args.model,
+            stream=not args.no_stream,
+            show=_presenter(args.raw),
+            system=system,
+            history=list(chat.messages) if args.chat else (),
+            **params,
+        )
+        if args.chat:
+            chat.add(description)
+        self.shell.user_ns["_reka"] = description
+        if args.out is not None:
+            self.shell.user_ns[args.out] = description
+
+    # -- subcommands ------------------------------------------------------------------------
+
+    def _models(self) -> None:
+        client = default_client()
+        default = client.settings().model
+        for model in client.models():
+            print(f"{model}  (default)" if model == default else model)
+
+    def _reset(self) -> None:
+        count = self.conversation.reset()
+        print(f"Forgot the conversation ({count} messages).")
+
+    def _config(self) -> None:
+        from .display import display_mode
+
+        settings = default_client().settings()
+        key = "set" if settings.api_key else "not set (set REKA_API_KEY)"
+        mode = "offline server (no model runs)" if settings.offline else "online"
+        print(f"base URL: {settings.base_url}")
+        print(f"model:    {settings.model}")
+        print(f"api:      {settings.api}")
+        print(f"API key:  {key}")
+        print(f"mode:     {mode}")
+        try:
+            shown = display_mode()
+        except ConfigurationError as exc:
+            shown = f"invalid: {exc}"
+        print(f"display:  {shown}")
+
+    def _help(self) -> None:
+        print(self.reka.parser.format_help())
+        print(_HELP)
+
+
+def _params(args: Any) -> dict[str, Any]:
+    """Generation parameters from the options, checked now so a bad value is a UsageError."""
+    params = {
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "stop": args.stop,
+    }
+    try:
+        return check_params(params)
+    except InvalidRequestError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _image(value: str, namespaces: list[Mapping[str, Any]]) -> Any:
+    """A variable's value if ``value`` names one (``img``, ``imgs[0]``), else the path or URL."""
+    if FIELD.fullmatch(value):
+        try:
+            return resolve_field(value, namespaces)
+        except LookupError:
+            if value.isidentifier() and not os.path.exists(value):
+                raise UsageError(
+                    f"-i {value}: there is no variable and no file of that name"
+                ) from None
+    return value
+
+
+def _flatten(images: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for image in images:
+        flat.extend(image if isinstance(image, (list, tuple)) else [image])
+    return flat
+
+
+def _presenter(raw: bool) -> Presenter:
+    from . import display
+
+    if display.can_update_displays():
+        return display.NotebookPresenter(raw=raw)
+    return StdoutPresenter()
+
+
+def _one_line(exc: BaseException) -> None:
+    """Make IPython show ``exc`` as one line (type and message), still failing the cell.
+
+    IPython hides the traceback only for exactly UsageError, which a kernel reports without
+    an ``error`` message, so nbval would not see the cell fail; an exception with
+    ``_render_traceback_`` keeps its type and is reported as an error, in one line.
+    """
+    message = str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        message = "interrupted; the text that arrived is kept above"
+    line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    exc._render_traceback_ = lambda: [line]  # type: ignore[union-attr]
+
+
+def ask_questions(lines: list[str]) -> list[str]:
+    """Input transformer: ``%reka What is this?`` asks, instead of being a help request.
+
+    IPython reads a line ending in ``?`` as ``object?``; this turns such ``%reka`` lines into
+    the call IPython itself makes for a line magic. ``%reka?`` still shows the help.
+    """
+    if lines and lines[0].lstrip().startswith("%%"):
+        return lines
+    out = []
+    for line in lines:
+        match = _QUESTION.match(line.rstrip("\r\n"))
+        if match is not None:
+            call = f"get_ipython().run_line_magic('reka', {match.group('rest')!r})"
+            line = match.group("indent") + call + line[len(line.rstrip("\r\n")) :]
+        out.append(line)
+    return out
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the %reka magics with an IPython shell."""
+    ipython.register_magics(RekaMagics)
+    cleanup = ipython.input_transformers_cleanup
+    if not any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
+        cleanup.append(ask_questions)

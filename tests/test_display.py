@@ -1,0 +1,532 @@
+"""The notebook display: bundles and throttling in-process, the message protocol in a real kernel.
+
+Kernel tests start ipykernel through jupyter_client (what nbclient and nbval use) and record
+every iopub message of a cell; the kernel talks to the session's offline server over loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from jupyter_client import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from PIL import Image
+from traitlets.config import Config
+
+from reka_nb import ConfigurationError, Description, StreamInterrupted, Usage, prepare_images
+from reka_nb.display import (
+    NotebookPresenter,
+    bundle_size,
+    can_update_displays,
+    failed_bundle,
+    final_bundle,
+    streaming_bundle,
+    waiting_bundle,
+)
+from reka_nb.testing import Fault, OfflineServer
+from reka_nb.testing._answer import split_tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+CAT = ROOT / "docs" / "images" / "cat.jpeg"
+INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
+FOOTER = re.compile(r"reka-flash · (\d+) tokens in, (\d+) out · \d+\.\d s")
+CAT_ANSWER = (
+    "This is reka_nb's offline server: no model ran, so nothing here comes from looking at "
+    "the images. Model: reka-flash. Image 1: JPEG, 451×300 px, 35,042 bytes. Prompt: What is it?"
+)
+CAT_TOKENS = len(split_tokens(CAT_ANSWER))  # and 3 + 64 tokens in: three words and an image
+REPLY = (
+    "# A cat\n\n"
+    + " ".join(f"word{i}" for i in range(1, 200))
+    + "\n\n```python\nprint('meow')\n```\n"
+)
+
+
+# -- bundles ----------------------------------------------------------------------------------
+
+
+def description(text: str = "**Hi** there", elapsed: float = 1.25) -> Description:
+    return Description(
+        text,
+        model="reka-flash",
+        usage=Usage(input_tokens=65, output_tokens=3),
+        finish_reason="stop",
+        request_id="req_1",
+        elapsed=elapsed,
+    )
+
+
+def test_waiting_bundle_shows_model_and_small_thumbnails() -> None:
+    assert waiting_bundle("reka-core", []) == {
+        "text/plain": "Asking reka-core…",
+        "text/markdown": "*Asking **reka-core**…*",
+    }
+    big = Image.new("RGB", (1000, 600), "green")
+    images = prepare_images([str(CAT), big, "https://example.com/x.png"])
+    bundle = waiting_bundle("reka-flash", images)
+    assert bundle["text/plain"] == "Asking reka-flash about 3 images…"
+    assert bundle["text/markdown"] == "*Asking **reka-flash** about 3 images…*"
+    sources = re.findall(r'src="([^"]+)"', bundle["text/html"])
+    assert sources[2] == "https://example.com/x.png"
+    for src in sources[:2]:
+        assert src.startswith("data:image/jpeg;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as thumb:
+            assert max(thumb.size) == 256
+    assert len(bundle["text/html"]) < 40_000  # the saved notebook stays small
+    assert "text/html" not in waiting_bundle("reka-flash", images, thumbnails=False)
+
+
+def test_streaming_bundle_has_a_cursor_and_closes_an_open_fence() -> None:
+    assert streaming_bundle("Some *text*") == {
+        "text/plain": "Some *text*▍",
+        "text/markdown": "Some *text*▍",
+    }
+    assert streaming_bundle("Code:\n```python\nx = 1") == {
+        "text/plain": "Code:\n```python\nx = 1▍",
+        "text/markdown": "Code:\n```python\nx = 1▍\n```",
+    }
+    assert streaming_bundle("raw *text*", raw=True) == {"text/plain": "raw *text*▍"}
+
+
+def test_final_bundle_is_markdown_with_a_footer() -> None:
+    assert final_bundle(description()) == {
+        "text/plain": "**Hi** there\n\nreka-flash · 65 tokens in, 3 out · 1.2 s",
+        "text/markdown": "**Hi** there\n\n---\n\n*reka-flash · 65 tokens in, 3 out · 1.2 s*",
+    }
+    assert final_bundle(description(), raw=True) == {
+        "text/plain": "**Hi** there\n\nreka-flash · 65 tokens in, 3 out · 1.2 s"
+    }
+    assert final_bundle(description(), timing=False)["text/markdown"] == (
+        "**Hi** there\n\n---\n\n*reka-flash · 65 tokens in, 3 out*"
+    )
+
+
+def test_failed_bundle_keeps_the_text_and_marks_the_stop() -> None:
+    error = StreamInterrupted("the connection was lost", partial_text="Half an", request_id="r9")
+    assert failed_bundle("Half an", error) == {
+        "text/plain": f"Half an\n\n— stopped: StreamInterrupted: {error}",
+        "text/markdown": f"Half an\n\n**— stopped: StreamInterrupted: {error}**",
+    }
+    assert failed_bundle("Half an", KeyboardInterrupt()) == {
+        "text/plain": "Half an\n\n— interrupted",
+        "text/markdown": "Half an\n\n**— interrupted**",
+    }
+    assert failed_bundle("", KeyboardInterrupt(), raw=True) == {"text/plain": "— interrupted"}
+
+
+# -- the presenter in-process: a recording display publisher and a hand-driven clock ----------
+
+
+class Recorder(DisplayPublisher):
+    """Records what IPython.display would send: (message type, data, display id)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict, str | None]] = []
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+        kind = "update_display_data" if update else "display_data"
+        self.sent.append((kind, data, (transient or {}).get("display_id")))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    recording = Recorder()
+    monkeypatch.setattr(shell, "display_pub", recording)
+    return recording
+
+
+def test_first_token_at_once_then_at_most_rate_a_second(recorder: Recorder) -> None:
+    clock = Clock()
+    presenter = NotebookPresenter(rate=8, clock=clock, mode="live")
+    presenter.start(model="reka-flash", prompt="p", images=[])
+    text = ""
+    shown_at: list[float] = [0.0]  # the waiting state
+    for step in range(128):  # a token every 1/64 s for two seconds (exact binary fractions)
+        clock.now = step / 64
+        text += f"w{step} "
+        before = len(recorder.sent)
+        presenter.update(f"w{step} ", text)
+        if len(recorder.sent) > before:
+            shown_at.append(clock.now)
+    # the first token at once, then every 1/8 s while the last second has room for one more
+    # message and the final answer: 8 a second at most, whatever counts
+    assert shown_at == [0, 0] + [k / 8 for k in range(1, 6)] + [1 + k / 8 for k in range(7)]
+    assert presenter.pending
+    presenter.finish(description(text))
+    shown_at.append(clock.now)
+    for start in shown_at:
+        assert sum(1 for t in shown_at if start <= t < start + 1) <= 8
+    kinds = [kind for kind, _, _ in recorder.sent]
+    assert kinds == ["display_data"] + ["update_display_data"] * (len(shown_at) - 1)
+    assert len({display_id for _, _, display_id in recorder.sent}) == 1
+    assert recorder.sent[1][1]["text/plain"] == "w0 ▍"
+    assert recorder.sent[-1][1] == final_bundle(description(text))
+    assert presenter.messages == len(shown_at) == 15
+    assert presenter.bytes == sum(bundle_size(data) for _, data, _ in recorder.sent)
+
+
+def test_long_text_updates_less_often_to_keep_within_the_byte_budget(recorder: Recorder) -> None:
+    clock = Clock()
+    presenter = NotebookPresenter(rate=10, clock=clock, max_bytes_per_second=20_000, mode="live")
+    presenter.start(model="reka-flash", prompt="p", images=[])
+    word = "x" * 999 + " "  # each update of n words sends about 2 * n kB
+    for step in range(200):
+        clock.now = step * 0.01
+        presenter.update(word, word * (step + 1))
+    updates = recorder.sent[1:]
+    sizes = [bundle_size(data) for _, data, _ in updates]
+    assert len(updates) < 10  # 10 a second would be 20
+    assert sum(sizes[:-1]) <= 20_000 * 2.0  # what went out within the two seconds
+    assert sum(sizes) < 0.2 * sum(bundle_size(streaming_bundle(word * n)) for n in range(1, 201))
+
+
+def test_final_mode_returns_to_waiting_and_adds_the_answer(recorder: Recorder) -> None:
+    presenter = NotebookPresenter(mode="final")
+    images = prepare_images(str(CAT))
+    presenter.start(model="reka-flash", prompt="p", images=images)
+    presenter.update("Hi ", "Hi ")
+    presenter.finish(description("Hi"))
+    waiting = waiting_bundle("reka-flash", images)
+    display_id = recorder.sent[0][2]
+    assert recorder.sent == [
+        ("display_data", waiting, display_id),
+        ("update_display_data", streaming_bundle("Hi "), display_id),
+        ("update_display_data", waiting, display_id),
+        ("display_data", final_bundle(description("Hi"), timing=False), None),
+    ]
+
+
+def test_display_mode_comes_from_the_environment(recorder, monkeypatch) -> None:
+    assert NotebookPresenter().mode == "live"
+    monkeypatch.setenv("REKA_NB_DISPLAY", "Final")
+    assert NotebookPresenter().mode == "final"
+    monkeypatch.setenv("REKA_NB_DISPLAY", "sometimes")
+    with pytest.raises(ConfigurationError, match="REKA_NB_DISPLAY must be 'live' or 'final'"):
+        NotebookPresenter()
+
+
+def test_no_display_updates_outside_a_kernel(recorder: Recorder) -> None:
+    assert can_update_displays() is False  # an IPython shell, but no kernel and frontend
+    code = (
+        "import reka_nb.display as d, sys; print(d.can_update_displays(), 'IPython' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "False False\n"
+
+
+# -- a real kernel ------------------------------------------------------------------------------
+
+
+@dataclass
+class Execution:
+    messages: list[dict]  # every iopub message of the cell, in order, status and input excluded
+    reply: dict
+
+    def of(self, *kinds: str) -> list[dict]:
+        return [m for m in self.messages if m["msg_type"] in kinds]
+
+    @property
+    def displays(self) -> list[dict]:
+        return self.of("display_data", "update_display_data")
+
+
+class Kernel:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=env, cwd=str(ROOT))
+        self.kc = self.km.blocking_client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=120)
+
+    def run(self, code: str, on_message: Callable[[dict], None] | None = None) -> Execution:
+        msg_id = self.kc.execute(code)
+        messages = []
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    break
+                continue
+            if msg["msg_type"] != "execute_input":
+                messages.append(msg)
+                if on_message is not None:
+                    on_message(msg)
+        reply = self.kc.get_shell_msg(timeout=120)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        return Execution(messages, reply["content"])
+
+    def stop(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def kernel_env(server: OfflineServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(REKA_BASE_URL=server.base_url, REKA_API_KEY=server.api_key, **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def kernel(offline_server: OfflineServer) -> Iterator[Kernel]:
+    k = Kernel(kernel_env(offline_server))
+    assert k.run("%load_ext reka_nb").reply["status"] == "ok"
+    yield k
+    k.stop()
+
+
+def sent_at(msg: dict) -> datetime:
+    return msg["header"]["date"]
+
+
+def test_stream_is_one_display_updated_in_place_within_budget(kernel, server) -> None:
+    server.reply = REPLY
+    server.token_delay = 0.01
+    run = kernel.run(f"%%reka -i {CAT}\nDescribe it.")
+    assert run.reply["status"] == "ok"
+    assert run.of("execute_result", "error", "stream", "clear_output") == []
+    kinds = [m["msg_type"] for m in run.messages]
+    assert kinds == ["display_data"] + ["update_display_data"] * (len(kinds) - 1)
+    assert len({m["content"]["transient"]["display_id"] for m in run.messages}) == 1
+
+    waiting = run.messages[0]["content"]["data"]
+    assert waiting["text/plain"] == "Asking reka-flash about 1 image…"
+    src = re.search(r'src="data:image/jpeg;base64,([^"]+)"', waiting["text/html"]).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(src))) as thumb:
+        assert thumb.size == (256, 170)
+    assert run.messages[1]["content"]["data"]["text/plain"] == "# ▍"  # the first token, at once
+
+    tokens = split_tokens(REPLY)
+    final = run.messages[-1]["content"]["data"]
+    body, footer = final["text/markdown"].rsplit("\n\n---\n\n", 1)
+    assert body == REPLY
+    assert FOOTER.fullmatch(footer.strip("*")).groups() == ("66", str(len(tokens)))
+    assert final["text/plain"].startswith(REPLY + "\n\nreka-flash · 66 tokens in")
+
+    updates = run.messages[1:-1]
+    seconds = (sent_at(updates[-1]) - sent_at(updates[0])).total_seconds()
+    assert seconds > 1.5  # the answer took its time: ~200 tokens, 10 ms apart
+    assert len(updates) <= 10 * seconds + 2
+    # never more than 10 in any second; the window is 20 ms short because the kernel stamps a
+    # message a little after the presenter read its clock (the exact rule is tested above)
+    for first in run.messages:
+        window = [
+            m
+            for m in run.messages
+            if timedelta(0) <= sent_at(m) - sent_at(first) < timedelta(seconds=0.98)
+        ]
+        assert len(window) <= 10
+    ours = sum(len(json.dumps(m["content"])) for m in run.messages)
+    every_token = sum(
+        len(json.dumps({"data": streaming_bundle("".join(tokens[:n]))}))
+        for n in range(1, len(tokens))
+    )
+    assert ours < every_token / 5
+
+
+def test_error_mid_stream_keeps_partial_text_and_fails_the_cell(kernel, server) -> None:
+    server.queue(Fault.break_after(5))
+    server.token_delay = 0.01
+    run = kernel.run("%reka Hello")
+    assert run.reply["status"] == "error"
+    assert run.reply["ename"] == "StreamInterrupted"
+    partial = " ".join(INTRO.split()[:5]) + " "
+    rid = server.requests[-1].request_id
+    last = run.displays[-1]["content"]["data"]
+    assert last["text/plain"].startswith(
+        f"{partial}\n\n— stopped: StreamInterrupted: The answer stopped after {len(partial)} "
+        "characters: the connection was lost"
+    )
+    assert last["text/plain"].endswith(f"(request id {rid})")
+    assert last["text/markdown"].startswith(f"{partial}\n\n**— stopped: StreamInterrupted: ")
+    (error,) = run.of("error")
+    assert error["content"]["traceback"] == [f"StreamInterrupted: {error['content']['evalue']}"]
+    assert f"request id {rid}" in error["content"]["evalue"]
+
+
+def test_api_error_fails_the_cell_with_one_line(kernel, server) -> None:
+    server.queue(Fault.status(400))
+    run = kernel.run("%reka Hello")
+    rid = server.requests[-1].request_id
+    assert run.reply["status"] == "error"
+    (error,) = run.of("error")
+    assert error["content"]["ename"] == "BadRequestError"
+    (line,) = error["content"]["traceback"]
+    assert line.startswith("BadRequestError: ")
+    assert line.endswith(f"(HTTP 400, request id {rid})")
+    assert run.displays[-1]["content"]["data"]["text/plain"] == "— stopped: " + line
+
+
+def test_interrupt_keeps_partial_text_and_the_kernel_usable(kernel, server) -> None:
+    server.token_delay = 0.2  # about 5 s for the whole answer
+    interrupted: list[float] = []
+
+    def stop_at_first_token(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and not interrupted:
+            interrupted.append(time.monotonic())
+            kernel.km.interrupt_kernel()
+
+    run = kernel.run("%reka Tell me a long story", stop_at_first_token)
+    stopped_after = time.monotonic() - interrupted[0]
+    assert stopped_after < 1.5  # the connection closed at once, not at the end of the answer
+    assert run.reply["status"] == "error"
+    assert run.reply["ename"] == "KeyboardInterrupt"
+    text = run.displays[-1]["content"]["data"]["text/plain"]
+    partial, mark = text.rsplit("\n\n", 1)
+    assert mark == "— interrupted"
+    assert partial and INTRO.startswith(partial)
+    (error,) = run.of("error")
+    assert error["content"]["traceback"] == [
+        "KeyboardInterrupt: interrupted; the text that arrived is kept above"
+    ]
+    server.token_delay = 0
+    again = kernel.run("%reka Again")
+    assert again.reply["status"] == "ok"
+    assert again.displays[-1]["content"]["data"]["text/plain"].startswith(INTRO)
+
+
+def test_describe_uses_the_notebook_display(kernel, server) -> None:
+    run = kernel.run(f"import reka_nb\nd = reka_nb.describe(r'{CAT}', 'What is it?')")
+    assert run.reply["status"] == "ok"
+    kinds = [m["msg_type"] for m in run.messages]
+    assert kinds[0] == "display_data" and set(kinds[1:]) == {"update_display_data"}
+    assert run.displays[-1]["content"]["data"]["text/markdown"].startswith(
+        f"{CAT_ANSWER}\n\n---\n\n*reka-flash · 67 tokens in, {CAT_TOKENS} out · "
+    )
+
+
+def test_no_stream_shows_waiting_then_the_answer(kernel, server) -> None:
+    run = kernel.run("%reka --no-stream --raw Hi")
+    kinds = [m["msg_type"] for m in run.messages]
+    assert kinds == ["display_data", "update_display_data"]
+    assert list(run.messages[1]["content"]["data"]) == ["text/plain"]
+    assert server.requests[-1].body["stream"] is False
+
+
+# -- nbclient and nbval -----------------------------------------------------------------------
+
+
+class RecordingClient(NotebookClient):
+    """nbclient, keeping every message it processes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[int, str]] = []
+
+    def process_message(self, msg: dict, cell: Any, cell_index: int) -> Any:
+        self.seen.append((cell_index, msg["msg_type"]))
+        return super().process_message(msg, cell, cell_index)
+
+
+def notebook(*cells: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, **kwargs: Any) -> RecordingClient:
+    client = RecordingClient(nb, timeout=120, kernel_name="python3", **kwargs)
+    client.execute(cwd=str(ROOT))
+    return client
+
+
+DEMO = (
+    "%load_ext reka_nb",
+    f"%%reka -i {CAT}\n# NBVAL_CHECK_OUTPUT\nWhat is it?",
+    "%reka --no-stream Hello",
+)
+
+
+def test_nbclient_saves_one_output_per_answer_and_sees_failures(env) -> None:
+    env.token_delay = 0.005
+    nb = notebook(*DEMO, "%reka --bogus Hello", "%reka Hello")
+    client = RecordingClient(nb, timeout=120, kernel_name="python3")
+    failures = {}
+    with client.setup_kernel(cwd=str(ROOT)):
+        for index, cell in enumerate(nb.cells):
+            if index == 4:
+                env.queue(Fault.status(400))
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                failures[index] = exc.ename
+    assert failures == {3: "UsageError", 4: "BadRequestError"}
+    assert [kind for i, kind in client.seen if i == 1].count("display_data") == 1
+    assert [kind for i, kind in client.seen if i == 1].count("update_display_data") >= 3
+    for cell in nb.cells[1:3]:
+        (output,) = cell.outputs
+        assert output.output_type == "display_data"
+        assert FOOTER.search(output.data["text/markdown"])
+    assert nb.cells[1].outputs[0].data["text/markdown"].startswith(f"{CAT_ANSWER}\n\n---\n\n")
+    assert [o.output_type for o in nb.cells[3].outputs] == ["stream"]  # one line on stderr
+    assert nb.cells[3].outputs[0].text == "UsageError: unrecognized arguments: --bogus\n"
+    assert [o.output_type for o in nb.cells[4].outputs] == ["display_data", "error"]
+
+
+def run_nbval(path: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pytest", "--nbval", path.name, "-q", "-p", "no:cacheprovider"]
+    return subprocess.run(command, cwd=path.parent, capture_output=True, text=True, timeout=300)
+
+
+def test_final_mode_notebook_passes_nbval_and_live_mode_does_not(
+    env, monkeypatch, tmp_path
+) -> None:
+    env.token_delay = 0.002
+    monkeypatch.setenv("REKA_NB_DISPLAY", "final")
+    nb = notebook(*DEMO)
+    execute(nb)
+    assert [len(cell.outputs) for cell in nb.cells] == [0, 2, 2]
+    waiting, answer = nb.cells[1].outputs
+    assert waiting.data["text/plain"] == "Asking reka-flash about 1 image…"
+    assert answer.data["text/markdown"] == (
+        f"{CAT_ANSWER}\n\n---\n\n*reka-flash · 67 tokens in, {CAT_TOKENS} out*"
+    )
+    path = tmp_path / "final.ipynb"
+    nbformat.write(nb, path)
+    result = run_nbval(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+    monkeypatch.setenv("REKA_NB_DISPLAY", "live")
+    nb = notebook(*DEMO)
+    execute(nb)
+    path = tmp_path / "live.ipynb"
+    nbformat.write(nb, path)
+    result = run_nbval(path)
+    assert result.returncode == 1
+    assert "Cell outputs differ" in result.stdout
