@@ -13,6 +13,14 @@ pixel sizes, byte counts, the prompt), so tests can assert exact text.
 from __future__ import annotations
 
 from ._faults import Fault
+from ._kernel import kernel_env
 from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
 
-__all__ = ["DEFAULT_MODELS", "TEST_API_KEY", "Fault", "OfflineServer", "RecordedRequest"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "TEST_API_KEY",
+    "Fault",
+    "OfflineServer",
+    "RecordedRequest",
+    "kernel_env",
+]

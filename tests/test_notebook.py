@@ -1,0 +1,118 @@
+"""The example notebook: nbval fails on a wrong key, it runs from the repository root, and
+its saved outputs are small, honest and free of secrets."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+from reka_nb.testing import OfflineServer, kernel_env
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
+
+
+def nbval(extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(extra_env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            str(NOTEBOOK),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--no-header",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_nbval_fails_when_the_key_is_wrong() -> None:
+    proc = nbval({"REKA_NB_NOTEBOOK_KEY": "reka-wrong-notebook-key"})
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "AuthenticationError: The API key is missing or wrong" in proc.stdout
+    assert "reka-wrong-notebook-key" not in proc.stdout + proc.stderr
+
+
+def test_notebook_runs_from_the_repository_root() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    saved = [_answer_texts(cell) for cell in notebook.cells]
+    with OfflineServer() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+        env.update(kernel_env(server))
+        client = NotebookClient(
+            notebook,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT)}},
+        )
+        client.execute(env=env)
+    assert [_answer_texts(cell) for cell in notebook.cells] == saved
+
+
+def _answer_texts(cell: nbformat.NotebookNode) -> list[str]:
+    out = []
+    for output in cell.get("outputs", []):
+        markdown = output.get("data", {}).get("text/markdown")
+        if markdown and "no model ran" in markdown:
+            out.append(markdown)
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved() -> dict:
+    return json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+
+
+def test_saved_answers_say_no_model_ran(saved: dict) -> None:
+    answers = [
+        "".join(o["data"]["text/markdown"])
+        for cell in saved["cells"]
+        for o in cell.get("outputs", [])
+        if "text/markdown" in o.get("data", {}) and "Prompt:" in "".join(o["data"]["text/markdown"])
+    ]
+    assert len(answers) >= 8
+    for text in answers:
+        assert text.startswith("This is reka_nb's offline server: no model ran")
+
+
+def test_saved_notebook_is_small_and_thumbnails_are_small(saved: dict) -> None:
+    assert NOTEBOOK.stat().st_size < 500_000
+    html = [
+        "".join(o["data"]["text/html"])
+        for cell in saved["cells"]
+        for o in cell.get("outputs", [])
+        if "text/html" in o.get("data", {})
+    ]
+    assert html
+    for page in html:
+        for chunk in page.split("base64,")[1:]:
+            data = base64.b64decode(chunk.split('"', 1)[0])
+            assert max(Image.open(io.BytesIO(data)).size) <= 256
+
+
+def test_saved_notebook_holds_no_key_or_uploads(saved: dict) -> None:
+    text = NOTEBOOK.read_text(encoding="utf-8")
+    from reka_nb.testing import TEST_API_KEY
+
+    assert TEST_API_KEY not in text
+    assert 'REKA_API_KEY"] = "' not in text
+    assert "application/vnd.jupyter.widget-state+json" not in json.dumps(saved["metadata"])
