@@ -10,7 +10,6 @@ below turn a job into the answer's Markdown, the status line and error messages.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ from ._async_client import AsyncRekaClient
 from ._client import RekaClient
 from ._describe import Description
 from ._exceptions import ImageError
+from ._markdown import CURSOR, close_fences, escape_markdown
 from ._throttle import Throttle
 from .images import PreparedImage, prepare_image
 
@@ -33,7 +33,6 @@ __all__ = [
     "PanelPresenter",
     "answer_output",
     "error_text",
-    "escape_markdown",
     "format_size",
     "limits_html",
     "panel_client",
@@ -51,9 +50,6 @@ JUPYTER_MESSAGE_LIMIT = 10 * 1024 * 1024
 UPDATE_RATE = 10.0
 """Answer updates a second at most while text streams in (the first one is shown at once)."""
 
-CURSOR = "▍"
-_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()<>#+\-.!|~])")
 # What follows a section's text once it ended early: (Markdown, plain text).
 _MARKS = {
     "stopped": ("*(stopped)*", "(stopped)"),
@@ -258,13 +254,13 @@ def _section(text: str, state: str, model: str) -> tuple[str, str]:
     if state == "waiting":
         return f"*Asking {escape_markdown(model)}…*", f"Asking {model}…"
     if state == "streaming":
-        return _close_fences(text + CURSOR), text + CURSOR
+        return close_fences(text + CURSOR), text + CURSOR
     if state == "done":
         return text, text
     mark_md, mark_plain = _MARKS[state]
     if not text:
         return mark_md, mark_plain
-    return f"{_close_fences(text)}\n\n{mark_md}", f"{text}\n\n{mark_plain}"
+    return f"{close_fences(text)}\n\n{mark_md}", f"{text}\n\n{mark_plain}"
 
 
 def progress_text(job: Job) -> str:
@@ -321,14 +317,3 @@ def format_size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
     return f"{size:,} bytes"
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown literally in Markdown (file names, model names)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _close_fences(text: str) -> str:
-    """Close a code fence left open, so a partial answer does not turn the rest into code."""
-    fences = _FENCE.findall(text)
-    return f"{text}\n{fences[-1]}" if len(fences) % 2 else text

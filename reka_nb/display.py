@@ -22,7 +22,6 @@ import base64
 import html
 import json
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from typing import Any
 
 from ._describe import Description
 from ._exceptions import ConfigurationError
+from ._markdown import CURSOR, close_fences, escape_markdown
 from ._throttle import Throttle
 from .images import THUMBNAIL_SIDE, PreparedImage
 
@@ -48,9 +48,6 @@ __all__ = [
 MODES = ("live", "final")
 #: Bytes a second the updates of one answer may use: half of Jupyter's default iopub limit.
 DEFAULT_BYTES_PER_SECOND = 500_000
-CURSOR = "▍"
-_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 Bundle = dict[str, str]
 
@@ -82,7 +79,7 @@ def waiting_bundle(model: str, images: Sequence[PreparedImage], thumbnails: bool
     about = f" about {count} image{'s' if count != 1 else ''}" if count else ""
     bundle = {
         "text/plain": f"Asking {model}{about}…",
-        "text/markdown": f"*Asking **{_escape(model)}**{about}…*",
+        "text/markdown": f"*Asking **{escape_markdown(model)}**{about}…*",
     }
     if thumbnails and images:
         tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
@@ -114,7 +111,7 @@ def streaming_bundle(text: str, raw: bool = False) -> Bundle:
     """The text so far with a cursor; an open code fence is closed so the rest renders."""
     if raw:
         return {"text/plain": text + CURSOR}
-    return {"text/plain": text + CURSOR, "text/markdown": _close_fences(text + CURSOR)}
+    return {"text/plain": text + CURSOR, "text/markdown": close_fences(text + CURSOR)}
 
 
 def final_bundle(description: Description, raw: bool = False, timing: bool = True) -> Bundle:
@@ -124,8 +121,10 @@ def final_bundle(description: Description, raw: bool = False, timing: bool = Tru
     plain = f"{text}\n\n{footer}" if text else footer
     if raw:
         return {"text/plain": plain}
-    body = _close_fences(text)
-    markdown = f"{body}\n\n---\n\n*{_escape(footer)}*" if text else f"*{_escape(footer)}*"
+    body = close_fences(text)
+    markdown = (
+        f"{body}\n\n---\n\n*{escape_markdown(footer)}*" if text else f"*{escape_markdown(footer)}*"
+    )
     return {"text/plain": plain, "text/markdown": markdown}
 
 
@@ -139,8 +138,8 @@ def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
     plain = f"{text}\n\n{mark}" if text else mark
     if raw:
         return {"text/plain": plain}
-    body = _close_fences(text)
-    markdown = f"{body}\n\n**{_escape(mark)}**" if text else f"**{_escape(mark)}**"
+    body = close_fences(text)
+    markdown = f"{body}\n\n**{escape_markdown(mark)}**" if text else f"**{escape_markdown(mark)}**"
     return {"text/plain": plain, "text/markdown": markdown}
 
 
@@ -151,18 +150,6 @@ def _untimed(description: Description) -> Description:
         usage=description.usage,
         finish_reason=description.finish_reason,
     )
-
-
-def _close_fences(text: str) -> str:
-    """Close a code fence left open, so a partial answer does not turn the rest into code."""
-    fences = _FENCE.findall(text)
-    if len(fences) % 2:
-        return f"{text}\n{fences[-1]}"
-    return text
-
-
-def _escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def bundle_size(bundle: Bundle) -> int:

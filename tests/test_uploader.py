@@ -245,7 +245,7 @@ def test_one_answer_per_image(make, server: OfflineServer) -> None:
     second = f"{INTRO} Image 1: {RED_LINE} {PROMPT}"
     assert [r.text for r in panel.results] == [first, second]
     assert shown(panel) == (
-        f"**1. cat\\.jpeg**\n\n{first}\n\n**2. red\\.png**\n\n{second}",
+        f"**1. cat.jpeg**\n\n{first}\n\n**2. red.png**\n\n{second}",
         f"1. cat.jpeg\n{first}\n\n2. red.png\n{second}",
     )
     assert [image_count(r) for r in chat_requests(server)] == [1, 1]
@@ -360,7 +360,7 @@ def test_stop_before_the_first_byte(make, server: OfflineServer) -> None:
     assert panel.wait(2)
     assert time.monotonic() - started < 1.0
     assert shown(panel) == (
-        "**1. cat\\.jpeg**\n\n*(stopped)*\n\n**2. red\\.png**\n\n*(not asked)*",
+        "**1. cat.jpeg**\n\n*(stopped)*\n\n**2. red.png**\n\n*(not asked)*",
         "1. cat.jpeg\n(stopped)\n\n2. red.png\n(not asked)",
     )
     assert not panel.describe_button.disabled
@@ -579,6 +579,6 @@ def test_a_partial_code_block_is_closed_while_it_streams() -> None:
     job = Job([Chosen("a_b.jpeg", image)], "?", "reka-flash", each=True)
     job.texts[0], job.states[0] = "Code:\n```python\nprint(1)", "streaming"
     assert answer_output(job)["data"] == {
-        "text/markdown": "**1. a\\_b\\.jpeg**\n\nCode:\n```python\nprint(1)▍\n```",
+        "text/markdown": "**1. a\\_b.jpeg**\n\nCode:\n```python\nprint(1)▍\n```",
         "text/plain": "1. a_b.jpeg\nCode:\n```python\nprint(1)▍",
     }
