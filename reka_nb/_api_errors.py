@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._exceptions import (
     APIError,
@@ -82,7 +83,7 @@ def error_from_response(
     """The typed exception for an error reply."""
     error_type, messages, param = parse_error_body(body)
     joined = "; ".join(messages)
-    kw = {
+    kw: dict[str, Any] = {
         "status": status,
         "request_id": request_id,
         "error_type": error_type,

@@ -55,7 +55,7 @@ def resolve_field(field: str, namespaces: Namespaces) -> Any:
     if match is None or FIELD.fullmatch(field) is None:
         raise LookupError(field)
     name = match.group()
-    value = _MISSING
+    value: Any = _MISSING
     for namespace in namespaces:
         if name in namespace:
             value = namespace[name]

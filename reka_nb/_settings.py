@@ -66,6 +66,7 @@ def resolve(
         raise ConfigurationError(f"api must be 'openai' or 'native', not {api!r}")
     chosen_model = os.environ.get("REKA_MODEL") or DEFAULT_MODEL if model is None else model
     offline = base_url is None and (_offline.is_active() or offline_requested())
+    key: str | None
     if offline:
         server = _offline.ensure_server()
         url, key = server.base_url, server.api_key

@@ -124,7 +124,12 @@ class RekaMagics(Magics):
             _one_line(exc)
             raise
 
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None, "the magics are registered on a shell"
+        return self.shell.user_ns
+
     def _run(self, line: str, cell: str | None, local_ns: Mapping[str, Any] | None) -> None:
+        user_ns = self._user_ns()
         if cell is None and line.strip() in SUBCOMMANDS:
             getattr(self, "_" + line.strip())()
             return
@@ -138,7 +143,7 @@ class RekaMagics(Magics):
                 f"%%reka takes options on its first line and the prompt from the cell body; "
                 f"unexpected {rest!r}"
             )
-        namespaces = [ns for ns in (local_ns, self.shell.user_ns) if ns is not None]
+        namespaces = [ns for ns in (local_ns, user_ns) if ns is not None]
         text = drop_nbval_markers(rest if cell is None else cell).strip()
         prompt = interpolate(text, namespaces)
         images = [_image(value, namespaces) for value in args.image or ()]
@@ -164,9 +169,9 @@ class RekaMagics(Magics):
         )
         if args.chat:
             chat.add(description)
-        self.shell.user_ns["_reka"] = description
+        user_ns["_reka"] = description
         if args.out is not None:
-            self.shell.user_ns[args.out] = description
+            user_ns[args.out] = description
 
     # -- subcommands ------------------------------------------------------------------------
 
@@ -256,7 +261,7 @@ def _one_line(exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
         message = "interrupted; the text that arrived is kept above"
     line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    exc._render_traceback_ = lambda: [line]  # type: ignore[union-attr]
+    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
 
 
 def ask_questions(lines: list[str]) -> list[str]:

@@ -54,3 +54,14 @@ def test_ruff_clean() -> None:
     for args in (["check"], ["format", "--check"]):
         proc = subprocess.run(["ruff", *args, "."], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is not installed")
+def test_mypy_clean() -> None:
+    proc = subprocess.run(
+        ["mypy", "reka_nb", "--ignore-missing-imports", "--no-error-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
