@@ -13,10 +13,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from PIL import Image
 
-from reka_nb.testing import OfflineServer, kernel_env
+from reka_nb.testing import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
@@ -55,16 +54,7 @@ def test_nbval_fails_when_the_key_is_wrong() -> None:
 def test_notebook_runs_from_the_repository_root() -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     saved = [_answer_texts(cell) for cell in notebook.cells]
-    with OfflineServer() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
-        env.update(kernel_env(server))
-        client = NotebookClient(
-            notebook,
-            timeout=120,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(ROOT)}},
-        )
-        client.execute(env=env)
+    run_notebook(notebook, ROOT)
     assert [_answer_texts(cell) for cell in notebook.cells] == saved
 
 

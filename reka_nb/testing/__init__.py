@@ -13,7 +13,7 @@ pixel sizes, byte counts, the prompt), so tests can assert exact text.
 from __future__ import annotations
 
 from ._faults import Fault
-from ._kernel import kernel_env
+from ._kernel import kernel_env, run_notebook
 from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "OfflineServer",
     "RecordedRequest",
     "kernel_env",
+    "run_notebook",
 ]
