@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,11 +132,25 @@ class _ReplayHandler(BaseHTTPRequestHandler):
     do_POST = do_GET
 
 
+class _ReplayHTTPServer(ThreadingHTTPServer):
+    """Keeps handler errors for the test to see; a client hanging up early is not one."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ReplayHandler)
+        self.errors: list[BaseException] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            self.errors.append(exc)
+
+
 @pytest.fixture
 def replay() -> Iterator[ReplayServer]:
     state = ReplayServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ReplayHandler)
-    httpd.daemon_threads = True
+    httpd = _ReplayHTTPServer()
     httpd.owner = state  # type: ignore[attr-defined]
     state.base_url = f"http://127.0.0.1:{httpd.server_port}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -146,6 +161,7 @@ def replay() -> Iterator[ReplayServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+    assert httpd.errors == []
 
 
 def stream_with(kind: str, base_url: str, model: str = "gpt-4o", **kw: Any) -> tuple[list, Any]:
