@@ -73,10 +73,16 @@ class Completion:
 class Accumulator:
     """Feed it each event's data string; it returns the new text and tracks the finish.
 
-    Snapshot detection: an event whose content is longer than the text so far and starts
-    with it is a snapshot. The first event that decides it fixes the mode for the stream,
-    so increments that happen to repeat earlier words are never mistaken for snapshots.
+    Snapshot detection on the OpenAI-compatible endpoint, where either kind may come: while
+    every event extends the previous one, both readings stay possible, and only the text they
+    agree on is released. An event that does not extend the previous one proves increments;
+    two extensions in a row reaching ``SNAPSHOT_EVIDENCE`` characters prove snapshots. The
+    mode is then fixed, so increments that repeat earlier words are never taken for
+    snapshots ("\\n" then "\\n\\n" then "A" stays three lines and an A). Native events are
+    always snapshots.
     """
+
+    SNAPSHOT_EVIDENCE = 16
 
     def __init__(self, api: Api = "openai") -> None:
         self.api = api
@@ -87,7 +93,9 @@ class Accumulator:
         self._parts: list[str] = []
         self._length = 0
         self._snapshot: bool | None = True if api == "native" else None
-        self._last = ""  # the text so far, kept only while the mode is undecided or snapshot
+        self._increments: list[str] = []  # while undecided: every content, read as increments
+        self._latest = ""  # while undecided: the last content, read as a snapshot
+        self._extensions = 0  # while undecided: events in a row that extended the previous
 
     @property
     def text(self) -> str:
@@ -102,7 +110,7 @@ class Accumulator:
         """Take one event's data; return the text it adds (maybe empty)."""
         if data == "[DONE]":
             self.done = True
-            return ""
+            return self._settle()
         try:
             event = json.loads(data)
         except ValueError as exc:
@@ -116,27 +124,52 @@ class Accumulator:
         if usage is not None:
             self.usage = usage
         content, finish = _content_and_finish(event)
+        delta = self._add(content) if content else ""
         if finish:
             self.finish_reason = finish
-        return self._add(content) if content else ""
+            delta += self._settle()
+        return delta
+
+    def _settle(self) -> str:
+        """At the end, an undecided stream (every event extended the last) reads as snapshots."""
+        if self._snapshot is not None or not self._latest:
+            return ""
+        self._snapshot = True
+        return self._release(self._latest[self._length :])
 
     def _add(self, content: str) -> str:
-        if self._snapshot is None and self._length:
-            # Undecided: a longer string starting with all we have is a snapshot.
-            self._snapshot = len(content) > self._length and content.startswith(self._last)
-            if not self._snapshot:
-                self._last = ""
-        if self._snapshot:
-            if len(content) <= self._length:
-                return ""  # a repeat (or a shorter revision) of what is already shown
-            delta = content[self._length :]
-            self._last = content
+        if self._snapshot is None:
+            return self._release(self._undecided(content))
+        if not self._snapshot:
+            return self._release(content)
+        if len(content) <= self._length:
+            return ""  # a repeat (or a shorter revision) of what is already shown
+        return self._release(content[self._length :])
+
+    def _undecided(self, content: str) -> str:
+        """The new text both readings agree on, deciding the mode when an event proves it."""
+        previous = self._latest
+        self._increments.append(content)
+        extends = len(content) > len(previous) and content.startswith(previous)
+        if previous and not extends:
+            self._snapshot = False
+            target = "".join(self._increments)
         else:
-            delta = content
-            if self._snapshot is None:
-                self._last = content
-        self._parts.append(delta)
-        self._length += len(delta)
+            self._extensions += 1 if previous else 0
+            self._latest = content
+            if self._extensions >= 2 and len(content) >= self.SNAPSHOT_EVIDENCE:
+                self._snapshot = True
+                target = content
+            else:
+                target = _common_prefix("".join(self._increments), content)
+        if self._snapshot is not None:
+            self._increments, self._latest = [], ""
+        return target[self._length :]
+
+    def _release(self, delta: str) -> str:
+        if delta:
+            self._parts.append(delta)
+            self._length += len(delta)
         return delta
 
     def completion(self, request_id: str | None) -> Completion:
@@ -205,3 +238,12 @@ def parse_models(body: bytes | str) -> list[str]:
         if isinstance(ident, str) and ident:
             ids.append(ident)
     return ids
+
+
+def _common_prefix(a: str, b: str) -> str:
+    """The longest common prefix (only computed on the short text of an undecided stream)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return a[:i]

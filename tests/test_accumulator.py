@@ -136,3 +136,35 @@ def test_parse_models_shapes() -> None:
     assert parse_models(b'[{"id": "reka-core"}, {"id": "reka-edge"}]') == ["reka-core", "reka-edge"]
     with pytest.raises(MalformedEvent):
         parse_models(b'{"nope": 1}')
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        ["\n", "\n\n", "A", " tabby", " cat", " sleeps", " on", " a", " red", " sofa", "."],
+        ["1", "10", " apples"],
+        [" ", "  ", "   ", "x"],
+        ["ab", "abc", "abcd", "x"],
+    ],
+)
+def test_increments_that_look_like_snapshots_keep_every_character(deltas: list[str]) -> None:
+    acc = Accumulator("openai")
+    out = [acc.feed(openai_event(d)) for d in deltas]
+    out.append(acc.feed(openai_event(None, "stop")))
+    assert "".join(out) == acc.text == "".join(deltas)
+
+
+def test_undecided_stream_releases_only_agreed_text_then_settles_as_snapshots() -> None:
+    acc = Accumulator("openai")
+    assert acc.feed(openai_event("Hello")) == "Hello"
+    assert acc.feed(openai_event("Hello there")) == ""  # "HelloHello there" or "Hello there"?
+    assert acc.text == "Hello"  # what a cut here would keep: true under either reading
+    assert acc.feed(openai_event(None, "stop")) == " there"
+    assert acc.text == "Hello there"
+
+
+def test_openai_snapshot_stream_is_recognised() -> None:
+    acc = Accumulator("openai")
+    snaps = ["The ", "The cat ", "The cat sat ", "The cat sat on ", "The cat sat on the mat."]
+    out = "".join(acc.feed(openai_event(s)) for s in snaps)
+    assert out == acc.text == "The cat sat on the mat."
