@@ -15,6 +15,7 @@ from ._base import (
     StreamState,
     json_completion,
     json_models,
+    may_retry,
     request_id_of,
     translate_send_error,
     wait_before_retry,
@@ -35,9 +36,10 @@ class AsyncRekaClient(BaseClient):
     _http: httpx.AsyncClient | None = None
 
     def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(**self._client_options())
-        return self._http
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.AsyncClient(**self._client_options())
+            return self._http
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -52,27 +54,45 @@ class AsyncRekaClient(BaseClient):
         await self.aclose()
 
     async def _send(
-        self, method: str, url: str, settings: Settings, headers: dict, body: Any = None
+        self,
+        method: str,
+        url: str,
+        settings: Settings,
+        headers: dict,
+        body: Any = None,
+        *,
+        read: bool = False,
     ) -> httpx.Response:
-        """Send with retries; return a response with a 2xx status and an unread body."""
+        """Send with retries; return a response with a 2xx status (its body read if ``read``).
+
+        Only what happens before the reply is retried: a body that breaks is not resent.
+        """
         http = self._client()
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
+            failure: httpx.HTTPError | None = None  # raised outside the except: no context
             try:
                 request = http.build_request(method, url, headers=headers, json=body)
                 response = await http.send(request, stream=True)
             except httpx.HTTPError as exc:
-                error = translate_send_error(exc, settings, self.connect_timeout)
-                if last:
-                    raise error from exc
+                failure = exc
+            if failure is not None:
+                if last or not may_retry(failure):
+                    raise translate_send_error(failure, settings, self)
                 await asyncio.sleep(retry_delay(attempt, base=self.backoff))
                 continue
-            if response.is_success:
+            if response.is_success and not read:
                 return response
             try:
                 await response.aread()
+            except httpx.HTTPError as exc:
+                failure = exc
             finally:
                 await response.aclose()
+            if failure is not None:
+                raise translate_send_error(failure, settings, self)
+            if response.is_success:
+                return response
             api_error = await self._error(response, settings, body)
             if last or not is_retryable(api_error):
                 raise api_error
@@ -102,11 +122,9 @@ class AsyncRekaClient(BaseClient):
         """The ids of the models this key can use, from ``GET /models``."""
         settings = self.settings()
         headers = self._headers(settings)
-        response = await self._send("GET", settings.base_url + "/models", settings, headers)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
+        response = await self._send(
+            "GET", settings.base_url + "/models", settings, headers, read=True
+        )
         return json_models(response)
 
     def stream(
@@ -128,11 +146,7 @@ class AsyncRekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = await self._send("POST", url, settings, headers, body)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
+        response = await self._send("POST", url, settings, headers, body, read=True)
         return json_completion(response)
 
     async def describe(
@@ -194,7 +208,11 @@ class AsyncChatStream:
         await self.open()
         assert self._response is not None and self._state is not None
         state = self._state
+        if state.started:
+            raise RuntimeError("this answer has been read already: start a new stream")
+        state.started = True
         try:
+            failure: httpx.HTTPError | None = None
             try:
                 async for chunk in self._response.aiter_bytes():
                     for delta in state.feed(chunk):
@@ -205,7 +223,9 @@ class AsyncChatStream:
                     for delta in state.end():
                         yield delta
             except httpx.HTTPError as exc:
-                raise state.translate(exc) from exc
+                failure = exc
+            if failure is not None and not state.acc.finished:  # after the finish: nothing lost
+                raise state.translate(failure)  # outside the except: httpx's request stays out
             self.completion = state.acc.completion(state.request_id)
         finally:
             await self.aclose()

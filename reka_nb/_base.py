@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from ._exceptions import (
     StreamInterrupted,
 )
 from ._messages import build_body
-from ._settings import Settings, check_base_url, resolve
+from ._settings import Settings, check_base_url, redact, resolve
 from ._sse import SSEDecoder
 from ._stream import (
     Accumulator,
@@ -38,6 +39,7 @@ __all__ = [
     "StreamState",
     "json_completion",
     "json_models",
+    "may_retry",
     "request_id_of",
     "translate_send_error",
     "wait_before_retry",
@@ -74,6 +76,7 @@ class BaseClient:
         self.read_timeout = read_timeout
         self.max_retries = max_retries
         self.backoff = backoff
+        self._lock = threading.Lock()  # the connection pool is made once, even across threads
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
             check_base_url(base_url)
         if api not in (None, "openai", "native"):
@@ -141,11 +144,11 @@ class StreamState:
     """One streamed answer's decoding: bytes in, text deltas out, errors made typed."""
 
     def __init__(self, settings: Settings, request_id: str | None, read_timeout: float) -> None:
-        self.settings = settings
         self.request_id = request_id
         self.read_timeout = read_timeout
         self.decoder = SSEDecoder()
         self.acc = Accumulator(settings.api)
+        self.started = False  # iteration began: an answer is read once
 
     def feed(self, chunk: bytes) -> list[str]:
         """Text deltas in this chunk of bytes."""
@@ -183,17 +186,26 @@ class StreamState:
         return self.interrupted(f"the connection was lost ({_describe_transport(exc)})")
 
 
-def translate_send_error(exc: httpx.HTTPError, settings: Settings, timeout: float) -> RekaError:
-    """An httpx error raised before any answer arrived, as a typed error."""
+def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:
+    """An httpx error raised before an answer arrived, as a typed error. Raise it outside the
+    ``except`` block: httpx's exception holds the request, whose headers repr shows an X-Api-Key,
+    and must not become the new error's context."""
     where = settings.base_url
     if isinstance(exc, httpx.ConnectTimeout):
-        return APITimeoutError(f"Connecting to {where} took more than {timeout:g} s")
+        return APITimeoutError(f"Connecting to {where} took more than {client.connect_timeout:g} s")
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"{where} did not answer within {timeout:g} s")
+        return APITimeoutError(f"{where} did not answer within {client.read_timeout:g} s")
+    detail = redact(_describe_transport(exc), settings.api_key)
     if isinstance(exc, httpx.ConnectError):
-        return APIConnectionError(f"Could not connect to {where} ({_describe_transport(exc)})")
-    return APIConnectionError(
-        f"The connection to {where} failed before an answer ({_describe_transport(exc)})"
+        return APIConnectionError(f"Could not connect to {where} ({detail})")
+    return APIConnectionError(f"The connection to {where} failed before an answer ({detail})")
+
+
+def may_retry(exc: httpx.HTTPError) -> bool:
+    """Connection failures and a connection closed before any reply are retried; a request
+    that timed out waiting for its reply may have reached the server, so it is not resent."""
+    return isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
     )
 
 

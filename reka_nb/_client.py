@@ -21,6 +21,7 @@ from ._base import (
     StreamState,
     json_completion,
     json_models,
+    may_retry,
     request_id_of,
     translate_send_error,
     wait_before_retry,
@@ -41,9 +42,10 @@ class RekaClient(BaseClient):
     _http: httpx.Client | None = None
 
     def _client(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(**self._client_options())
-        return self._http
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(**self._client_options())
+            return self._http
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -58,27 +60,45 @@ class RekaClient(BaseClient):
         self.close()
 
     def _send(
-        self, method: str, url: str, settings: Settings, headers: dict, body: Any = None
+        self,
+        method: str,
+        url: str,
+        settings: Settings,
+        headers: dict,
+        body: Any = None,
+        *,
+        read: bool = False,
     ) -> httpx.Response:
-        """Send with retries; return a response with a 2xx status and an unread body."""
+        """Send with retries; return a response with a 2xx status (its body read if ``read``).
+
+        Only what happens before the reply is retried: a body that breaks is not resent.
+        """
         http = self._client()
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
+            failure: httpx.HTTPError | None = None  # raised outside the except: no context
             try:
                 request = http.build_request(method, url, headers=headers, json=body)
                 response = http.send(request, stream=True)
             except httpx.HTTPError as exc:
-                error = translate_send_error(exc, settings, self.connect_timeout)
-                if last:
-                    raise error from exc
+                failure = exc
+            if failure is not None:
+                if last or not may_retry(failure):
+                    raise translate_send_error(failure, settings, self)
                 time.sleep(retry_delay(attempt, base=self.backoff))
                 continue
-            if response.is_success:
+            if response.is_success and not read:
                 return response
             try:
                 response.read()
+            except httpx.HTTPError as exc:
+                failure = exc
             finally:
                 response.close()
+            if failure is not None:
+                raise translate_send_error(failure, settings, self)
+            if response.is_success:
+                return response
             api_error = self._error(response, settings, body)
             if last or not is_retryable(api_error):
                 raise api_error
@@ -108,11 +128,7 @@ class RekaClient(BaseClient):
         """The ids of the models this key can use, from ``GET /models``."""
         settings = self.settings()
         headers = self._headers(settings)
-        response = self._send("GET", settings.base_url + "/models", settings, headers)
-        try:
-            response.read()
-        finally:
-            response.close()
+        response = self._send("GET", settings.base_url + "/models", settings, headers, read=True)
         return json_models(response)
 
     def stream(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:
@@ -132,11 +148,7 @@ class RekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = self._send("POST", url, settings, headers, body)
-        try:
-            response.read()
-        finally:
-            response.close()
+        response = self._send("POST", url, settings, headers, body, read=True)
         return json_completion(response)
 
     def describe(
@@ -196,7 +208,11 @@ class ChatStream:
         self.open()
         assert self._response is not None and self._state is not None
         state = self._state
+        if state.started:
+            raise RuntimeError("this answer has been read already: start a new stream")
+        state.started = True
         try:
+            failure: httpx.HTTPError | None = None
             try:
                 for chunk in self._response.iter_bytes():
                     yield from state.feed(chunk)
@@ -205,7 +221,9 @@ class ChatStream:
                 else:
                     yield from state.end()
             except httpx.HTTPError as exc:
-                raise state.translate(exc) from exc
+                failure = exc
+            if failure is not None and not state.acc.finished:  # after the finish: nothing lost
+                raise state.translate(failure)  # outside the except: httpx's request stays out
             self.completion = state.acc.completion(state.request_id)
         finally:
             self.close()

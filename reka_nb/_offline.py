@@ -6,6 +6,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from ._exceptions import ConfigurationError
+
 if TYPE_CHECKING:
     from .testing import OfflineServer
 
@@ -51,6 +53,18 @@ def ensure_server() -> OfflineServer:
         if _server is None:
             from .testing import OfflineServer
 
-            delay = float(os.environ.get("REKA_NB_OFFLINE_DELAY", "0") or 0)
-            _server = OfflineServer(token_delay=delay).start()
+            _server = OfflineServer(token_delay=_delay_from_environment()).start()
         return _server
+
+
+def _delay_from_environment() -> float:
+    text = os.environ.get("REKA_NB_OFFLINE_DELAY", "").strip() or "0"
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay < 60:
+        raise ConfigurationError(
+            f"REKA_NB_OFFLINE_DELAY must be seconds between words, from 0 to 60, not {text!r}"
+        )
+    return delay

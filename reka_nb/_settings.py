@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ DEFAULT_BASE_URL = "https://api.reka.ai/v1"
 DEFAULT_MODEL = "reka-flash"
 Api = Literal["openai", "native"]
 _TRUE = {"1", "true", "yes", "on"}
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def resolve(
         url, key = server.base_url, server.api_key
     else:
         url = base_url or os.environ.get("REKA_BASE_URL") or DEFAULT_BASE_URL
-        key = api_key or os.environ.get("REKA_API_KEY") or None
+        key = _checked_key(api_key or os.environ.get("REKA_API_KEY") or "")
     return Settings(
         base_url=check_base_url(url),
         model=chosen_model,
@@ -80,6 +82,20 @@ def resolve(
         api=api or "openai",  # type: ignore[arg-type]
         offline=offline,
     )
+
+
+def _checked_key(key: str) -> str | None:
+    """The key without surrounding white space (a key read from a file ends in a newline);
+    one an HTTP header cannot carry is refused here, without ever echoing it."""
+    key = key.strip()
+    if not key:
+        return None
+    if not _VISIBLE_ASCII.fullmatch(key):
+        raise ConfigurationError(
+            "the API key contains characters an HTTP header cannot carry (spaces, line breaks "
+            "or non-ASCII letters): check REKA_API_KEY or the api_key argument"
+        )
+    return key
 
 
 def check_base_url(url: str) -> str:

@@ -343,3 +343,54 @@ def test_offline_switches(monkeypatch: pytest.MonkeyPatch) -> None:
         server = reka_nb.use_offline_server()
         assert client.settings().base_url == server.base_url
         assert "reka-flash" in client.models()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "match"),
+    [
+        (Fault.break_after(0), APIConnectionError, "failed before an answer"),
+        (Fault.stall(0, 3.0), APITimeoutError, r"did not answer within 0\.3 s"),
+    ],
+)
+def test_whole_answer_body_failures_are_typed_and_not_resent(
+    kind: str, server: OfflineServer, fault: Fault, error: type, match: str
+) -> None:
+    server.queue(fault, Fault.ok())
+    with pytest.raises(error, match=match) as info:
+        complete(kind, server, read_timeout=0.3)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert len(server.requests) == 1
+
+
+def test_read_timeout_before_the_reply_is_not_resent(kind: str, server: OfflineServer) -> None:
+    server.queue(Fault.slow_first_byte(3.0), Fault.ok())
+    with pytest.raises(APITimeoutError, match=r"did not answer within 0\.3 s"):
+        stream(kind, server, read_timeout=0.3, connect_timeout=5)
+    assert len(server.requests) == 1
+
+
+def test_break_after_the_finish_reason_loses_nothing(kind: str, server: OfflineServer) -> None:
+    server.reply = "one two three"
+    server.queue(Fault.break_after(4))  # three words, the finish chunk, then a break
+    deltas, done = stream(kind, server)
+    assert "".join(deltas) == done.text == "one two three"
+    assert done.finish_reason == "stop"
+
+
+def test_an_answer_is_read_once(server: OfflineServer) -> None:
+    with RekaClient(base_url=server.base_url, api_key=server.api_key) as client:
+        chat = client.stream([{"role": "user", "content": "hi"}])
+        assert "no model ran" in "".join(chat)
+        with pytest.raises(RuntimeError, match="this answer has been read already"):
+            list(chat)
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "nan"])
+def test_bad_offline_delay_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from reka_nb import _offline
+
+    monkeypatch.setattr(_offline, "_server", None)
+    monkeypatch.setenv("REKA_NB_OFFLINE", "1")
+    monkeypatch.setenv("REKA_NB_OFFLINE_DELAY", value)
+    with pytest.raises(ConfigurationError, match="REKA_NB_OFFLINE_DELAY must be seconds"):
+        RekaClient().settings()

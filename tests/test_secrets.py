@@ -134,3 +134,50 @@ def test_cli_output(secret_server: OfflineServer, produced: list[str], key: str)
         )
         produced += [proc.stdout, proc.stderr]
     logging.getLogger("reka_nb.test").debug("cli ran")  # keeps the 'something logged' check honest
+
+
+def _reprs_of_chain(error: BaseException) -> list[str]:
+    """Every repr reachable from an error's cause and context, request headers included."""
+    out = []
+    seen: BaseException | None = error
+    while seen is not None:
+        out += [repr(seen), repr(vars(seen))]
+        request = getattr(seen, "_request", None)
+        if request is not None:
+            out.append(repr(request.headers))
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+@pytest.mark.parametrize("api", ["openai", "native"])
+@pytest.mark.parametrize("fault", [Fault.reset(), Fault.break_after(2), Fault.stall(1, 3.0)])
+def test_error_chains_hold_no_key(
+    secret_server: OfflineServer, produced: list[str], api: str, fault: Fault
+) -> None:
+    secret_server.queue(*[fault] * 3)
+    client = RekaClient(
+        base_url=secret_server.base_url, api_key=SECRET, api=api, backoff=0.01, read_timeout=0.3
+    )
+    with client, pytest.raises(RekaError) as info:
+        describe(CAT, client=client, show=False)
+    produced += _reprs_of_chain(info.value)
+
+
+def test_key_read_from_a_file_keeps_working(
+    secret_server: OfflineServer, produced: list[str]
+) -> None:
+    with RekaClient(base_url=secret_server.base_url, api_key=SECRET + "\n") as client:
+        produced.append(describe(CAT, client=client, show=False))
+
+
+@pytest.mark.parametrize("bad", [SECRET + "é", SECRET[:8] + " " + SECRET[8:], SECRET + "\n2"])
+def test_key_a_header_cannot_carry_is_refused_unechoed(
+    secret_server: OfflineServer, produced: list[str], bad: str
+) -> None:
+    from reka_nb import ConfigurationError
+
+    client = RekaClient(base_url=secret_server.base_url, api_key=bad)
+    with client, pytest.raises(ConfigurationError, match="characters an HTTP header cannot"):
+        describe(CAT, client=client, show=False)
+    assert secret_server.requests == []
+    logging.getLogger("reka_nb.test").debug("refused")
