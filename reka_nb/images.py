@@ -21,6 +21,7 @@ import binascii
 import io
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ __all__ = [
 
 MAX_SIDE = 2048
 MAX_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = 256 * 1024 * 1024  # read no larger file: no image worth sending is this big
 THUMBNAIL_SIDE = 256
 
 _ACCEPTED = (
@@ -80,12 +82,11 @@ class PreparedImage:
     def thumbnail(self, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str] | None:
         """Bytes and mime type for display, at most ``max_side``; None for a remote URL.
 
-        The image's own bytes when small enough, else a JPEG (a PNG when it has alpha).
+        Always re-encoded (a JPEG, or a PNG when it has alpha), even when small enough: the
+        original's metadata (EXIF, GPS, camera) must not travel into widgets or notebooks.
         """
         if self.data is None or self.mime is None:
             return None
-        if max(self.width or 0, self.height or 0) <= max_side:
-            return self.data, self.mime
         return thumbnail(self.data, f"image from {self.source!r}", max_side, MAX_BYTES)
 
     def __repr__(self) -> str:
@@ -254,6 +255,16 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     path = Path(os.path.expanduser(text))
     expanded = f" (expanded to '{path}')" if str(path) != text else ""
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"'{text}' is not a regular file (a device, pipe or socket)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(
+                f"'{text}' is {info.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes "
+                "an image file may have"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise ImageError(

@@ -508,7 +508,9 @@ def test_16_bit_grey_png_over_limits_stays_16_bit() -> None:
 
 def test_thumbnail(big_jpeg: Path) -> None:
     small = prepare_image(CAT)
-    assert small.thumbnail(max_side=500) == (CAT_BYTES, "image/jpeg")  # small enough already
+    data, mime = small.thumbnail(max_side=500) or (b"", "")
+    assert (mime, decode(data).size) == ("image/jpeg", (451, 300))  # re-encoded, not the file
+    assert data != CAT_BYTES
     data, mime = small.thumbnail() or (b"", "")
     assert (mime, decode(data).size) == ("image/jpeg", (THUMBNAIL_SIDE, 170))
     rgba = graphic((1000, 500), "RGBA").rotate(5)
@@ -848,3 +850,33 @@ def test_describe_needs_an_image(env: OfflineServer) -> None:
     with pytest.raises(ImageError, match=r"^describe\(\) needs an image: pass a path, URL"):
         describe(None, show=False)
     assert env.requests == []
+
+
+def test_thumbnail_drops_metadata_even_when_small() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPSInfo: latitude
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 150), "orange").save(buffer, "JPEG", exif=exif)
+    original = buffer.getvalue()
+    assert b"SecretCam" in original
+    prepared = prepare_image(original)
+    assert prepared.data == original  # what is sent is untouched...
+    data, mime = prepared.thumbnail() or (b"", "")
+    assert mime == "image/jpeg" and decode(data).size == (200, 150)
+    assert b"SecretCam" not in data  # ...but what is shown carries no metadata
+    assert not decode(data).getexif()
+
+
+def test_device_files_and_huge_files_are_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reka_nb import images
+
+    with pytest.raises(ImageError, match=r"^'/dev/zero' is not a regular file"):
+        prepare_image("/dev/zero")
+    big = tmp_path / "big.jpeg"
+    big.write_bytes(CAT_BYTES)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(ImageError, match=r"is 35,042 bytes, over the 1,000 bytes an image file"):
+        prepare_image(big)
