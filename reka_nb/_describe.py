@@ -144,13 +144,13 @@ class StdoutPresenter:
             self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")
 
 
-def default_presenter() -> Presenter:
-    """The notebook display inside a notebook, else stdout."""
+def default_presenter(raw: bool = False) -> Presenter:
+    """The notebook display inside a notebook (plain text with ``raw``), else stdout."""
     if "ipykernel" in sys.modules:
         from . import display
 
         if display.can_update_displays():
-            return display.NotebookPresenter()
+            return display.NotebookPresenter(raw=raw)
     return StdoutPresenter()
 
 

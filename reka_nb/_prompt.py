@@ -3,7 +3,8 @@
 No IPython here, so the rules can be tested as plain functions:
 
 - ``{name}``, ``{name.attr}``, ``{name[0]}``, ``{name[key]}`` become the variable's value
-  (``str()``); a field that names no variable, or fails to resolve, is left exactly as written.
+  (``str()``); a field that names no variable, fails to resolve, or whose value's ``str()``
+  raises, is left exactly as written.
 - ``{{`` and ``}}`` are literal braces, as in ``str.format``: ``{{name}}`` gives ``{name}``.
   A ``}}`` that closes a brace of JSON or code (``{"a": {"b": 1}}``) is left as written, so
   JSON and code pass through unchanged. Nothing here ever raises.
@@ -97,7 +98,7 @@ def interpolate(text: str, namespaces: Namespaces) -> str:
             if field is not None and text.startswith("}", field.end()):
                 try:
                     out.append(str(resolve_field(field.group(), namespaces)))
-                except LookupError:
+                except Exception:  # no such value, or a value whose ``str()`` raises
                     out.append(text[i : field.end() + 1])
                 i = field.end() + 1
                 continue

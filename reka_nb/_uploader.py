@@ -83,6 +83,7 @@ class Uploader(widgets.VBox):
         self._files: list[Chosen] = []
         self._job: Job | None = None
         self._models_future: concurrent.futures.Future[None] | None = None
+        self._models_task: asyncio.Task[None] | None = None
         self._closed = False
         problems: list[str] = []
         configured = self._configured_model(model, problems)
@@ -208,6 +209,8 @@ class Uploader(widgets.VBox):
             return
         self._closed = True
         self.stop()
+        if self._models_future is not None:  # a slow model list must not outlive the panel
+            self._models_future.cancel()
         loop = _background.existing_loop()
         if loop is not None:
             closing = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
@@ -309,18 +312,28 @@ class Uploader(widgets.VBox):
         self.status.value = progress_text(job)
 
     async def _list_models(self, configured: str) -> None:
+        """Fill the model dropdown from the server; close() cancels it, then no trait is set."""
+        self._models_task = asyncio.current_task()
         try:
             names = await self._client.models()
         except Exception as exc:  # the list is a convenience: the configured model still works
-            self._show_errors(
-                [f"Could not list the models, so only {configured} is offered: {error_text(exc)}"]
-            )
+            if not self._closed:
+                why = error_text(exc)
+                self._show_errors(
+                    [f"Could not list the models, so only {configured} is offered: {why}"]
+                )
+            return
+        if self._closed:
             return
         options = names if configured in names else [configured, *names]
         self.model.options = options
         self.model.value = configured
 
     async def _aclose(self) -> None:
+        models = self._models_task
+        if models is not None and not models.done():  # its connection closes before the pool
+            models.cancel()
+            await asyncio.wait([models], timeout=_CLOSE_WAIT)
         job = self._job
         if job is not None and job.task is not None:
             with contextlib.suppress(BaseException):

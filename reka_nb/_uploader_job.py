@@ -53,7 +53,7 @@ UPDATE_RATE = 10.0
 # What follows a section's text once it ended early: (Markdown, plain text).
 _MARKS = {
     "stopped": ("*(stopped)*", "(stopped)"),
-    "failed": ("*(interrupted)*", "(interrupted)"),
+    "failed": ("*(failed)*", "(failed)"),
     "skipped": ("*(not asked)*", "(not asked)"),
 }
 

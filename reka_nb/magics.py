@@ -25,14 +25,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._describe import (
-    DEFAULT_PROMPT,
-    Description,
-    Presenter,
-    StdoutPresenter,
-    default_client,
-    run_describe,
-)
+from ._describe import DEFAULT_PROMPT, Description, default_client, default_presenter, run_describe
 from ._exceptions import ConfigurationError, InvalidRequestError, RekaError
 from ._messages import check_params
 from ._prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
@@ -155,19 +148,20 @@ class RekaMagics(Magics):
         chat = self.conversation
         system = args.system
         if args.chat:  # the conversation keeps its system message
-            chat.system = system = args.system or chat.system
+            system = args.system or chat.system
         description = run_describe(
             default_client(),
             _flatten(images) or None,
             prompt or DEFAULT_PROMPT,
             model=args.model,
             stream=not args.no_stream,
-            show=_presenter(args.raw),
+            show=default_presenter(raw=args.raw),
             system=system,
             history=list(chat.messages) if args.chat else (),
             **params,
         )
-        if args.chat:
+        if args.chat:  # only an answered question changes the conversation
+            chat.system = system
             chat.add(description)
         user_ns["_reka"] = description
         if args.out is not None:
@@ -240,14 +234,6 @@ def _flatten(images: list[Any]) -> list[Any]:
     for image in images:
         flat.extend(image if isinstance(image, (list, tuple)) else [image])
     return flat
-
-
-def _presenter(raw: bool) -> Presenter:
-    from . import display
-
-    if display.can_update_displays():
-        return display.NotebookPresenter(raw=raw)
-    return StdoutPresenter()
 
 
 def _one_line(exc: BaseException) -> None:

@@ -31,6 +31,7 @@ from PIL import Image
 from traitlets.config import Config
 
 from reka_nb import ConfigurationError, Description, StreamInterrupted, Usage, prepare_images
+from reka_nb._describe import StdoutPresenter, default_presenter
 from reka_nb.display import (
     NotebookPresenter,
     bundle_size,
@@ -232,6 +233,20 @@ def test_display_mode_comes_from_the_environment(recorder, monkeypatch) -> None:
     monkeypatch.setenv("REKA_NB_DISPLAY", "sometimes")
     with pytest.raises(ConfigurationError, match="REKA_NB_DISPLAY must be 'live' or 'final'"):
         NotebookPresenter()
+
+
+def test_default_presenter_passes_raw_to_the_notebook_display(monkeypatch) -> None:
+    import ipykernel  # noqa: F401  (every kernel has it loaded; default_presenter checks)
+
+    from reka_nb import display
+
+    monkeypatch.setattr(display, "can_update_displays", lambda: True)
+    raw = default_presenter(raw=True)
+    assert type(raw) is NotebookPresenter
+    assert raw.raw is True
+    assert default_presenter().raw is False
+    monkeypatch.setattr(display, "can_update_displays", lambda: False)
+    assert type(default_presenter(raw=True)) is StdoutPresenter
 
 
 def test_no_display_updates_outside_a_kernel(recorder: Recorder) -> None:

@@ -22,6 +22,7 @@ from reka_nb import (
     MissingAPIKeyError,
     StreamInterrupted,
 )
+from reka_nb._prompt import interpolate
 from reka_nb.magics import RekaMagics
 from reka_nb.testing import DEFAULT_MODELS, Fault, OfflineServer
 
@@ -213,6 +214,24 @@ def test_interpolation(ip, env, cell: str, sent: str) -> None:
     assert prompt_sent(env) == sent
 
 
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+def test_a_value_whose_str_raises_is_left_as_written(ip, env, capsys) -> None:
+    ip.user_ns.update(obj=Unprintable(), name="Tom")
+    result = run(ip, "%reka Look at {obj} and {name}")
+    assert result.error_in_exec is None
+    assert prompt_sent(env) == "Look at {obj} and Tom"
+    assert capsys.readouterr().err == ""
+
+
+def test_interpolate_never_raises_on_a_value_whose_str_raises() -> None:
+    namespaces = [{"obj": Unprintable(), "items": [Unprintable()]}]
+    assert interpolate("{obj}, {items[0]} and {{obj}}", namespaces) == "{obj}, {items[0]} and {obj}"
+
+
 def test_line_magic_interpolates_too(ip, env) -> None:
     ip.user_ns["name"] = "Ada"
     run(ip, "%reka Say hi to {name}")
@@ -246,6 +265,32 @@ def test_chat_continues_across_cells_and_reset_forgets(ip, env, capsys) -> None:
     run(ip, "%reka --chat Fresh start")
     assert [m["role"] for m in body(env)["messages"]] == ["user"]
     assert capsys.readouterr().out == answer("Fresh start") + "\n"
+
+
+def test_a_failed_chat_call_leaves_the_conversation_unchanged(ip, env, capsys) -> None:
+    chat = magics(ip).conversation
+    env.queue(Fault.status(400))
+    result = run(ip, '%reka --chat --system "Be rude." hi')
+    assert type(result.error_in_exec) is BadRequestError
+    assert chat.system is None
+    assert chat.messages == []
+
+    run(ip, '%reka --chat --system "Be kind." What is it?')
+    assert chat.system == "Be kind."
+    before = [dict(m) for m in chat.messages]
+    assert [m["role"] for m in before] == ["user", "assistant"]
+    env.queue(Fault.status(400))
+    result = run(ip, '%reka --chat --system "Be rude." And now?')
+    assert type(result.error_in_exec) is BadRequestError
+    assert body(env)["messages"][0] == {"role": "system", "content": "Be rude."}  # it was sent
+    assert chat.system == "Be kind."
+    assert chat.messages == before
+
+    run(ip, "%reka --chat And its colour?")
+    sent = body(env)["messages"]
+    assert sent[0] == {"role": "system", "content": "Be kind."}
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    capsys.readouterr()
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -290,6 +335,8 @@ def test_raw_uses_plain_text_in_a_notebook_display(ip, env, monkeypatch) -> None
     class Recording(DisplayPublisher):
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
             published.append(data)
+
+    import ipykernel  # noqa: F401  (every kernel has it loaded; the notebook display checks)
 
     from reka_nb import display
 

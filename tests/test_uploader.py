@@ -10,6 +10,7 @@ import html
 import io
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -384,7 +385,7 @@ def test_a_server_error_shows_one_message_with_status_and_request_id(
         "ServerError: Server error: Internal Server Error "
         f"(HTTP 500, request id {requests[-1].request_id})"
     )
-    assert shown(panel)[1] == "(interrupted)"
+    assert shown(panel) == ("*(failed)*", "(failed)")
     assert re.fullmatch(r"reka-flash · failed after \d+\.\d s", panel.status.value)
     assert panel.results == []
     assert not panel.describe_button.disabled
@@ -409,7 +410,11 @@ def test_a_broken_answer_keeps_the_partial_text(make, server: OfflineServer) -> 
     choose(panel, CAT_FILE)
     server.queue(Fault.break_after(4))  # four words, then the connection drops
     describe(panel)
-    assert shown(panel)[1] == "This is reka_nb's offline \n\n(interrupted)"
+    assert shown(panel) == (
+        "This is reka_nb's offline \n\n*(failed)*",
+        "This is reka_nb's offline \n\n(failed)",
+    )
+    assert re.fullmatch(r"reka-flash · failed after \d+\.\d s", panel.status.value)
     assert error_text(panel).startswith(
         "StreamInterrupted: The answer stopped after 26 characters: the connection was lost"
     )
@@ -566,6 +571,38 @@ def test_close_stops_and_closes_every_widget(
     poll(lambda: not our_connections(), timeout=3)
 
 
+def _peer_closed(conn: socket.socket) -> bool:
+    """True once the client end of a server connection is closed (peeks; reads nothing)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset by the client, or closed by the server meanwhile
+        return True
+
+
+def test_close_cancels_a_slow_model_list(
+    server: OfflineServer, our_connections: Callable[[], set[Any]]
+) -> None:
+    server.queue(Fault.slow_first_byte(2))  # the /models request answers after 2 s
+    panel = Uploader(RekaClient(base_url=server.base_url, api_key=server.api_key))
+    changes: list[Any] = []
+    panel.model.observe(changes.append, names=["options", "value"])
+    panel.error.observe(changes.append, names="value")
+    poll(lambda: [r.path for r in server.requests] == ["/v1/models"])
+    (connection,) = our_connections()
+    started = time.monotonic()
+    panel.close()
+    assert time.monotonic() - started < 1.0
+    assert panel.wait(0)  # the listing is over, not left running
+    poll(lambda: _peer_closed(connection), timeout=1)  # closed by the client, before any answer
+    time.sleep(2.5)  # past the moment the server answers
+    assert changes == []  # no trait was set on the closed widgets
+    assert panel.model.options == ("reka-flash",)
+    assert panel.error.value == ""
+    poll(lambda: not our_connections(), timeout=3)
+
+
 # -- what is shown (pure parts) ---------------------------------------------------------------
 
 
@@ -581,4 +618,16 @@ def test_a_partial_code_block_is_closed_while_it_streams() -> None:
     assert answer_output(job)["data"] == {
         "text/markdown": "**1. a\\_b.jpeg**\n\nCode:\n```python\nprint(1)▍\n```",
         "text/plain": "1. a_b.jpeg\nCode:\n```python\nprint(1)▍",
+    }
+
+
+def test_a_section_that_failed_is_marked_failed_and_later_ones_not_asked() -> None:
+    image = prepare_image(CAT)
+    job = Job([Chosen("a.jpeg", image), Chosen("b.jpeg", image)], "?", "reka-flash", each=True)
+    job.texts[0], job.states[0] = "Half an", "streaming"
+    job.end("failed")
+    assert job.states == ["failed", "skipped"]
+    assert answer_output(job)["data"] == {
+        "text/markdown": "**1. a.jpeg**\n\nHalf an\n\n*(failed)*\n\n**2. b.jpeg**\n\n*(not asked)*",
+        "text/plain": "1. a.jpeg\nHalf an\n\n(failed)\n\n2. b.jpeg\n(not asked)",
     }
