@@ -215,11 +215,11 @@ class AsyncChatStream:
             failure: httpx.HTTPError | None = None
             try:
                 async for chunk in self._response.aiter_bytes():
+                    if state.acc.done:
+                        continue  # drain what follows [DONE]: the connection serves again
                     for delta in state.feed(chunk):
                         yield delta
-                    if state.acc.done:
-                        break
-                else:
+                if not state.acc.done:
                     for delta in state.end():
                         yield delta
             except httpx.HTTPError as exc:

@@ -215,10 +215,10 @@ class ChatStream:
             failure: httpx.HTTPError | None = None
             try:
                 for chunk in self._response.iter_bytes():
-                    yield from state.feed(chunk)
                     if state.acc.done:
-                        break
-                else:
+                        continue  # drain what follows [DONE]: the connection serves again
+                    yield from state.feed(chunk)
+                if not state.acc.done:
                     yield from state.end()
             except httpx.HTTPError as exc:
                 failure = exc

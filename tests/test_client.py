@@ -394,3 +394,11 @@ def test_bad_offline_delay_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, val
     monkeypatch.setenv("REKA_NB_OFFLINE_DELAY", value)
     with pytest.raises(ConfigurationError, match="REKA_NB_OFFLINE_DELAY must be seconds"):
         RekaClient().settings()
+
+
+def test_streams_reuse_one_connection(server: OfflineServer) -> None:
+    with RekaClient(base_url=server.base_url, api_key=server.api_key) as client:
+        for _ in range(3):
+            assert "no model ran" in "".join(client.stream([{"role": "user", "content": "hi"}]))
+        pool = client._client()._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1
