@@ -149,6 +149,10 @@ def _params(explicit: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
             if not isinstance(value, Mapping):
                 raise InvalidRequestError(f"extra_body must be a dict, not {_clip(value)}")
             for key, item in value.items():
+                if key in ("model", "messages", "stream"):
+                    raise InvalidRequestError(
+                        f"extra_body cannot set {key!r}: pass {key}= to create() itself"
+                    )
                 if key in params and params[key] != item:
                     raise InvalidRequestError(f"{key} is given twice, with different values")
                 params[key] = item

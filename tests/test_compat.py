@@ -417,6 +417,7 @@ def test_max_completion_tokens_and_extra_body(kind: str, env: OfflineServer) -> 
         ({"stream": "yes"}, "stream must be True or False, not 'yes'"),
         ({"presence_penalty": 0.5}, "presence_penalty is native-only: pass api='native'"),
         ({"extra_body": {"top_k": 3}}, "top_k is native-only"),
+        ({"extra_body": {"model": "x"}}, "extra_body cannot set 'model': pass model= to create"),
         ({"max_tokens": 5, "max_completion_tokens": 6}, "max_tokens and max_completion_tokens"),
         ({"temperature": 3}, "temperature must be a number in [0.0, 2.0], not 3"),
         ({"messages": "hi"}, "messages must be a list of dicts"),
