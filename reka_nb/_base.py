@@ -90,6 +90,20 @@ class BaseClient:
             f"api_key={key!r})"
         )
 
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments of this client, to make another like it (say, an async
+        twin for another event loop); they include the key, so never print them."""
+        return {
+            "api_key": self._api_key,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api": self.api,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "max_retries": self.max_retries,
+            "backoff": self.backoff,
+        }
+
     def settings(self, model: str | None = None) -> Settings:
         """The settings a request made now would use."""
         return resolve(

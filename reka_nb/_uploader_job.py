@@ -113,16 +113,7 @@ def panel_client(client: RekaClient | AsyncRekaClient | None) -> AsyncRekaClient
         raise TypeError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
         )
-    return AsyncRekaClient(
-        api_key=client._api_key,
-        base_url=client.base_url,
-        model=client.model,
-        api=client.api,
-        connect_timeout=client.connect_timeout,
-        read_timeout=client.read_timeout,
-        max_retries=client.max_retries,
-        backoff=client.backoff,
-    )
+    return AsyncRekaClient(**client.options())
 
 
 @dataclass(eq=False)
