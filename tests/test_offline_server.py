@@ -569,10 +569,7 @@ TRUNCATED = "data:image/jpeg;base64," + base64.b64encode(CAT.read_bytes()[:2000]
 IMAGE_ERRORS = [
     (NOT_AN_IMAGE, "could not be decoded: not an image format Pillow recognises"),
     (TRUNCATED, "could not be decoded: OSError: image file is truncated (13 bytes not processed)"),
-    (
-        "data:image/png;base64,@@@",
-        "could not be decoded: invalid base64 (Only base64 data is allowed)",
-    ),
+    ("data:image/png;base64,@@@", "could not be decoded: invalid base64"),
     ("data:image/png,abc", "could not be decoded: a data: URL must be base64 (';base64,')"),
     (
         "http://example.com/cat.jpg",

@@ -238,8 +238,8 @@ def _decode_image(url: str, label: str, param: str) -> ImageInfo | Rejection:
         return Rejection(400, error_envelope(400, message, param))
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        message = f"{label} could not be decoded: invalid base64 ({exc})"
+    except (binascii.Error, ValueError):  # Python's wording varies by version: not echoed
+        message = f"{label} could not be decoded: invalid base64"
         return Rejection(400, error_envelope(400, message, param))
     from PIL import Image, UnidentifiedImageError
 
