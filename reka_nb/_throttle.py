@@ -32,3 +32,9 @@ class Throttle:
             return True
         self.pending = True
         return False
+
+    def remaining(self) -> float:
+        """Seconds until an update would be due (0 when it is due now)."""
+        if self._last is None:
+            return 0.0
+        return max(0.0, self.interval - (self._clock() - self._last))

@@ -8,7 +8,9 @@ updates are coalesced: evenly spaced, never more than ``rate`` messages in any s
 (counting the waiting state, the first token and the final answer), and fewer when the text
 is long, so that the bytes sent stay under ``max_bytes_per_second`` (Jupyter drops iopub
 traffic above 1,000 messages/s or 1 MB/s). A failure keeps the partial text and marks where
-it stopped.
+it stopped. Text held back by the coalescing is shown by a timer once an update is due again,
+so a pause in the answer never hides words that already arrived (ipykernel sends a display
+update from that thread with the cell's parent, like the rest).
 
 ``REKA_NB_DISPLAY=final`` is for nbval, which records only the first version of an updated
 output: the answer streams as usual, then the live output returns to its waiting state and
@@ -23,6 +25,7 @@ import html
 import json
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -198,22 +201,55 @@ class NotebookPresenter:
         self._quiet_until = 0.0  # no update before this time: the byte budget
         self.messages = 0
         self.bytes = 0
+        # Held-back text is flushed by a timer; only on the real clock (tests drive fake ones).
+        self._trailing = clock is time.monotonic
+        self._lock = threading.Lock()  # the timer thread and the caller publish in turn
+        self._timer: threading.Timer | None = None
+        self._settled = False
 
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
-        self._waiting = waiting_bundle(model, images, self.thumbnails)
-        self._handle = None
-        self._text, self._shown_text = "", None
-        self._publish(self._waiting)
+        with self._lock:
+            self._waiting = waiting_bundle(model, images, self.thumbnails)
+            self._handle = None
+            self._text, self._shown_text = "", None
+            self._settled = False
+            self._publish(self._waiting)
 
     def update(self, delta: str, text: str) -> None:
-        self._text = text
-        if self._shown_text is None:  # the first token: at once
-            self._throttle.ready()
-        elif not self._room() or not self._throttle.ready():
-            return
-        self._shown_text = text
-        size = self._publish(streaming_bundle(text, self.raw))
+        with self._lock:
+            self._text = text
+            if self._shown_text is None:  # the first token: at once
+                self._throttle.ready()
+            elif not self._room() or not self._throttle.ready():
+                self._flush_later()
+                return
+            self._show_text()
+
+    def _show_text(self) -> None:
+        self._shown_text = self._text
+        size = self._publish(streaming_bundle(self._text, self.raw))
         self._quiet_until = self._clock() + size / self.max_bytes_per_second
+
+    def _flush_later(self) -> None:
+        """Show the held-back text when an update is due again, unless more text comes first."""
+        if not self._trailing or self._timer is not None:
+            return
+        now = self._clock()
+        slot = 1.0 - (now - self._recent[0]) if len(self._recent) >= self._per_second - 1 else 0
+        delay = max(self._throttle.remaining(), self._quiet_until - now, slot, 0.01)
+        self._timer = threading.Timer(delay, self._flush)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._settled or not self.pending:
+                return
+            if self._room() and self._throttle.ready():
+                self._show_text()
+            else:
+                self._flush_later()
 
     def _room(self) -> bool:
         """Room for an update now: the byte budget allows it, and one message of the second's
@@ -236,11 +272,16 @@ class NotebookPresenter:
 
     def _settle(self, bundle: Bundle) -> None:
         """The last state: in place, or (final mode) as a new output after the waiting state."""
-        if self.mode == "final":
-            self._publish(self._waiting)
-            self._publish(bundle, new=True)
-        else:
-            self._publish(bundle)
+        with self._lock:
+            self._settled = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self.mode == "final":
+                self._publish(self._waiting)
+                self._publish(bundle, new=True)
+            else:
+                self._publish(bundle)
 
     def _publish(self, bundle: Bundle, new: bool = False) -> int:
         from IPython.display import display

@@ -369,6 +369,24 @@ def test_stream_is_one_display_updated_in_place_within_budget(kernel, server) ->
     assert ours < every_token / 5
 
 
+def test_text_held_back_is_shown_during_a_pause(kernel, server) -> None:
+    words = [f"w{i} " for i in range(1, 41)]
+    server.reply = "".join(words).strip()
+    server.token_delay = 0.002  # 30 words in ~60 ms: most are held back by the coalescing
+    server.queue(Fault.stall(30, 2.0))
+    run = kernel.run("%reka Go")
+    assert run.reply["status"] == "ok"
+    before_pause = "".join(words[:30])
+    shown = [
+        (sent_at(m), m["content"]["data"]["text/plain"]) for m in run.of("update_display_data")
+    ]
+    at, _ = next((t, text) for t, text in shown if text == before_pause + "▍")
+    after = [t for t, text in shown if len(text) > len(before_pause) + 1]
+    assert after, shown
+    # every word that came before the pause was on screen well before the answer went on
+    assert (after[0] - at).total_seconds() > 1.5
+
+
 def test_error_mid_stream_keeps_partial_text_and_fails_the_cell(kernel, server) -> None:
     server.queue(Fault.break_after(5))
     server.token_delay = 0.01
