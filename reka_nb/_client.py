@@ -68,14 +68,16 @@ class RekaClient(BaseClient):
         body: Any = None,
         *,
         read: bool = False,
+        retries: int | None = None,
     ) -> httpx.Response:
         """Send with retries; return a response with a 2xx status (its body read if ``read``).
 
         Only what happens before the reply is retried: a body that breaks is not resent.
         """
         http = self._client()
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
+            last = attempt == retries
             failure: httpx.HTTPError | None = None  # raised outside the except: no context
             try:
                 request = http.build_request(method, url, headers=headers, json=body)
@@ -112,7 +114,7 @@ class RekaClient(BaseClient):
         available: list[str] = []
         if response.status_code == 404 and model is not None:
             try:
-                available = self.models()
+                available = self._models(retries=0)
             except Exception:  # listing is a courtesy; the 404 is the error to report
                 available = []
         return error_from_response(
@@ -126,9 +128,13 @@ class RekaClient(BaseClient):
 
     def models(self) -> list[str]:
         """The ids of the models this key can use, from ``GET /models``."""
+        return self._models()
+
+    def _models(self, retries: int | None = None) -> list[str]:
         settings = self.settings()
         headers = self._headers(settings)
-        response = self._send("GET", settings.base_url + "/models", settings, headers, read=True)
+        url = settings.base_url + "/models"
+        response = self._send("GET", url, settings, headers, read=True, retries=retries)
         return json_models(response)
 
     def stream(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:

@@ -402,3 +402,11 @@ def test_streams_reuse_one_connection(server: OfflineServer) -> None:
             assert "no model ran" in "".join(client.stream([{"role": "user", "content": "hi"}]))
         pool = client._client()._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
+
+
+def test_unknown_model_lists_models_once_without_retries(kind: str, server: OfflineServer) -> None:
+    server.queue(Fault.ok(), Fault.status(503), Fault.ok())  # the chat, then a failing listing
+    with pytest.raises(NotFoundError) as info:
+        stream(kind, server, model="reka-nope")
+    assert info.value.available_models == []
+    assert [r.path for r in server.requests] == ["/v1/chat/completions", "/v1/models"]
