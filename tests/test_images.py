@@ -352,32 +352,32 @@ def test_12_megapixel_jpeg_is_downscaled_to_2048(big_jpeg: Path) -> None:
     )
 
 
+@pytest.fixture
+def jpeg_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The pixel size of every JPEG decode that happens during the test."""
+    sizes: list[tuple[int, int]] = []
+    original = JpegImagePlugin.JpegImageFile.load
+
+    def load(self: JpegImagePlugin.JpegImageFile):  # type: ignore[no-untyped-def]
+        sizes.append(self.size)
+        return original(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", load)
+    return sizes
+
+
 def test_big_jpeg_is_never_decoded_at_full_size(
-    big_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+    big_jpeg: Path, jpeg_loads: list[tuple[int, int]]
 ) -> None:
-    sizes = []
-    original = JpegImagePlugin.JpegImageFile.load
-
-    def load(self: JpegImagePlugin.JpegImageFile):  # type: ignore[no-untyped-def]
-        sizes.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", load)
     prepare_image(big_jpeg)
-    assert set(sizes) == {(2000, 1500)}  # the DCT half scale, then scaled up 2.4%
+    assert set(jpeg_loads) == {(2000, 1500)}  # the DCT half scale, then scaled up 2.4%
 
 
-def test_jpeg_within_limits_is_checked_at_one_eighth_scale(monkeypatch: pytest.MonkeyPatch) -> None:
-    sizes = []
-    original = JpegImagePlugin.JpegImageFile.load
-
-    def load(self: JpegImagePlugin.JpegImageFile):  # type: ignore[no-untyped-def]
-        sizes.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", load)
+def test_jpeg_within_limits_is_checked_at_one_eighth_scale(
+    jpeg_loads: list[tuple[int, int]],
+) -> None:
     prepare_image(CAT)
-    assert set(sizes) == {(57, 38)}
+    assert set(jpeg_loads) == {(57, 38)}
 
 
 def test_exif_orientation_is_applied_when_re_encoding(cat: Image.Image) -> None:
