@@ -22,8 +22,8 @@ from jupyter_client.session import Session
 from traitlets.config import Config
 
 from reka_nb import Description, PreparedImage, RekaClient
-from reka_nb._describe import run_describe
-from reka_nb.display import NotebookPresenter
+from reka_nb._ask import run_describe
+from reka_nb.notebook.display import NotebookPresenter
 from reka_nb.testing import OfflineServer
 
 WORDS = 4_000

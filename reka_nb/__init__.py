@@ -7,9 +7,11 @@ them use one client. IPython and ipywidgets are imported only when those parts a
 
 from __future__ import annotations
 
+from . import _answer
+from ._answer import Description
 from ._async_client import AsyncChatStream, AsyncRekaClient
 from ._client import ChatStream, RekaClient
-from ._describe import Description, adescribe, describe
+from ._describe import adescribe, describe
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -27,10 +29,10 @@ from ._exceptions import (
     StreamInterrupted,
 )
 from ._offline import stop_offline_server, use_offline_server
-from ._stream import Completion, Usage
 from ._version import __version__
 from .compat import AsyncClient, Client, Reka
 from .images import PreparedImage, prepare_image, prepare_images
+from .protocol.stream import Completion, Usage
 
 __all__ = [
     "APIConnectionError",
@@ -74,14 +76,24 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """The upload panel loads ipywidgets, so it is imported on first use."""
     if name in ("Uploader", "uploader"):
-        from . import _uploader
+        from .notebook import uploader
 
-        return getattr(_uploader, name)
+        return getattr(uploader, name)
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
+
+
+def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
+    """The notebook display, where a kernel's frontend can update it (imported only then)."""
+    from .notebook.display import notebook_presenter
+
+    return notebook_presenter(raw)
+
+
+_answer.set_notebook_presenter(_notebook_presenter)
 
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext reka_nb``: register the %reka and %%reka magics."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)

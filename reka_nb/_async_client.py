@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._api_errors import error_from_response, is_retryable, retry_delay
+from ._ask import require_image, run_adescribe
 from ._base import (
     BaseClient,
     Messages,
@@ -22,10 +22,11 @@ from ._base import (
 )
 from ._exceptions import APIError
 from ._settings import Settings
-from ._stream import Completion
+from .protocol.errors import error_from_response, is_retryable, retry_delay
+from .protocol.stream import Completion
 
 if TYPE_CHECKING:
-    from ._describe import Description
+    from ._answer import Description
 
 __all__ = ["AsyncChatStream", "AsyncRekaClient"]
 
@@ -164,8 +165,6 @@ class AsyncRekaClient(BaseClient):
         **params: Any,
     ) -> Description:
         """Ask about one or more images; see ``reka_nb.adescribe``."""
-        from ._describe import require_image, run_adescribe
-
         require_image(image)
         return await run_adescribe(
             self, image, prompt, model=model, stream=stream, show=show, **params

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from ._api_errors import parse_retry_after
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -20,10 +19,12 @@ from ._exceptions import (
     ServerError,
     StreamInterrupted,
 )
-from ._messages import build_body
 from ._settings import Settings, check_base_url, redact, resolve
-from ._sse import SSEDecoder
-from ._stream import (
+from ._version import __version__
+from .protocol.errors import parse_retry_after
+from .protocol.messages import build_body
+from .protocol.sse import SSEDecoder
+from .protocol.stream import (
     Accumulator,
     Completion,
     MalformedEvent,
@@ -31,7 +32,6 @@ from ._stream import (
     parse_completion,
     parse_models,
 )
-from ._version import __version__
 
 __all__ = [
     "BaseClient",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._api_errors import error_from_response, is_retryable, retry_delay
+from ._ask import require_image, run_describe
 from ._base import (
     BaseClient,
     Messages,
@@ -28,10 +28,11 @@ from ._base import (
 )
 from ._exceptions import APIError
 from ._settings import Settings
-from ._stream import Completion
+from .protocol.errors import error_from_response, is_retryable, retry_delay
+from .protocol.stream import Completion
 
 if TYPE_CHECKING:
-    from ._describe import Description
+    from ._answer import Description
 
 __all__ = ["ChatStream", "RekaClient"]
 
@@ -168,8 +169,6 @@ class RekaClient(BaseClient):
         **params: Any,
     ) -> Description:
         """Ask about one or more images; see ``reka_nb.describe``."""
-        from ._describe import require_image, run_describe
-
         require_image(image)
         return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
 

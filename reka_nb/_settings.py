@@ -11,16 +11,15 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError, MissingAPIKeyError
+from .protocol.messages import Api
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "Api", "Settings", "redact", "resolve"]
 
 DEFAULT_BASE_URL = "https://api.reka.ai/v1"
 DEFAULT_MODEL = "reka-flash"
-Api = Literal["openai", "native"]
 _TRUE = {"1", "true", "yes", "on"}
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._describe import DEFAULT_PROMPT, StdoutPresenter, run_describe
+from ._answer import DEFAULT_PROMPT, StdoutPresenter
+from ._ask import run_describe
 from ._exceptions import (
     APIError,
     ConfigurationError,

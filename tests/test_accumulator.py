@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from reka_nb._stream import Accumulator, MalformedEvent, StreamError, parse_completion, parse_models
+from reka_nb.protocol.stream import (
+    Accumulator,
+    MalformedEvent,
+    StreamError,
+    parse_completion,
+    parse_models,
+)
 
 WORDS = ["cat ", "cat ", "cat ", "sat ", "on ", "the ", "cat ", "mat", "."]
 TEXT = "".join(WORDS)

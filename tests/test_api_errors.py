@@ -13,7 +13,7 @@ from reka_nb import (
     RateLimitError,
     ServerError,
 )
-from reka_nb._api_errors import (
+from reka_nb.protocol.errors import (
     MAX_RETRY_AFTER,
     error_from_response,
     is_retryable,

@@ -22,8 +22,8 @@ from reka_nb import (
     ServerError,
     StreamInterrupted,
 )
-from reka_nb._messages import user_message
 from reka_nb.images import prepare_image
+from reka_nb.protocol.messages import user_message
 from reka_nb.testing import Fault, OfflineServer
 
 CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"

@@ -41,12 +41,12 @@ from reka_nb import (
     RekaClient,
     StreamInterrupted,
 )
-from reka_nb._describe import StdoutPresenter
-from reka_nb._messages import user_message
-from reka_nb._sse import SSEDecoder
-from reka_nb._stream import Accumulator, Usage
+from reka_nb._answer import StdoutPresenter
 from reka_nb.compat import AsyncStream
 from reka_nb.images import prepare_image
+from reka_nb.protocol.messages import user_message
+from reka_nb.protocol.sse import SSEDecoder
+from reka_nb.protocol.stream import Accumulator, Usage
 from reka_nb.testing import Fault, OfflineServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -871,7 +871,7 @@ def test_thumbnail_drops_metadata_even_when_small() -> None:
 def test_device_files_and_huge_files_are_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reka_nb import images
+    from reka_nb.images import inputs as images
 
     with pytest.raises(ImageError, match=r"^'/dev/zero' is not a regular file"):
         prepare_image("/dev/zero")

@@ -22,8 +22,8 @@ from reka_nb import (
     MissingAPIKeyError,
     StreamInterrupted,
 )
-from reka_nb._prompt import interpolate
-from reka_nb.magics import RekaMagics
+from reka_nb.notebook.magics import RekaMagics
+from reka_nb.notebook.prompt import interpolate
 from reka_nb.testing import DEFAULT_MODELS, Fault, OfflineServer
 
 CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
@@ -338,7 +338,7 @@ def test_raw_uses_plain_text_in_a_notebook_display(ip, env, monkeypatch) -> None
 
     import ipykernel  # noqa: F401  (every kernel has it loaded; the notebook display checks)
 
-    from reka_nb import display
+    from reka_nb.notebook import display
 
     monkeypatch.setattr(display, "can_update_displays", lambda: True)
     monkeypatch.setattr(ip, "display_pub", Recording())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reka_nb._markdown import CURSOR, close_fences, escape_markdown
+from reka_nb.notebook.markdown import CURSOR, close_fences, escape_markdown
 
 
 @pytest.mark.parametrize(

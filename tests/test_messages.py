@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from reka_nb import InvalidRequestError
-from reka_nb._messages import build_body, check_params, user_message
 from reka_nb.images import prepare_image
+from reka_nb.protocol.messages import build_body, check_params, user_message
 
 CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
 

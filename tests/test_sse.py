@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reka_nb._sse import SSEDecoder
+from reka_nb.protocol.sse import SSEDecoder
 
 STREAM = (
     ": keep-alive comment\n\n"

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from reka_nb import RekaClient, Uploader, uploader
-from reka_nb._uploader import MAX_UPLOAD_BYTES
-from reka_nb._uploader_job import Chosen, Job, answer_output, format_size
 from reka_nb.images import prepare_image
+from reka_nb.notebook.uploader import MAX_UPLOAD_BYTES
+from reka_nb.notebook.uploader_job import Chosen, Job, answer_output, format_size
 from reka_nb.testing import DEFAULT_MODELS, TEST_API_KEY, Fault, OfflineServer
 
 CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"

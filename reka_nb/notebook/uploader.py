@@ -5,7 +5,7 @@ dropdown, a choice between one answer about all images and one answer per image,
 and Stop buttons, the answer (Markdown), a status line and an error area.
 
 Requests go through ``run_adescribe``, the same path as ``describe()``, on a background
-event loop (see ``_background``), so the kernel stays free and other cells run meanwhile.
+event loop (see ``background``), so the kernel stays free and other cells run meanwhile.
 Stop cancels the request's task, which closes the connection at once, even between words.
 From that thread the panel only sets widget traits: no ``print``, no Output context manager.
 
@@ -25,13 +25,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import _background
-from ._async_client import AsyncRekaClient
-from ._client import RekaClient
-from ._describe import DEFAULT_PROMPT, Description, run_adescribe
-from ._exceptions import ImageError, RekaError
-from ._settings import DEFAULT_MODEL, redact
-from ._uploader_job import (
+from .._answer import DEFAULT_PROMPT, Description
+from .._ask import run_adescribe
+from .._async_client import AsyncRekaClient
+from .._client import RekaClient
+from .._exceptions import ImageError, RekaError
+from .._settings import DEFAULT_MODEL, redact
+from ..images import THUMBNAIL_SIDE, PreparedImage
+from . import background
+from .uploader_job import (
     JUPYTER_MESSAGE_LIMIT,
     MAX_UPLOAD_BYTES,
     Chosen,
@@ -45,7 +47,6 @@ from ._uploader_job import (
     read_uploads,
     summary_text,
 )
-from .images import THUMBNAIL_SIDE, PreparedImage
 
 __all__ = ["JUPYTER_MESSAGE_LIMIT", "MAX_UPLOAD_BYTES", "Uploader", "uploader"]
 
@@ -129,7 +130,7 @@ class Uploader(widgets.VBox):
         self.stop_button.on_click(lambda _button: self.stop())
         self._show_errors(problems)
         self._models_future = asyncio.run_coroutine_threadsafe(
-            self._list_models(configured), _background.background_loop()
+            self._list_models(configured), background.background_loop()
         )
 
     # -- public API -------------------------------------------------------------------------
@@ -174,7 +175,7 @@ class Uploader(widgets.VBox):
         self.stop_button.disabled = False
         self._show_errors([])
         self._show(job)
-        _background.background_loop().call_soon_threadsafe(self._start, job)
+        background.background_loop().call_soon_threadsafe(self._start, job)
 
     def stop(self) -> None:
         """Press Stop: cancel the request and close its connection; the partial text stays."""
@@ -183,13 +184,13 @@ class Uploader(widgets.VBox):
             return
         self.stop_button.disabled = True
         self.status.value = f"{job.model} · stopping…"
-        loop = _background.existing_loop()
+        loop = background.existing_loop()
         if loop is not None:
             loop.call_soon_threadsafe(_cancel, job)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the model list and the current answer; False if ``timeout`` ran out."""
-        if _background.in_background_thread():
+        if background.in_background_thread():
             raise RuntimeError("Uploader.wait() would hang on the panel's own background thread")
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._models_future is not None:
@@ -211,10 +212,10 @@ class Uploader(widgets.VBox):
         self.stop()
         if self._models_future is not None:  # a slow model list must not outlive the panel
             self._models_future.cancel()
-        loop = _background.existing_loop()
+        loop = background.existing_loop()
         if loop is not None:
             closing = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
-            if not _background.in_background_thread():
+            if not background.in_background_thread():
                 with contextlib.suppress(Exception):
                     closing.result(_CLOSE_WAIT)
         for widget in list(_descendants(self)):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._stream import Usage
+from ..protocol.stream import Usage
 
 __all__ = [
     "ChatCompletion",

@@ -11,7 +11,7 @@ returns a ``PreparedImage``. Everything is checked here, before any request: a b
   A JPEG about twice ``max_side`` or more is decoded at a reduced DCT scale (``draft``).
 - Other formats Pillow reads (BMP, TIFF, ICO, PPM, ...) are converted to PNG or JPEG.
 
-This module turns inputs into bytes or PIL images; ``_imagecodec`` decodes and encodes them.
+This module turns inputs into bytes or PIL images; ``codec`` decodes and encodes them.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from PIL import Image
 
-from ._exceptions import ImageError
-from ._imagecodec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
+from .._exceptions import ImageError
+from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
 
 __all__ = [
     "MAX_BYTES",

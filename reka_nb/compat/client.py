@@ -27,10 +27,11 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from ._async_client import AsyncChatStream, AsyncRekaClient
-from ._client import ChatStream, RekaClient
-from ._compat_args import Reka, check_options, check_provider, prepare_call
-from ._compat_types import (
+from .._async_client import AsyncChatStream, AsyncRekaClient
+from .._client import ChatStream, RekaClient
+from ..protocol.stream import Completion
+from .args import Reka, check_options, check_provider, prepare_call
+from .types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
@@ -41,7 +42,6 @@ from ._compat_types import (
     Model,
     ModelList,
 )
-from ._stream import Completion
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Reka", "Stream"]
 

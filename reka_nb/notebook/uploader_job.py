@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._async_client import AsyncRekaClient
-from ._client import RekaClient
-from ._describe import Description
-from ._exceptions import ImageError
-from ._markdown import CURSOR, close_fences, escape_markdown
-from ._throttle import Throttle
-from .images import PreparedImage, prepare_image
+from .._answer import Description
+from .._async_client import AsyncRekaClient
+from .._client import RekaClient
+from .._exceptions import ImageError
+from ..images import PreparedImage, prepare_image
+from .markdown import CURSOR, close_fences, escape_markdown
+from .throttle import Throttle
 
 __all__ = [
     "JUPYTER_MESSAGE_LIMIT",

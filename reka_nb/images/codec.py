@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._exceptions import ImageError
+from .._exceptions import ImageError
 
 __all__ = ["MIME", "Encoded", "encode_bytes", "encode_pixels", "thumbnail"]
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._exceptions import (
+from .._exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,

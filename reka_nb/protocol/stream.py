@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._settings import Api
+from .messages import Api
 
 __all__ = [
     "Accumulator",

@@ -31,11 +31,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._describe import Description
-from ._exceptions import ConfigurationError
-from ._markdown import CURSOR, close_fences, escape_markdown
-from ._throttle import Throttle
-from .images import THUMBNAIL_SIDE, PreparedImage
+from .._answer import Description
+from .._exceptions import ConfigurationError
+from ..images import THUMBNAIL_SIDE, PreparedImage
+from .markdown import CURSOR, close_fences, escape_markdown
+from .throttle import Throttle
 
 __all__ = [
     "MODES",
@@ -44,6 +44,7 @@ __all__ = [
     "display_mode",
     "failed_bundle",
     "final_bundle",
+    "notebook_presenter",
     "streaming_bundle",
     "waiting_bundle",
 ]
@@ -63,6 +64,11 @@ def can_update_displays() -> bool:
         return False
     shell = ipython.get_ipython()
     return isinstance(shell, zmqshell.ZMQInteractiveShell) and shell.kernel is not None
+
+
+def notebook_presenter(raw: bool = False) -> NotebookPresenter | None:
+    """A NotebookPresenter where a frontend can update outputs, else None (for _answer's hook)."""
+    return NotebookPresenter(raw=raw) if can_update_displays() else None
 
 
 def display_mode() -> str:

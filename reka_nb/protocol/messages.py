@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from ._exceptions import InvalidRequestError
-from ._settings import Api
-from .images import PreparedImage
+from .._exceptions import InvalidRequestError
+from ..images import PreparedImage
 
-__all__ = ["PARAMS", "build_body", "check_params", "user_message"]
+__all__ = ["PARAMS", "Api", "build_body", "check_params", "user_message"]
+
+#: Which of Reka's two chat endpoints a request is for.
+Api = Literal["openai", "native"]
 
 #: Generation parameters both endpoints take, with the check each value must pass.
 PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")

@@ -11,9 +11,9 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._exceptions import ConfigurationError, InvalidRequestError
-from ._messages import image_part
-from .images import prepare_images
+from .._exceptions import ConfigurationError, InvalidRequestError
+from ..images import prepare_images
+from ..protocol.messages import image_part
 
 __all__ = ["Reka", "check_options", "check_provider", "prepare_call"]
 

@@ -25,10 +25,12 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._describe import DEFAULT_PROMPT, Description, default_client, default_presenter, run_describe
-from ._exceptions import ConfigurationError, InvalidRequestError, RekaError
-from ._messages import check_params
-from ._prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
+from .._answer import DEFAULT_PROMPT, Description, default_presenter
+from .._ask import run_describe
+from .._describe import default_client
+from .._exceptions import ConfigurationError, InvalidRequestError, RekaError
+from ..protocol.messages import check_params
+from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 
 __all__ = ["Conversation", "RekaMagics", "ask_questions", "load_ipython_extension"]
 

@@ -1,0 +1,168 @@
+"""What an answer is (Description) and how one is shown while it arrives (Presenter).
+
+This sits below the clients and the notebook: the clients return Descriptions and the notebook
+display renders them. Where no caller chose a presenter, ``default_presenter`` asks the hook the
+notebook layer registers (from ``reka_nb/__init__.py``), so this module never imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from .images import PreparedImage
+from .protocol.stream import Completion, Usage
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "Description",
+    "Presenter",
+    "StdoutPresenter",
+    "default_presenter",
+    "set_notebook_presenter",
+]
+
+DEFAULT_PROMPT = "What can you see in the image?"
+
+
+class Description(str):
+    """An answer: it is the text (a str), and carries what the server said about it."""
+
+    model: str | None
+    usage: Usage | None
+    finish_reason: str | None
+    request_id: str | None
+    elapsed: float | None
+    prompt: str
+    images: tuple[PreparedImage, ...]
+    message: dict[str, Any]
+
+    def __new__(
+        cls,
+        text: str,
+        *,
+        model: str | None = None,
+        usage: Usage | None = None,
+        finish_reason: str | None = None,
+        request_id: str | None = None,
+        elapsed: float | None = None,
+        prompt: str = "",
+        images: Sequence[PreparedImage] = (),
+        message: Mapping[str, Any] | None = None,
+    ) -> Description:
+        self = super().__new__(cls, text)
+        self.model = model
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.request_id = request_id
+        self.elapsed = elapsed
+        self.prompt = prompt
+        self.images = tuple(images)
+        self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        return self
+
+    @classmethod
+    def from_completion(cls, completion: Completion, **extra: Any) -> Description:
+        return cls(
+            completion.text,
+            model=completion.model,
+            usage=completion.usage,
+            finish_reason=completion.finish_reason,
+            request_id=completion.request_id,
+            **extra,
+        )
+
+    @property
+    def text(self) -> str:
+        """The answer as a plain str."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        text = self.text if len(self) <= 60 else self.text[:57] + "..."
+        return (
+            f"Description({text!r}, model={self.model!r}, finish_reason={self.finish_reason!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
+
+    def footer(self) -> str:
+        """One line: model, tokens in/out, seconds."""
+        parts = [self.model or "unknown model"]
+        if self.usage is not None:
+            inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
+            out = "?" if self.usage.output_tokens is None else self.usage.output_tokens
+            parts.append(f"{inp} tokens in, {out} out")
+        if self.elapsed is not None:
+            parts.append(f"{self.elapsed:.1f} s")
+        if self.finish_reason not in (None, "stop"):
+            parts.append(f"finish: {self.finish_reason}")
+        return " · ".join(parts)
+
+
+class Presenter(Protocol):
+    """Shows an answer while it arrives (the terminal, or a notebook display)."""
+
+    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None: ...
+
+    def update(self, delta: str, text: str) -> None: ...
+
+    def finish(self, description: Description) -> None: ...
+
+    def fail(self, error: BaseException, partial_text: str) -> None: ...
+
+
+class StdoutPresenter:
+    """Streams text to stdout as it arrives: terminals, scripts and plain IPython."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._out = stream
+        self._wrote = False
+
+    def _write(self, text: str) -> None:
+        out = self._out or sys.stdout
+        out.write(text)
+        out.flush()
+
+    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
+        self._wrote = False
+
+    def update(self, delta: str, text: str) -> None:
+        self._write(delta)
+        self._wrote = True
+
+    def finish(self, description: Description) -> None:
+        if not self._wrote and description.text:
+            self._write(description.text)
+            self._wrote = True
+        if self._wrote:
+            self._write("\n")
+
+    def fail(self, error: BaseException, partial_text: str) -> None:
+        if self._wrote:
+            self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")
+
+
+#: Builds the notebook display (``raw``: plain text) or returns None where none can update.
+NotebookPresenterFactory = Callable[[bool], "Presenter | None"]
+_notebook_presenter: NotebookPresenterFactory | None = None
+
+
+def set_notebook_presenter(factory: NotebookPresenterFactory | None) -> None:
+    """Register how a notebook shows answers; the notebook layer does so at import of reka_nb."""
+    global _notebook_presenter
+    _notebook_presenter = factory
+
+
+def default_presenter(raw: bool = False) -> Presenter:
+    """The notebook display inside a notebook (plain text with ``raw``), else stdout."""
+    if "ipykernel" in sys.modules and _notebook_presenter is not None:
+        presenter = _notebook_presenter(raw)
+        if presenter is not None:
+            return presenter
+    return StdoutPresenter()
