@@ -646,12 +646,14 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "text file",
         write("notes.txt", b"just some words\n"),
-        r"notes\.txt' is not an image Pillow can read$",
+        r"notes\.txt' is not an image file \(JPEG, PNG, GIF, WebP and other common "
+        r"formats can be used\)$",
     ),
     (
         "not an image",
         lambda p: b"%PDF-1.4 hello",
-        r"^the bytes object is not an image Pillow can read$",
+        r"^the bytes object is not an image file \(JPEG, PNG, GIF, WebP and other common "
+        r"formats can be used\)$",
     ),
     (
         "truncated JPEG",
@@ -726,7 +728,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "upload not image",
         lambda p: {"name": "a.png", "content": b"hi"},
-        r"^upload 'a\.png' is not an image Pillow can read$",
+        r"^upload 'a\.png' is not an image file \(JPEG, PNG, GIF, WebP and other common "
+        r"formats can be used\)$",
     ),
     ("bad base64", lambda p: "data:image/png;base64,@@@@", r"^the data URL has invalid base64 \("),
     (
@@ -743,7 +746,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "data URL not image",
         lambda p: "data:image/png;base64,aGVsbG8=",
-        r"^the data URL is not an image Pillow can read$",
+        r"^the data URL is not an image file \(JPEG, PNG, GIF, WebP and other common "
+        r"formats can be used\)$",
     ),
     ("URL no host", lambda p: "http://", r"^URL 'http://' has no host$"),
     ("URL empty host", lambda p: "https:///cat.jpeg", r"^URL 'https:///cat\.jpeg' has no host$"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import html
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from .uploader_job import (
     Job,
     PanelPresenter,
     answer_output,
+    error_html,
     error_text,
     limits_html,
     panel_client,
@@ -95,14 +95,14 @@ class Uploader(widgets.VBox):
             description="Choose images",
             layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
-        self.limits = widgets.HTML(limits_html(max_bytes), layout={"margin": "0 0 0 8px"})
+        self.limits = widgets.HTML(limits_html(max_bytes))
         self.thumbnails = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.prompt = widgets.Textarea(
             value=prompt,
             description="Prompt",
             placeholder="Ask about the images",
             rows=2,
-            layout=widgets.Layout(width="100%"),
+            layout=widgets.Layout(width="auto"),  # stretches; 100% plus margins would overflow
         )
         self.model = widgets.Dropdown(options=[configured], value=configured, description="Model")
         self.mode = widgets.RadioButtons(options=MODES, value="together")
@@ -115,7 +115,8 @@ class Uploader(widgets.VBox):
         self.error = widgets.HTML()
         super().__init__(
             children=[
-                widgets.HBox([self.upload, self.limits], layout={"align_items": "center"}),
+                self.upload,
+                self.limits,
                 self.thumbnails,
                 self.prompt,
                 widgets.HBox([self.model, self.mode]),
@@ -359,8 +360,7 @@ class Uploader(widgets.VBox):
         if not lines:
             self.error.value = ""
             return
-        body = "<br>".join(html.escape(redact(line, key)) for line in lines)
-        self.error.value = f'<div style="color:#c62828;white-space:pre-wrap">{body}</div>'
+        self.error.value = error_html([redact(line, key) for line in lines])
 
 
 def uploader(

@@ -10,6 +10,7 @@ below turn a job into the answer's Markdown, the status line and error messages.
 from __future__ import annotations
 
 import asyncio
+import html
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,8 @@ __all__ = [
     "Job",
     "PanelPresenter",
     "answer_output",
+    "chosen_text",
+    "error_html",
     "error_text",
     "format_size",
     "limits_html",
@@ -65,8 +68,11 @@ class Chosen:
     name: str
     image: PreparedImage
 
-    def as_upload(self) -> dict[str, Any]:
-        """A FileUpload-style value, so the request names the file: ``upload 'cat.jpeg'``."""
+    def as_upload(self) -> dict[str, Any] | str:
+        """A FileUpload-style value, so the request names the file: ``upload 'cat.jpeg'``
+        (an image added from code as a URL is sent as that URL)."""
+        if self.image.data is None:
+            return self.image.url or ""
         return {"name": self.name, "type": self.image.mime, "content": self.image.data}
 
     def __repr__(self) -> str:
@@ -292,14 +298,45 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def limits_html(max_bytes: int) -> str:
-    """The panel's note on size limits."""
-    return (
-        '<div style="font-size:smaller;line-height:1.4">'
-        f"Images up to {format_size(max_bytes)} each. Jupyter drops a selection above its "
-        f"message limit ({format_size(JUPYTER_MESSAGE_LIMIT)} by default) before the kernel "
-        "sees it: see reka_nb's uploader docs to raise it.</div>"
+def limits_html(max_bytes: int, fallback: bool = False) -> str:
+    """The panel's note on size limits, in plain words; ``fallback`` for the plain button."""
+    if fallback:
+        text = (
+            "The drop-and-paste picker could not load in this notebook app, so this is the "
+            f"plain file button. Images up to {format_size(max_bytes)} each. Files chosen at "
+            f"once should add up to less than {format_size(JUPYTER_MESSAGE_LIMIT)}: Jupyter "
+            "drops a larger choice without telling the panel. Choose fewer at a time."
+        )
+    else:
+        text = (
+            f"Choose, drop or paste images of up to {format_size(max_bytes)} each. Photos "
+            "larger than 2048 pixels are made smaller in your browser before they are sent, "
+            "unless you tick Keep originals."
+        )
+    return f'<div style="line-height:1.4;margin:2px 0">{html.escape(text)}</div>'
+
+
+def chosen_text(names: Sequence[str], shown: int = 4) -> str:
+    """What the picker says is chosen: ``Chosen: cat.jpeg, red.png`` ("" for nothing)."""
+    if not names:
+        return ""
+    listed = ", ".join(names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    count = f"{len(names)} images: " if len(names) > 1 else ""
+    return f"Chosen: {count}{listed}{more}"
+
+
+def error_html(lines: Sequence[str]) -> str:
+    """The error area's HTML: each line escaped, in the theme's error colours."""
+    if not lines:
+        return ""
+    body = "<br>".join(html.escape(line) for line in lines)
+    style = (
+        "white-space:pre-wrap;padding:4px 8px;margin:2px 0;"
+        "color:var(--jp-content-font-color1);background:var(--jp-rendermime-error-background);"
+        "border-left:4px solid var(--jp-error-color1)"
     )
+    return f'<div class="reka-nb-error" style="{style}">{body}</div>'
 
 
 def format_size(size: int) -> str:
