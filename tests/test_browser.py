@@ -135,7 +135,7 @@ def test_uploader_describes_the_chosen_cat(lab: Lab, page: Any) -> None:
     lab.server.reset()
     with artifacts_on_failure(page, "browser-uploader", lab.jupyter):
         run_cell(page, cell)
-        picker = cell.locator("button.widget-upload")
+        picker = cell.locator("button.reka-picker-choose")
         picker.wait_for(state="visible")
         with page.expect_file_chooser() as chooser:
             picker.click()
@@ -144,7 +144,7 @@ def test_uploader_describes_the_chosen_cat(lab: Lab, page: Any) -> None:
         thumbnail = cell.locator("img.widget-image")
         thumbnail.wait_for(state="visible")
         assert thumbnail.evaluate("img => img.complete && img.naturalWidth > 0")
-        assert cell.get_by_text("cat.jpeg", exact=True).is_visible()
+        assert cell.locator(".widget-label", has_text=re.compile(r"^cat\.jpeg$")).is_visible()
 
         describe = cell.get_by_role("button", name="Describe")
         recorder = OutputRecorder(cell, ".widget-output")
