@@ -329,3 +329,27 @@ _CONTRAST = """
 def contrast(element: Any) -> float:
     """WCAG contrast ratio of an element's text against what is behind it."""
     return float(element.evaluate(_CONTRAST))
+
+
+def test_notebook_7_shows_the_picker_and_takes_a_drop(site: Site, page: Any) -> None:
+    notebook = make_notebook(site.root / "notebook7.ipynb")
+    home = site.jupyter.home.parent / "home-notebook7"
+    env = {"REKA_BASE_URL": site.server.base_url, "REKA_API_KEY": site.server.api_key}
+    with JupyterNotebook7(site.root, home, env) as jupyter:
+        tab = page.context.new_page()
+        try:
+            with artifacts_on_failure(tab, "upload-notebook7", jupyter):
+                tab.goto(f"{jupyter.base_url}/notebooks/{notebook.name}")
+                wait_for(lambda: "idle" in jupyter.kernel_states(), 60, "the kernel to start")
+                cell = notebook_cell(tab, 0)
+                cell.wait_for(state="visible")
+                run_cell(tab, cell)
+                zone = cell.locator(".reka-picker-zone")
+                zone.wait_for(state="visible")
+                url = f"{jupyter.base_url}/files/images/cat.jpeg"
+                zone.evaluate(_DROP, [url, "cat.jpeg", "image/jpeg"])
+                chosen(cell, "Chosen: cat.jpeg")
+                cell.locator("img.widget-image").wait_for(state="visible")
+                save_screenshot(cell, "upload-panel-notebook7.png")
+        finally:
+            tab.close()

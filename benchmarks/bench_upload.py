@@ -1,0 +1,152 @@
+"""A 12 MP phone photo through the upload panel's picker, with browser downscaling on and off.
+
+JupyterLab and Debian's Chromium (through the browser test's helpers) show an upload panel
+on the offline server. A 4000x3000 JPEG made from the cat, with a little noise so that it
+weighs what a phone photo does, is dropped on the picker, then Describe is pressed. For each
+mode the script prints the bytes the browser sent to the kernel (and in how many messages),
+the time from the drop until the image was in the kernel, the time from Describe to the first
+word of the answer, and the sum. Each mode runs ``ROUNDS`` times, alternating; medians shown.
+
+Run: ``python benchmarks/bench_upload.py`` (about a minute). It prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from _browser import launch_chromium, notebook_cell, open_notebook, run_cell  # noqa: E402
+from _jupyterlab import JupyterLab, wait_for  # noqa: E402
+
+from reka_nb.testing import OfflineServer  # noqa: E402
+
+ROUNDS = 3
+STATE = (
+    "import json; print(json.dumps([[r.name, r.size, r.original_size, r.parts, r.downscaled]"
+    " for r in panel.received][-1]))"
+)
+_LOAD = """
+async (zone, url) => { window.__photo = await (await fetch(url)).blob(); }
+"""
+_DROP = """
+(zone, name) => {
+  const data = new DataTransfer();
+  data.items.add(new File([window.__photo], name, {type: "image/jpeg"}));
+  for (const kind of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
+  }
+}
+"""
+
+
+def phone_photo(path: Path) -> int:
+    """A 4000x3000 JPEG (quality 92) of the cat with sensor-like noise: about 4 MB."""
+    cat = Image.open(REPO / "docs" / "images" / "cat.jpeg").convert("RGB")
+    big = np.asarray(cat.resize((4000, 3000), Image.Resampling.BICUBIC), dtype=np.float32)
+    big += np.random.default_rng(3).normal(0, 5, big.shape).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(big, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=92)
+    path.write_bytes(buffer.getvalue())
+    return len(buffer.getvalue())
+
+
+def write_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("from reka_nb import uploader\npanel = uploader()\npanel"),
+        nbformat.v4.new_code_cell(STATE),
+    ]
+    nbformat.write(nb, path)
+
+
+def one_round(page: Any, number: int, keep: bool) -> dict[str, Any]:
+    cell = notebook_cell(page, 0)
+    box = cell.get_by_label("Keep originals")
+    box.set_checked(keep)
+    name = f"photo-{number}.jpg"
+    status = cell.locator(".reka-picker-chosen")
+    answer = cell.locator(".widget-output")
+    footer = cell.locator(".widget-label").filter(has_text="tokens in")
+    start = time.perf_counter()
+    cell.locator(".reka-picker-zone").evaluate(_DROP, name)
+    wait_for(lambda: status.inner_text() == f"Chosen: {name}", 60, name, interval=0.005)
+    arrived = time.perf_counter()
+    cell.get_by_role("button", name="Describe").click()
+    wait_for(lambda: "This is" in answer.inner_text(), 60, "the first word", interval=0.005)
+    first = time.perf_counter()
+    footer.wait_for(state="visible", timeout=60_000)
+    state_cell = notebook_cell(page, 1)
+    run_cell(page, state_cell)
+    sent_name, size, _original, parts, downscaled = json.loads(
+        state_cell.locator(".jp-OutputArea-output").inner_text()
+    )
+    assert sent_name == name and downscaled is not keep
+    return {
+        "bytes": size,
+        "parts": parts,
+        "arrive": arrived - start,
+        "answer": first - arrived,
+        "total": first - start,
+    }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        root = tmp / "root"
+        root.mkdir()
+        size = phone_photo(root / "photo.jpg")
+        write_notebook(root / "bench.ipynb")
+        print(f"photo: 4000x3000 JPEG, {size:,} bytes; {ROUNDS} rounds per mode, medians")
+        results: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        with OfflineServer(token_delay=0.01) as server:
+            env = {"REKA_BASE_URL": server.base_url, "REKA_API_KEY": server.api_key}
+            with (
+                JupyterLab(root, tmp / "home", env) as lab,
+                launch_chromium(tmp / "profile") as page,
+            ):
+                open_notebook(page, lab, root / "bench.ipynb")
+                cell = notebook_cell(page, 0)
+                run_cell(page, cell)
+                zone = cell.locator(".reka-picker-zone")
+                zone.wait_for(state="visible")
+                zone.evaluate(_LOAD, f"{lab.base_url}/files/photo.jpg")
+                number = 0
+                for _ in range(ROUNDS):
+                    for keep in (False, True):
+                        number += 1
+                        results[keep].append(one_round(page, number, keep))
+    print(
+        f"{'browser downscaling':<20} {'bytes sent':>12} {'messages':>9} "
+        f"{'drop→kernel':>12} {'Describe→1st word':>18} {'total':>8}"
+    )
+    for keep, label in ((False, "on (default)"), (True, "off (originals)")):
+        rows = results[keep]
+
+        def med(key: str, rows: list[dict[str, Any]] = rows) -> float:
+            return statistics.median(r[key] for r in rows)
+
+        print(
+            f"{label:<20} {int(med('bytes')):>12,} {int(med('parts')):>9} "
+            f"{med('arrive') * 1000:>10.0f} ms {med('answer') * 1000:>15.0f} ms "
+            f"{med('total') * 1000:>6.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
