@@ -104,6 +104,14 @@ def photo_bmp(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def turned_jpeg(path: Path) -> Path:
+    """A 3000x2000 JPEG whose EXIF says: turn 90 degrees clockwise to show (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (3000, 2000), (40, 90, 160)).save(path, "JPEG", exif=exif)
+    return path
+
+
 def red_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (320, 200), (200, 30, 30)).save(buffer, "PNG")
@@ -141,6 +149,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "huge.bmp": photo_bmp(root / "images" / "huge.bmp", 4200, 4200),  # 50.5 MB
         "big.bmp": photo_bmp(root / "images" / "big.bmp", 2600, 2000),  # 14.9 MB
         "notes.txt": root / "images" / "notes.txt",
+        "turned.jpg": turned_jpeg(root / "images" / "turned.jpg"),
     }
     images["notes.txt"].write_text("not a picture\n", encoding="utf-8")
     (root / "images" / "cat.jpeg").write_bytes(CAT.read_bytes())
@@ -215,12 +224,24 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         assert now["sizes"][2] == [640, 480]  # Chromium's fake camera
         assert video.evaluate("v => v.srcObject === null")  # the camera is off again
 
+        # A photo taken sideways (EXIF orientation 6) is turned upright as it is downscaled.
+        drop(zone, site, "turned.jpg", "image/jpeg")
+        chosen(cell, "Chosen: turned.jpg")
+        now = state(page)
+        name, _, was, _, downscaled = now["received"][3]
+        assert (name, was, downscaled) == (
+            "turned.jpg",
+            site.images["turned.jpg"].stat().st_size,
+            True,
+        )
+        assert now["sizes"] == [[1365, 2048]]  # 3000x2000 stored, 2000x3000 shown
+
         # A 50 MB photo is downscaled in the browser to 2048 px and described.
         original = site.images["huge.bmp"].stat().st_size
         assert original > 50 * MB
         drop(zone, site, "huge.bmp", "image/bmp")
         chosen(cell, "Chosen: huge.bmp", timeout=90)
-        name, size, was, parts, downscaled = state(page)["received"][3]
+        name, size, was, parts, downscaled = state(page)["received"][4]
         assert (name, was, downscaled) == ("huge.bmp", original, True)
         assert size < original // 10 and parts == math.ceil(size / MB)
         site.server.reset()
@@ -243,7 +264,7 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         drop(zone, site, "big.bmp", "image/bmp")
         chosen(cell, "Chosen: big.bmp", timeout=90)
         received = state(page)["received"]
-        assert received[4] == ["big.bmp", big, big, math.ceil(big / MB), False]
+        assert received[5] == ["big.bmp", big, big, math.ceil(big / MB), False]
         assert math.ceil(big / MB) == 15
         rows = cell.locator(".reka-picker-files li")
         assert rows.count() == 1 and rows.locator("progress").evaluate("p => p.value") == 1
@@ -255,7 +276,7 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         assert error.inner_text() == (
             "notes.txt is not an image (its type is text/plain), so it was not used."
         )
-        assert len(state(page)["received"]) == 5
+        assert len(state(page)["received"]) == 6
 
         # The panel fits its cell: no horizontal scrollbar.
         boxes = cell.locator(".jp-OutputArea-output, .jp-OutputArea-output .widget-vbox")
@@ -353,3 +374,32 @@ def test_notebook_7_shows_the_picker_and_takes_a_drop(site: Site, page: Any) -> 
                 save_screenshot(cell, "upload-panel-notebook7.png")
         finally:
             tab.close()
+
+
+def test_without_anywidget_the_plain_file_button_takes_over(site: Site, page: Any) -> None:
+    """A frontend that cannot load anywidget (here its extension's files are blocked)."""
+    notebook = make_notebook(site.root / "fallback.ipynb")
+    tab = page.context.new_page()
+    tab.route("**/extensions/anywidget/**", lambda route: route.abort())
+    try:
+        with artifacts_on_failure(tab, "upload-fallback", site.jupyter):
+            kernels = len(site.jupyter.kernel_states())
+            open_notebook(tab, site.jupyter, notebook)
+            wait_for(
+                lambda: site.jupyter.kernel_states().count("idle") > kernels,
+                60,
+                "the notebook's own kernel",
+            )
+            cell = notebook_cell(tab, 0)
+            run_cell(tab, cell)
+            button = cell.locator("button.widget-upload")
+            button.wait_for(state="visible", timeout=30_000)
+            assert cell.locator(".reka-picker-zone").count() == 0
+            assert "The drop-and-paste picker could not load" in cell.inner_text()
+            with tab.expect_file_chooser() as chooser:
+                button.click()
+            chooser.value.set_files(CAT)
+            cell.locator("img.widget-image").wait_for(state="visible")
+            save_screenshot(cell, "upload-panel-fallback.png")
+    finally:
+        tab.close()
