@@ -23,6 +23,7 @@ import nbformat
 import numpy as np
 import pytest
 from _browser import (
+    CELLS,
     CHROMIUM,
     artifacts_on_failure,
     launch_chromium,
@@ -296,6 +297,18 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         after = save(page, site.notebook)
         print(f"saved notebook: {before:,} bytes before the uploads, {after:,} after")
         assert after - before <= 300 * 1024
+
+        # The keyboard reaches the picker, shows where the focus is, and presses its buttons.
+        zone.focus()
+        page.keyboard.press("Tab")
+        choose = cell.locator(".reka-picker-choose")
+        assert choose.evaluate("b => b === document.activeElement")
+        assert choose.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
+        with page.expect_file_chooser() as dialog:
+            page.keyboard.press("Enter")
+        dialog.value.set_files(CAT)
+        chosen(cell, "Chosen: cat.jpeg")
+        assert page.locator(CELLS).count() == 2  # the keys went to the picker, not the notebook
 
 
 def save(page: Any, notebook: Path) -> int:
