@@ -90,18 +90,17 @@ def make_notebook(path: Path) -> Path:
 
 def photo_bmp(path: Path, width: int, height: int) -> Path:
     """An uncompressed photo-like BMP: smooth colour gradients with a little noise."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    rng = np.random.default_rng(7)
-    pixels = np.stack(
-        [
-            127 + 100 * np.sin(x / 97.0),
-            127 + 100 * np.cos(y / 61.0),
-            127 + 60 * np.sin((x + y) / 143.0),
-        ],
-        axis=-1,
-    )
-    pixels += rng.normal(0, 6, pixels.shape).astype(np.float32)
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "BMP")
+    x, y = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    red = (120 + 100 * np.sin(x / 97.0)).astype(np.uint8)
+    green = (120 + 100 * np.cos(y / 61.0)).astype(np.uint8)
+    pixels = np.empty((height, width, 3), np.uint8)
+    pixels[..., 0] = red[None, :]
+    pixels[..., 1] = green[:, None]
+    pixels[..., 2] = (red[None, :].astype(np.uint16) + green[:, None]) // 2
+    noise = np.random.default_rng(7).integers(0, 12, (509, 499, 3), dtype=np.uint8)
+    reps = (height // 509 + 1, width // 499 + 1, 1)
+    pixels += np.tile(noise, reps)[:height, :width]
+    Image.fromarray(pixels).save(path, "BMP")
     return path
 
 
