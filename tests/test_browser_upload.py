@@ -269,14 +269,30 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         rows = cell.locator(".reka-picker-files li")
         assert rows.count() == 1 and rows.locator("progress").evaluate("p => p.value") == 1
 
-        # A file that is not an image is refused, naming it; nothing of it is sent.
-        drop(zone, site, "notes.txt", "text/plain")
+        # Too large as it is (Keep originals), or not an image: refused, naming the file and
+        # why; nothing of it is sent.
         error = cell.locator(".reka-nb-error")
-        error.wait_for(state="visible")
-        assert error.inner_text() == (
-            "notes.txt is not an image (its type is text/plain), so it was not used."
-        )
-        assert len(state(page)["received"]) == 6
+        for name, type_, message in [
+            (
+                "huge.bmp",
+                "image/bmp",
+                "huge.bmp is 50.5 MB, larger than this panel's limit of 20 MB per image, so it "
+                "was not used.",
+            ),
+            (
+                "notes.txt",
+                "text/plain",
+                "notes.txt is not an image (its type is text/plain), so it was not used.",
+            ),
+        ]:
+            drop(zone, site, name, type_)
+            wait_for(
+                lambda message=message: error.count() and error.inner_text() == message,
+                60,
+                f"the message about {name}",
+            )
+        now = state(page)
+        assert len(now["received"]) == 6 and now["names"] == ["big.bmp"]
 
         # The panel fits its cell: no horizontal scrollbar.
         boxes = cell.locator(".jp-OutputArea-output, .jp-OutputArea-output .widget-vbox")

@@ -215,3 +215,10 @@ def test_a_picker_that_loads_in_time_keeps_the_fallback_hidden(panel: Uploader) 
     panel._repr_mimebundle_()
     time.sleep(0.3)
     assert panel.upload.layout.display == "none"
+
+
+def test_the_browser_encodes_jpegs_at_the_kernels_quality(panel: Uploader) -> None:
+    from reka_nb.images import codec
+
+    assert round(panel.picker.jpeg_quality * 100) == codec._JPEG_QUALITY
+    assert (panel.picker.max_side, panel.picker.chunk_bytes) == (2048, 1024 * 1024)

@@ -100,7 +100,7 @@ async function prepare(file, model) {
   context.drawImage(bitmap, 0, 0, w, h);
   bitmap.close();
   const type = MAY_BE_TRANSPARENT.has(file.type) ? "image/png" : "image/jpeg";
-  const blob = await new Promise((ok) => canvas.toBlob(ok, type, 0.9));
+  const blob = await new Promise((ok) => canvas.toBlob(ok, type, model.get("jpeg_quality")));
   canvas.width = canvas.height = 0; // free the pixels now
   if (!blob) return { blob: file, downscaled: false };
   return { blob, downscaled: true, width: w, height: h };
