@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,14 @@ _LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:", "about:")
 
 
 @contextlib.contextmanager
-def launch_chromium(profile: Path, offsite: list[str] | None = None) -> Iterator[Any]:
+def launch_chromium(
+    profile: Path, offsite: list[str] | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[Any]:
     """Debian's Chromium, headless, with a fresh profile; yields its page.
 
     Each request the browser makes for anything but 127.0.0.1 (or data:/blob: URLs) is
     appended to ``offsite``, so a test can check that nothing tried to leave the machine.
+    ``extra_args`` go on Chromium's command line (e.g. a fake camera).
     """
     from playwright.sync_api import sync_playwright
 
@@ -52,7 +55,7 @@ def launch_chromium(profile: Path, offsite: list[str] | None = None) -> Iterator
             str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=list(CHROMIUM_ARGS),
+            args=[*CHROMIUM_ARGS, *extra_args],
             viewport={"width": 1280, "height": 1000},
         )
         try:

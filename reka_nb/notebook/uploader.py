@@ -9,8 +9,11 @@ event loop (see ``background``), so the kernel stays free and other cells run me
 Stop cancels the request's task, which closes the connection at once, even between words.
 From that thread the panel only sets widget traits: no ``print``, no Output context manager.
 
-Privacy: the picker's value is cleared as soon as the bytes are read, so uploads do not end
-up in the notebook's saved widget state; the API key is never put in any widget.
+Images arrive through the picker (see ``chooser`` and ``picker``: the file dialog, a drop, a
+paste, the camera; large photos downscaled in the browser; bytes sent in acknowledged parts of
+at most 1 MB as custom messages, never as synced widget state, so they are not saved with the
+notebook). Where the picker cannot load, ipywidgets' ``FileUpload`` takes its place. The API
+key is never put in any widget.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -28,23 +31,22 @@ from .._answer import DEFAULT_PROMPT, Description
 from .._ask import run_adescribe
 from .._async_client import AsyncRekaClient
 from .._client import RekaClient
-from .._exceptions import ImageError, RekaError
+from .._exceptions import RekaError
 from .._settings import DEFAULT_MODEL, redact
-from ..images import THUMBNAIL_SIDE, PreparedImage
+from ..images import PreparedImage
 from . import background
+from .chooser import ImageChooser, descendants
+from .picker import Received
 from .uploader_job import (
     JUPYTER_MESSAGE_LIMIT,
     MAX_UPLOAD_BYTES,
-    Chosen,
     Job,
     PanelPresenter,
     answer_output,
     error_html,
     error_text,
-    limits_html,
     panel_client,
     progress_text,
-    read_uploads,
     summary_text,
 )
 
@@ -63,6 +65,7 @@ class Uploader(widgets.VBox):
     the environment at each request, as for ``describe()``. ``max_bytes`` refuses larger
     files; other keyword arguments (max_tokens, temperature, ...) go with every request.
     ``results`` lists the answers (``Description``); ``on_result`` calls back with each one.
+    ``add(image)`` adds an image from code; ``received`` lists what arrived from the browser.
     """
 
     def __init__(
@@ -81,7 +84,6 @@ class Uploader(widgets.VBox):
         self.params = dict(params)
         self.results: list[Description] = []
         self._callbacks: list[ResultCallback] = []
-        self._files: list[Chosen] = []
         self._job: Job | None = None
         self._models_future: concurrent.futures.Future[None] | None = None
         self._models_task: asyncio.Task[None] | None = None
@@ -89,14 +91,11 @@ class Uploader(widgets.VBox):
         problems: list[str] = []
         configured = self._configured_model(model, problems)
 
-        self.upload = widgets.FileUpload(
-            accept="image/*",
-            multiple=True,
-            description="Choose images",
-            layout=widgets.Layout(width="auto", flex="0 0 auto"),
-        )
-        self.limits = widgets.HTML(limits_html(max_bytes))
-        self.thumbnails = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
+        self._chooser = ImageChooser(max_bytes, self._chosen, self._show_errors)
+        self.picker = self._chooser.picker
+        self.upload = self._chooser.upload  # the fallback where the picker cannot load
+        self.limits = self._chooser.limits
+        self.thumbnails = self._chooser.thumbnails
         self.prompt = widgets.Textarea(
             value=prompt,
             description="Prompt",
@@ -115,9 +114,7 @@ class Uploader(widgets.VBox):
         self.error = widgets.HTML()
         super().__init__(
             children=[
-                self.upload,
-                self.limits,
-                self.thumbnails,
+                *self._chooser.widgets,
                 self.prompt,
                 widgets.HBox([self.model, self.mode]),
                 widgets.HBox([self.describe_button, self.stop_button]),
@@ -126,7 +123,6 @@ class Uploader(widgets.VBox):
                 self.error,
             ]
         )
-        self.upload.observe(self._on_upload, names="value")
         self.describe_button.on_click(lambda _button: self.describe())
         self.stop_button.on_click(lambda _button: self.stop())
         self._show_errors(problems)
@@ -139,12 +135,17 @@ class Uploader(widgets.VBox):
     @property
     def images(self) -> list[PreparedImage]:
         """The images chosen, as they will be sent."""
-        return [chosen.image for chosen in self._files]
+        return [chosen.image for chosen in self._chooser.files]
 
     @property
     def names(self) -> list[str]:
         """The file names of the images chosen."""
-        return [chosen.name for chosen in self._files]
+        return [chosen.name for chosen in self._chooser.files]
+
+    @property
+    def received(self) -> list[Received]:
+        """Each file that arrived from the browser's picker: sizes, parts, downscaled or not."""
+        return list(self._chooser.picker.received)
 
     @property
     def running(self) -> bool:
@@ -162,15 +163,23 @@ class Uploader(widgets.VBox):
         else:
             self._callbacks = [*self._callbacks, callback]
 
+    def add(self, image: object, name: str | None = None) -> None:
+        """Add an image from code to the chosen ones: anything ``describe()`` takes.
+
+        ``name`` labels its thumbnail (default: a path's file name, else ``image N``).
+        Raises ImageError, naming the input, when it is not an image that can be sent.
+        """
+        self._chooser.add(image, name)
+
     def describe(self) -> None:
         """Press Describe: ask about the chosen images in the background (returns at once)."""
         if self.running or self._closed:
             return
-        if not self._files:
+        if not self._chooser.files:
             self._show_errors(["Choose one or more images first, with the button at the top."])
             return
         each = self.mode.value == "each"
-        job = Job(list(self._files), self.prompt.value, str(self.model.value), each=each)
+        job = Job(list(self._chooser.files), self.prompt.value, str(self.model.value), each=each)
         self._job = job
         self.describe_button.disabled = True
         self.stop_button.disabled = False
@@ -213,18 +222,19 @@ class Uploader(widgets.VBox):
         self.stop()
         if self._models_future is not None:  # a slow model list must not outlive the panel
             self._models_future.cancel()
+        self._chooser.close()
         loop = background.existing_loop()
         if loop is not None:
             closing = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
             if not background.in_background_thread():
                 with contextlib.suppress(Exception):
                     closing.result(_CLOSE_WAIT)
-        for widget in list(_descendants(self)):
+        for widget in list(descendants(self)):
             widget.close()
         super().close()
 
     def __repr__(self) -> str:
-        files = getattr(self, "_files", [])
+        files = self._chooser.files if hasattr(self, "_chooser") else []
         results = getattr(self, "results", [])
         model = self.model.value if hasattr(self, "model") else None
         s = "" if len(files) == 1 else "s"
@@ -232,27 +242,13 @@ class Uploader(widgets.VBox):
 
     # -- choosing images (the kernel's thread) ----------------------------------------------
 
-    def _on_upload(self, change: Mapping[str, Any]) -> None:
-        files = change["new"]
-        if not files:
-            return
-        try:
-            accepted, refused = read_uploads(files, self.max_bytes)
-        finally:
-            self.upload.value = ()  # keep uploads out of the saved widget state
-        if accepted:
-            self._choose(accepted)
-        self._show_errors(refused)
-
-    def _choose(self, files: list[Chosen]) -> None:
-        """Show the new choice (it replaces the previous one)."""
-        old = self.thumbnails.children
-        self._files = files
-        self.thumbnails.children = tuple(_thumbnail(chosen) for chosen in files)
-        for box in old:
-            for widget in [*_descendants(box), box]:
-                widget.close()
+    def _chosen(self) -> None:
         self.describe_button.disabled = self.running
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Shown: the fallback replaces the picker if it has not loaded a little later."""
+        self._chooser.shown()
+        return super()._repr_mimebundle_(**kwargs)
 
     # -- asking (the background loop's thread) ----------------------------------------------
 
@@ -305,7 +301,7 @@ class Uploader(widgets.VBox):
                 self._show_errors([error_text(job.error), *job.problems])
         finally:
             self.stop_button.disabled = True
-            self.describe_button.disabled = not self._files or self._closed
+            self.describe_button.disabled = not self._chooser.files or self._closed
             job.done.set()
 
     def _show(self, job: Job) -> None:
@@ -381,26 +377,6 @@ def uploader(
 def _cancel(job: Job) -> None:
     if job.task is not None:
         job.task.cancel()
-
-
-def _thumbnail(chosen: Chosen) -> widgets.VBox:
-    try:
-        thumb = chosen.image.thumbnail(THUMBNAIL_SIDE)
-    except ImageError:  # a thumbnail is a courtesy; the image itself was checked
-        thumb = None
-    items: list[widgets.Widget] = []
-    if thumb is not None:
-        data, mime = thumb
-        items.append(widgets.Image(value=data, format=mime.split("/")[1]))
-    items.append(widgets.Label(chosen.name))
-    layout = widgets.Layout(margin="0 8px 8px 0", max_width=f"{THUMBNAIL_SIDE}px")
-    return widgets.VBox(items, layout=layout)
-
-
-def _descendants(box: widgets.Widget) -> Iterator[widgets.Widget]:
-    for child in getattr(box, "children", ()):
-        yield from _descendants(child)
-        yield child
 
 
 def _remaining(deadline: float | None) -> float | None:
