@@ -9,7 +9,7 @@ word of the answer, and the sum. Each mode runs ``ROUNDS`` times, alternating; m
 On 127.0.0.1 moving the bytes costs little, so the last column works out (it does not measure)
 how long sending them would take over an upload link of ``LINK_MBIT`` Mbit/s.
 
-Run: ``python benchmarks/bench_upload.py`` (about a minute). It prints figures, asserts nothing.
+Run: ``python benchmarks/bench_upload.py`` (about two minutes). It prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from _jupyterlab import JupyterLab  # noqa: E402
 
 from reka_nb.testing import OfflineServer  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 LINK_MBIT = 10  # an ordinary upload link to a remote Jupyter server, for the computed column
 STATE = (
     "import json; print(json.dumps([[r.name, r.size, r.original_size, r.parts, r.downscaled]"
