@@ -44,7 +44,7 @@ from reka_nb.notebook.display import (
 from reka_nb.testing import Fault, OfflineServer
 from reka_nb.testing._answer import split_tokens
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"
 INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
 FOOTER = re.compile(r"reka-flash · (\d+) tokens in, (\d+) out · \d+\.\d s")

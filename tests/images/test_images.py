@@ -34,7 +34,7 @@ from reka_nb.testing import OfflineServer
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
-CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_BYTES = CAT.read_bytes()
 
 

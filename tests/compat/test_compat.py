@@ -38,7 +38,7 @@ from reka_nb import (
 from reka_nb.compat import AsyncStream, Stream
 from reka_nb.testing import DEFAULT_MODELS, Fault, OfflineServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"
 CAT_URL = "data:image/jpeg;base64," + base64.b64encode(CAT.read_bytes()).decode()
 INTRO = (

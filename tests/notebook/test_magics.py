@@ -26,7 +26,7 @@ from reka_nb.notebook.magics import RekaMagics
 from reka_nb.notebook.prompt import interpolate
 from reka_nb.testing import DEFAULT_MODELS, Fault, OfflineServer
 
-CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_LINE = "Image 1: JPEG, 451×300 px, 35,042 bytes."
 TEXT_INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
 IMAGE_INTRO = (
