@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "describe", parents=[common], help="describe one or more images", description=None
     )
-    d.add_argument("images", nargs="+", metavar="IMAGE", help="path or http(s)/data: URL")
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="a path, an https:// URL or a data: URL")
     d.add_argument("-p", "--prompt", default=DEFAULT_PROMPT, help=f"default: {DEFAULT_PROMPT!r}")
     d.add_argument("-m", "--model", help="model id (default: REKA_MODEL or reka-flash)")
     d.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
