@@ -37,6 +37,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from .._answer import Description
@@ -172,7 +173,7 @@ def _in_displayhook(shell: Any) -> bool:
     from IPython.core.displayhook import DisplayHook
 
     codes = {DisplayHook.__call__.__code__, type(shell.displayhook).__call__.__code__}
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code in codes:
             return True
