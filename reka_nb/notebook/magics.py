@@ -304,8 +304,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """
     ipython.register_magics(RekaMagics)
     cleanup = ipython.input_transformers_cleanup
-    if not any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
-        cleanup.append(ask_questions)
+    if any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
+        return  # this cell was read with the transformer in place
+    cleanup.append(ask_questions)
     questions = [line.strip() for line in _running_cell(ipython) if _QUESTION.match(line)]
     if questions:
         raise UsageError(
