@@ -89,15 +89,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         known = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
         message = f"unrecognized arguments: {' '.join(extra)}"
         hints = [
-            match
+            hint
             for word in extra
-            if word.startswith("--")
-            for match in difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+            if word.startswith("--") and (hint := _closest(word.split("=", 1)[0], known))
         ]
         if hints:
             message += f" (did you mean {' or '.join(hints)}?)"
         command.error(message)
     return args
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
+    longer = [option for option in options if option.startswith(word)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -562,14 +562,14 @@ def test_nbclient_saves_one_output_per_answer_and_sees_failures(env) -> None:
             except CellExecutionError as exc:
                 failures[index] = exc.ename
     assert failures == {3: "UsageError", 4: "BadRequestError"}
-    assert [kind for i, kind in client.seen if i == 1].count("display_data") == 1
+    assert [kind for i, kind in client.seen if i == 1].count("display_data") == 2  # images, answer
     assert [kind for i, kind in client.seen if i == 1].count("update_display_data") >= 3
     for cell in nb.cells[1:3]:
         output = cell.outputs[-1]
         assert output.output_type == "display_data"
         assert FOOTER.search(output.data["text/markdown"])
     assert [len(cell.outputs) for cell in nb.cells[1:3]] == [2, 1]  # thumbnails, answer
-    assert nb.cells[1].outputs[0].data["text/markdown"].startswith(f"{CAT_ANSWER}\n\n---\n\n")
+    assert nb.cells[1].outputs[1].data["text/markdown"].startswith(f"{CAT_ANSWER}\n\n---\n\n")
     assert [o.output_type for o in nb.cells[3].outputs] == ["stream"]  # one line on stderr
     assert nb.cells[3].outputs[0].text == "UsageError: unrecognized arguments: --bogus\n"
     assert [o.output_type for o in nb.cells[4].outputs] == ["display_data", "error"]

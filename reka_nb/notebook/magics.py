@@ -258,12 +258,21 @@ def _did_you_mean(message: str, options: Mapping[str, bool]) -> str:
     """argparse's message, with the option meant when an unknown one is a near miss."""
     if not message.startswith("unrecognized arguments:"):
         return message
-    hints = []
-    for word in message.split(":", 1)[1].split():
-        if word.startswith("--"):
-            close = difflib.get_close_matches(word.split("=", 1)[0], list(options), n=1)
-            hints.extend(close)
+    hints = [
+        hint
+        for word in message.split(":", 1)[1].split()
+        if word.startswith("--") and (hint := _closest(word.split("=", 1)[0], list(options)))
+    ]
     return f"{message} (did you mean {' or '.join(hints)}?)" if hints else message
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
+    longer = [option for option in options if option.startswith(word)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def _one_line(exc: KeyboardInterrupt) -> None:
