@@ -3,7 +3,7 @@
 ``describe(image)`` streams an answer into the notebook, ``%load_ext reka_nb`` adds the
 ``%reka`` / ``%%reka`` magics, and ``uploader()`` shows an upload-and-describe panel; all of
 them use one client. IPython and ipywidgets are imported only when those parts are used, and
-the asyncio client and the OpenAI-style classes when first named (``import reka_nb`` stays
+Pillow, the asyncio client and the OpenAI-style classes when first used (``import reka_nb`` stays
 cheap: see benchmarks/bench_import.py).
 """
 
@@ -34,7 +34,6 @@ from ._exceptions import (
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
-from .images import PreparedImage, prepare_image, prepare_images
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -79,6 +78,7 @@ __all__ = [
 if typing.TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncRekaClient
     from .compat import AsyncClient, Client, Reka
+    from .images import PreparedImage, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
 
 #: Public names imported on first use, and the module that holds each.
@@ -88,6 +88,9 @@ _LAZY = {
     "AsyncClient": ".compat",
     "Client": ".compat",
     "Reka": ".compat",
+    "PreparedImage": ".images",  # Pillow
+    "prepare_image": ".images",
+    "prepare_images": ".images",
     "Uploader": ".notebook.uploader",  # ipywidgets
     "uploader": ".notebook.uploader",
 }

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .images import PreparedImage
 from .protocol.stream import Completion, Usage
+
+if TYPE_CHECKING:
+    from .images import PreparedImage
 
 __all__ = [
     "DEFAULT_PROMPT",
