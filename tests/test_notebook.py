@@ -141,3 +141,28 @@ def test_error_cells_are_one_line_and_the_text_says_why_run_all_goes_on(saved: d
     for cell in cells:
         if cell["cell_type"] == "markdown":
             assert 'so "Run all" stops there' not in "".join(cell["source"])
+
+
+def test_executed_copies_are_neither_collected_nor_committed(tmp_path: Path) -> None:
+    """``jupyter nbconvert --execute`` writes quickstart.nbconvert.ipynb next to the notebook:
+    nbval does not collect it, and git ignores it."""
+    import shutil
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.copy(NOTEBOOK, tmp_path / "notebooks" / "quickstart.nbconvert.ipynb")
+    shutil.copy(NOTEBOOK, tmp_path / "notebooks" / "Untitled.ipynb")
+    options = ["-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", "--collect-only", "-q", "notebooks", *options],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    files = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert files == {"notebooks/quickstart.ipynb"}
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "notebooks/quickstart.nbconvert.ipynb"], cwd=ROOT
+    )
+    assert ignored.returncode == 0
