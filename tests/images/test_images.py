@@ -745,7 +745,13 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
         lambda p: "data:image/png;base64,aGVsbG8=",
         r"^the data URL is not an image Pillow can read$",
     ),
-    ("URL no host", lambda p: "http://", r"^URL 'http://' has no host$"),
+    ("URL no host", lambda p: "https://", r"^URL 'https://' has no host$"),
+    (
+        "plain http URL",
+        lambda p: "http://example.com/cat.jpeg",
+        r"^plain http:// image URL 'http://example\.com/cat\.jpeg': Reka fetches only https:// "
+        r"URLs, so send an https:// URL \(or download the image and pass its path\)$",
+    ),
     ("URL empty host", lambda p: "https:///cat.jpeg", r"^URL 'https:///cat\.jpeg' has no host$"),
     (
         "URL with space",
@@ -757,7 +763,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
         "ftp URL",
         lambda p: "ftp://example.com/cat.jpeg",
         r"^unsupported URL scheme 'ftp' in 'ftp://example\.com/cat\.jpeg': "
-        r"pass an http\(s\) URL, a data: URL or a local path$",
+        r"pass an https:// URL, a data: URL or a local path$",
     ),
     (
         "file URL",
@@ -767,7 +773,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "empty string",
         lambda p: "",
-        r"^empty path: pass a file path, an http\(s\) URL or a data: URL$",
+        r"^empty path: pass a file path, an https:// URL or a data: URL$",
     ),
     (
         "text-mode file",

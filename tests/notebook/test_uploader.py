@@ -416,7 +416,8 @@ def test_a_broken_answer_keeps_the_partial_text(make, server: OfflineServer) -> 
     )
     assert re.fullmatch(r"reka-flash · failed after \d+\.\d s", panel.status.value)
     assert error_text(panel).startswith(
-        "StreamInterrupted: The answer stopped after 26 characters: the connection was lost"
+        "StreamInterrupted: The answer stopped after 26 characters: the connection closed before "
+        "the answer was complete"
     )
 
 
