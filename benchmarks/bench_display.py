@@ -1,8 +1,9 @@
 """Display traffic of a streamed answer: NotebookPresenter against an update for every token.
 
-A 4,000-word answer streams from the offline server at about 200 tokens a second (token
-delay 5 ms) through ``run_describe``, into two presenters at once: ours (at most 10 updates a
-second, within a byte budget) and one that updates on every token. Each display message is
+A 4,000-word answer about 3 images streams from the offline server at about 200 tokens a
+second (token delay 5 ms) through ``run_describe``, into two presenters at once: ours (the
+thumbnails sent once, then at most 10 updates a second within a byte budget) and one that
+updates on every token. Each display message is
 serialized as ipykernel would send it (a jupyter_client Session message, signed), and its
 size and time are recorded. The figures are compared with the limits Jupyter Server applies
 to iopub traffic by default: 1,000 messages/s and 1 MB/s, averaged over 3 s.
@@ -15,16 +16,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client.session import Session
+from PIL import Image
 from traitlets.config import Config
 
 from reka_nb import Description, PreparedImage, RekaClient
 from reka_nb._ask import run_describe
 from reka_nb.notebook.display import NotebookPresenter
 from reka_nb.testing import OfflineServer
+
+CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
 
 WORDS = 4_000
 TOKEN_DELAY = 0.005  # 200 tokens a second
@@ -60,6 +67,8 @@ class WirePublisher(DisplayPublisher):
         self.session = Session(key=b"benchmark-signing-key")
         self.request = self.session.msg("execute_request", {"code": "%%reka"})
         self.traffic: dict[str, Traffic] = {}
+        self.owner: str | None = None  # the presenter publishing now (None: a timer thread)
+        self._owners: dict[str, str] = {}  # display id -> presenter
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
         now = time.monotonic()
@@ -68,32 +77,47 @@ class WirePublisher(DisplayPublisher):
         msg = self.session.msg(kind, content, parent=self.request)
         size = sum(len(frame) for frame in self.session.serialize(msg))
         display_id = (transient or {}).get("display_id", "")
-        traffic = self.traffic.setdefault(display_id, Traffic())
+        owner = self.owner or self._owners[display_id]
+        if display_id:
+            self._owners[display_id] = owner
+        traffic = self.traffic.setdefault(owner, Traffic())
         traffic.times.append(now)
         traffic.sizes.append(size)
 
 
 class Both:
-    """A presenter that hands every event to several presenters."""
+    """A presenter that hands every event to several presenters, telling the publisher whose."""
 
-    def __init__(self, *presenters: NotebookPresenter) -> None:
+    def __init__(self, wire: WirePublisher, **presenters: NotebookPresenter) -> None:
+        self.wire = wire
         self.presenters = presenters
 
+    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
+        for name, presenter in self.presenters.items():
+            self.wire.owner = name
+            getattr(presenter, method)(*args, **kwargs)
+        self.wire.owner = None
+
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
-        for p in self.presenters:
-            p.start(model=model, prompt=prompt, images=images)
+        self._each("start", model=model, prompt=prompt, images=images)
 
     def update(self, delta: str, text: str) -> None:
-        for p in self.presenters:
-            p.update(delta, text)
+        self._each("update", delta, text)
 
     def finish(self, description: Description) -> None:
-        for p in self.presenters:
-            p.finish(description)
+        self._each("finish", description)
 
     def fail(self, error: BaseException, partial_text: str) -> None:
-        for p in self.presenters:
-            p.fail(error, partial_text)
+        self._each("fail", error, partial_text)
+
+
+def three_images() -> list[Any]:
+    """The cat as a file, a 12 MP photo made from it (PIL) and a chart-like PNG (numpy)."""
+    cat = Image.open(CAT)
+    photo = cat.resize((4000, 3000))
+    stripes = numpy.zeros((600, 800, 3), dtype=numpy.uint8)
+    stripes[:, ::40] = (200, 30, 30)
+    return [str(CAT), photo, stripes]
 
 
 def answer_text(words: int) -> str:
@@ -138,7 +162,9 @@ def main() -> None:
     with OfflineServer(token_delay=TOKEN_DELAY, reply=answer_text(WORDS)) as server:
         client = RekaClient(base_url=server.base_url, api_key=server.api_key)
         started = time.monotonic()
-        answer = run_describe(client, None, "Write at length.", show=Both(ours, every_token))
+        images = three_images()
+        both = Both(wire, ours=ours, every_token=every_token)
+        answer = run_describe(client, images, "Write at length.", show=both)
         elapsed = time.monotonic() - started
         client.close()
     tokens = answer.usage.output_tokens if answer.usage else 0
@@ -146,7 +172,8 @@ def main() -> None:
         f"answer: {tokens:,} tokens, {len(answer):,} characters in {elapsed:.1f} s "
         f"({tokens / elapsed:.0f} tokens/s)\n"
     )
-    ours_traffic, every_traffic = wire.traffic.values()  # in the order the displays started
+    ours_traffic, every_traffic = wire.traffic["ours"], wire.traffic["every_token"]
+    print(f"thumbnails of {len(images)} images: one message of {ours_traffic.sizes[0]:,} bytes\n")
     rows = [
         ("", "messages", "bytes", "msg/s mean", "msg/s peak", "peak 1 s", "peak 3 s", "limits"),
         report("NotebookPresenter", ours_traffic),

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "notebook"))
 
 from _browser import launch_chromium, notebook_cell, open_notebook, run_cell  # noqa: E402
 from _jupyterlab import JupyterLab  # noqa: E402

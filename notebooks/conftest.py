@@ -20,6 +20,18 @@ _server: OfflineServer | None = None
 _REMOVED = ("REKA_MODEL", "REKA_NB_OFFLINE", "REKA_NB_OFFLINE_DELAY")
 
 
+#: The notebooks nbval checks. Other notebooks here, such as the executed copy that
+#: ``jupyter nbconvert --execute`` writes (quickstart.nbconvert.ipynb), are not collected.
+CHECKED = ("quickstart.ipynb",)
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.suffix == ".ipynb" and collection_path.parent == HERE:
+        return collection_path.name not in CHECKED
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "nbval_sanitize_with", None) is None:
         config.option.nbval_sanitize_with = str(Path(__file__).with_name("sanitize.cfg"))

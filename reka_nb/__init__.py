@@ -2,14 +2,18 @@
 
 ``describe(image)`` streams an answer into the notebook, ``%load_ext reka_nb`` adds the
 ``%reka`` / ``%%reka`` magics, and ``uploader()`` shows an upload-and-describe panel; all of
-them use one client. IPython and ipywidgets are imported only when those parts are used.
+them use one client. IPython and ipywidgets are imported only when those parts are used, and
+Pillow, the asyncio client and the OpenAI-style classes when first used (``import reka_nb`` stays
+cheap: see benchmarks/bench_import.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from . import _answer
 from ._answer import Description
-from ._async_client import AsyncChatStream, AsyncRekaClient
 from ._client import ChatStream, RekaClient
 from ._describe import adescribe, describe
 from ._exceptions import (
@@ -30,8 +34,6 @@ from ._exceptions import (
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
-from .compat import AsyncClient, Client, Reka
-from .images import PreparedImage, prepare_image, prepare_images
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -73,12 +75,33 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """The upload panel loads ipywidgets, so it is imported on first use."""
-    if name in ("Uploader", "uploader"):
-        from .notebook import uploader
+if typing.TYPE_CHECKING:
+    from ._async_client import AsyncChatStream, AsyncRekaClient
+    from .compat import AsyncClient, Client, Reka
+    from .images import PreparedImage, prepare_image, prepare_images
+    from .notebook.uploader import Uploader, uploader
 
-        return getattr(uploader, name)
+#: Public names imported on first use, and the module that holds each.
+_LAZY = {
+    "AsyncChatStream": "._async_client",  # asyncio
+    "AsyncRekaClient": "._async_client",
+    "AsyncClient": ".compat",
+    "Client": ".compat",
+    "Reka": ".compat",
+    "PreparedImage": ".images",  # Pillow
+    "prepare_image": ".images",
+    "prepare_images": ".images",
+    "Uploader": ".notebook.uploader",  # ipywidgets
+    "uploader": ".notebook.uploader",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a part of the public API on first use (see ``_LAZY``)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 

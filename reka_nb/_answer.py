@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .images import PreparedImage
 from .protocol.stream import Completion, Usage
+
+if TYPE_CHECKING:
+    from .images import PreparedImage
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -88,6 +90,25 @@ class Description(str):
     def _repr_markdown_(self) -> str:
         return self.text
 
+    def mark_shown(self, check: Callable[[], bool]) -> None:
+        """Called by the presenter that showed this answer. While ``check()`` is True (IPython
+        is about to show it as the result of the cell that showed it), it is not shown again."""
+        self.__dict__["_shown_check"] = check
+
+    @property
+    def _ipython_display_(self) -> Callable[[], None] | None:
+        """IPython looks this up before formatting an object: a method that shows nothing when
+        the answer is already on screen (``mark_shown``), else None (formatted as usual)."""
+        check = self.__dict__.get("_shown_check")
+        if check is not None and check():
+            return _show_nothing
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_shown_check", None)  # belongs to this process's shell
+        return state
+
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.text)
 
@@ -103,6 +124,10 @@ class Description(str):
         if self.finish_reason not in (None, "stop"):
             parts.append(f"finish: {self.finish_reason}")
         return " · ".join(parts)
+
+
+def _show_nothing() -> None:
+    """The display of an answer that is already on screen."""
 
 
 class Presenter(Protocol):

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._answer import DEFAULT_PROMPT, Description, Presenter, default_presenter
 from ._exceptions import ImageError
-from .images import PreparedImage, prepare_images
 from .protocol.messages import user_message
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
     from ._async_client import AsyncRekaClient
     from ._client import RekaClient
+    from .images import PreparedImage
 
 __all__ = ["require_image", "run_adescribe", "run_describe"]
 
@@ -41,6 +41,8 @@ def _prepare(
     system: str | None,
     history: Sequence[Mapping[str, Any]],
 ) -> tuple[list[PreparedImage], str, dict, list[dict], str]:
+    from .images import prepare_images  # Pillow: imported when a first image is prepared
+
     images = prepare_images(image) if image is not None else []
     text = DEFAULT_PROMPT if prompt is None else prompt
     settings = client.settings(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +81,7 @@ class AsyncRekaClient(BaseClient):
             if failure is not None:
                 if last or not may_retry(failure):
                     raise translate_send_error(failure, settings, self)
-                await asyncio.sleep(retry_delay(attempt, base=self.backoff))
+                await _sleep(retry_delay(attempt, base=self.backoff))
                 continue
             if response.is_success and not read:
                 return response
@@ -99,7 +98,7 @@ class AsyncRekaClient(BaseClient):
             api_error = await self._error(response, settings, body)
             if last or not is_retryable(api_error):
                 raise api_error
-            await asyncio.sleep(
+            await _sleep(
                 retry_delay(attempt, wait_before_retry(api_error, response), base=self.backoff)
             )
         raise AssertionError("unreachable")
@@ -243,3 +242,10 @@ class AsyncChatStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _sleep(seconds: float) -> None:
+    """asyncio.sleep; asyncio is imported on the first retry, not with reka_nb (import time)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)

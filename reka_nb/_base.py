@@ -160,6 +160,7 @@ class StreamState:
     def __init__(self, settings: Settings, request_id: str | None, read_timeout: float) -> None:
         self.request_id = request_id
         self.read_timeout = read_timeout
+        self.api_key = settings.api_key
         self.decoder = SSEDecoder()
         self.acc = Accumulator(settings.api)
         self.started = False  # iteration began: an answer is read once
@@ -194,10 +195,14 @@ class StreamState:
         return StreamInterrupted(reason, partial_text=self.acc.text, request_id=self.request_id)
 
     def translate(self, exc: Exception) -> RekaError:
-        """An httpx error raised while reading the body, as StreamInterrupted."""
+        """An httpx error raised while reading the body, as StreamInterrupted in the user's
+        words; httpx's own words stay on ``__cause__`` (a copy without the request)."""
         if isinstance(exc, httpx.TimeoutException):
-            return self.interrupted(f"no event for {self.read_timeout:g} s")
-        return self.interrupted(f"the connection was lost ({_describe_transport(exc)})")
+            error = self.interrupted(f"no event for {self.read_timeout:g} s")
+        else:
+            error = self.interrupted("the connection closed before the answer was complete")
+        error.__cause__ = _detached(exc, self.api_key)
+        return error
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:
@@ -221,6 +226,16 @@ def may_retry(exc: httpx.HTTPError) -> bool:
     return isinstance(
         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
     )
+
+
+def _detached(exc: Exception, secret: str | None) -> Exception:
+    """The same kind of httpx error with the same words, but without the request it carried
+    (whose headers hold the key), to keep as the technical cause of one of ours."""
+    text = redact(_describe_transport(exc), secret)
+    try:
+        return type(exc)(text)
+    except TypeError:  # an error class that needs more than a message
+        return httpx.TransportError(f"{type(exc).__name__}: {text}")
 
 
 def _describe_transport(exc: Exception) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._answer import DEFAULT_PROMPT, Description
 from ._ask import require_image, run_adescribe, run_describe
-from ._async_client import AsyncRekaClient
 from ._client import RekaClient
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncRekaClient
 
 __all__ = ["adescribe", "default_client", "describe"]
 
@@ -63,6 +65,8 @@ async def adescribe(
         return await run_adescribe(
             client, image, prompt, model=model, stream=stream, show=show, **params
         )
+    from ._async_client import AsyncRekaClient  # asyncio: imported when first used
+
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
         return await run_adescribe(
             own, image, prompt, model=model, stream=stream, show=show, **params

@@ -42,7 +42,17 @@ __all__ = [
 
 
 class RekaError(Exception):
-    """Base class of every reka_nb error."""
+    """Base class of every reka_nb error.
+
+    These are expected errors (a bad input, a missing key, an API error), so IPython and
+    Jupyter show them as one line, type and message (with status and request id for an
+    API error), instead of a traceback through reka_nb's code: ``_render_traceback_`` is
+    IPython's hook for that. Other exceptions keep their full traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        message = str(self)
+        return [f"{type(self).__name__}: {message}" if message else type(self).__name__]
 
 
 class ConfigurationError(RekaError):

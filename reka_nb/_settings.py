@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "Api", "Settings", "redact", "re
 DEFAULT_BASE_URL = "https://api.reka.ai/v1"
 DEFAULT_MODEL = "reka-flash"
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
@@ -49,8 +50,18 @@ class Settings:
 
 
 def offline_requested() -> bool:
-    """True when ``REKA_NB_OFFLINE`` asks for the offline server."""
-    return os.environ.get("REKA_NB_OFFLINE", "").strip().lower() in _TRUE
+    """True when ``REKA_NB_OFFLINE`` asks for the offline server: 1, true, yes or on; 0,
+    false, no, off or empty is off, and anything else is an error (a typo must not quietly
+    send requests to Reka)."""
+    value = os.environ.get("REKA_NB_OFFLINE", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"REKA_NB_OFFLINE must be 1, true, yes or on (offline) or 0, false, no, off or empty "
+        f"(online), not {os.environ['REKA_NB_OFFLINE'].strip()!r}"
+    )
 
 
 def resolve(

@@ -1,13 +1,17 @@
 """The ``reka-nb`` command: describe images and list models, streaming to the terminal.
 
 Exit status: 0 on success, 1 when the API or the connection fails, 2 for a usage or input
-error (bad option, bad image, no key). Errors go to stderr as one line, without a traceback.
+error (bad option, bad image, no key), 130 when interrupted, 141 when the reader of the
+output went away (``| head``), like any Unix tool. Errors go to stderr as one line, without
+a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,20 +23,31 @@ from ._exceptions import (
     ConfigurationError,
     ImageError,
     InvalidRequestError,
+    MissingAPIKeyError,
     RekaError,
     StreamInterrupted,
 )
+from ._version import __version__
 
 __all__ = ["main"]
 
 _INPUT_ERRORS = (ImageError, InvalidRequestError, ConfigurationError)
+_NO_KEY = (
+    "no Reka API key: set the REKA_API_KEY environment variable (keys are made at "
+    "https://platform.reka.ai), or add --offline to try the built-in offline server, "
+    "which runs no model"
+)
+#: The status a shell reports for a command ended by SIGPIPE (128 + 13).
+BROKEN_PIPE = 141
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command's parser, and each subcommand's (to report a mistake with its usage)."""
     parser = argparse.ArgumentParser(
         prog="reka-nb",
         description="Ask Reka's vision models about images. The key comes from REKA_API_KEY.",
     )
+    parser.add_argument("--version", action="version", version=f"reka-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -48,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "describe", parents=[common], help="describe one or more images", description=None
     )
-    d.add_argument("images", nargs="+", metavar="IMAGE", help="path or http(s)/data: URL")
+    d.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="a path, an https:// URL or a data: URL"
+    )
     d.add_argument("-p", "--prompt", default=DEFAULT_PROMPT, help=f"default: {DEFAULT_PROMPT!r}")
     d.add_argument("-m", "--model", help="model id (default: REKA_MODEL or reka-flash)")
     d.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
@@ -58,28 +75,82 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int)
     d.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
 
-    sub.add_parser("models", parents=[common], help="list the models the key can use")
-    return parser
+    m = sub.add_parser("models", parents=[common], help="list the models the key can use")
+    return parser, {"describe": d, "models": m}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with its subcommand's usage, and a near miss
+    names the option meant."""
+    parser, commands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = commands[args.command]
+        known = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        hints = [
+            hint
+            for word in extra
+            if word.startswith("--") and (hint := _closest(word.split("=", 1)[0], known))
+        ]
+        if hints:
+            message += f" (did you mean {' or '.join(hints)}?)"
+        command.error(message)
+    return args
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
+    longer = [option for option in options if option.startswith(word)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
-        return _run(args)
+        try:
+            return _run(args)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+    except BrokenPipeError:
+        # The reader stopped reading (``| head``): stop quietly. Python would flush stdout
+        # again at exit and complain, so point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
     except KeyboardInterrupt:
         print("\nreka-nb: interrupted", file=sys.stderr)
         return 130
     except StreamInterrupted as exc:
         print(f"\nreka-nb: error: {exc}", file=sys.stderr)
         return 1
+    except MissingAPIKeyError:
+        print(f"reka-nb: error: {_NO_KEY}", file=sys.stderr)
+        return 2
     except _INPUT_ERRORS as exc:
-        print(f"reka-nb: error: {exc}", file=sys.stderr)
+        print(f"reka-nb: error: {exc}{_prompt_hint(args, exc)}", file=sys.stderr)
         return 2
     except RekaError as exc:
         kind = type(exc).__name__ if isinstance(exc, APIError) else "error"
         print(f"reka-nb: {kind}: {exc}", file=sys.stderr)
         return 1
+
+
+def _prompt_hint(args: argparse.Namespace, exc: Exception) -> str:
+    """For ``describe cat.png "What is it?"``: the question was taken for an image."""
+    if args.command != "describe" or not isinstance(exc, ImageError):
+        return ""
+    for text in args.images:
+        looks_like_words = " " in text.strip() or text.rstrip().endswith("?")
+        if looks_like_words and "://" not in text and not os.path.exists(text):
+            return (
+                f"; to ask a question, pass it with -p: -p {json.dumps(text, ensure_ascii=False)}"
+            )
+    return ""
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reka_nb import (
@@ -223,7 +224,16 @@ def test_break_mid_stream_keeps_partial_text(kind: str, server: OfflineServer) -
     words = full.text.split(" ")
     assert err.partial_text == " ".join(words[:5]) + " "
     assert err.request_id == server.requests[0].request_id
-    assert "the connection was lost" in err.reason
+    assert err.reason == "the connection closed before the answer was complete"
+    assert str(err) == (
+        f"The answer stopped after {len(err.partial_text)} characters: the connection closed "
+        f"before the answer was complete (request id {err.request_id})"
+    )
+    # httpx's own words stay on __cause__, without the request (whose headers hold the key)
+    assert isinstance(err.__cause__, httpx.RemoteProtocolError)
+    assert "incomplete chunked read" in str(err.__cause__)
+    with pytest.raises(RuntimeError):
+        err.__cause__.request  # noqa: B018 - a detached copy has none
     assert len(server.requests) == 1  # never retried once text arrived
 
 

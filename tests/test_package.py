@@ -39,6 +39,17 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_import_adds_nothing_heavy_to_httpx_and_pillow() -> None:
+    """asyncio, concurrent.futures and urllib.request come with the parts that use them
+    (benchmarks/bench_import.py measures the time)."""
+    code = (
+        "import sys, httpx, PIL.Image; before = set(sys.modules); import reka_nb; "
+        "print(sorted(m for m in set(sys.modules) - before if not m.startswith('reka_nb')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_version_matches_metadata() -> None:
     from importlib.metadata import version
 

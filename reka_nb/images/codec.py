@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .._exceptions import ImageError
 
@@ -160,7 +160,9 @@ def _reencode(
     img = _normal_mode(img)
     if img.size != target:
         img = img.resize(target, _RESAMPLE)
-    # EXIF orientation is dropped on re-encoding: apply it (in place on our own copy)
+    # EXIF orientation is dropped on re-encoding: apply it (in place on our own copy).
+    from PIL import ImageOps  # only when re-encoding: it costs import time (palettes, colours)
+
     if img is given:
         img = ImageOps.exif_transpose(img)
     else:

@@ -1,6 +1,6 @@
 """Turn anything a notebook user calls an image into what is sent to Reka.
 
-``prepare_image`` takes a path, an http(s) or ``data:`` URL, bytes, an open binary file, a PIL
+``prepare_image`` takes a path, an https:// or ``data:`` URL, bytes, an open binary file, a PIL
 image, a numpy array, a matplotlib figure or an ipywidgets ``FileUpload`` (or its value) and
 returns a ``PreparedImage``. Everything is checked here, before any request: a bad input raises
 ``ImageError`` naming the input, and nothing is sent.
@@ -199,8 +199,13 @@ def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
 def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     stripped = text.strip()
     head = stripped[:8].lower()
-    if head.startswith(("http://", "https://")):
+    if head.startswith("https://"):
         return _from_url(stripped)
+    if head.startswith("http://"):
+        raise ImageError(
+            f"plain http:// image URL {_short_url(stripped)!r}: Reka fetches only https:// "
+            "URLs, so send an https:// URL (or download the image and pass its path)"
+        )
     if head.startswith("data:"):
         return _from_data_url(stripped, max_side, max_bytes)
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+)://", stripped)
@@ -209,15 +214,15 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
         hint = " (for a local file, its path without file://)" if is_file else ""
         raise ImageError(
             f"unsupported URL scheme '{scheme[1]}' in {_short_url(stripped)!r}: "
-            f"pass an http(s) URL, a data: URL or a local path{hint}"
+            f"pass an https:// URL, a data: URL or a local path{hint}"
         )
     if not stripped:
-        raise ImageError("empty path: pass a file path, an http(s) URL or a data: URL")
+        raise ImageError("empty path: pass a file path, an https:// URL or a data: URL")
     return _from_path(text, max_side, max_bytes)
 
 
 def _from_url(url: str) -> PreparedImage:
-    """Check an http(s) URL's shape; it is sent as is and fetched by the server."""
+    """Check an https:// URL's shape; it is sent as is and fetched by the server."""
     shown = _short_url(url)
     if any(ch.isspace() for ch in url):
         raise ImageError(f"URL {shown!r} contains whitespace: percent-encode it (%20)")

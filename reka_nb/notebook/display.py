@@ -1,21 +1,28 @@
-"""The notebook display of an answer: one output, updated in place while the answer arrives.
+"""The notebook display of an answer: the images asked about, and one output updated in place.
 
-``NotebookPresenter`` shows a waiting state (model name, image thumbnails), then the text as
-it streams, then the complete Markdown with a footer (model, tokens, seconds). Updates go
-through one display id (``display(..., display_id=True)`` then ``update``): no
-``clear_output``, no growing list of outputs. The first token is shown at once; after that
-updates are coalesced: evenly spaced, never more than ``rate`` messages in any second
-(counting the waiting state, the first token and the final answer), and fewer when the text
-is long, so that the bytes sent stay under ``max_bytes_per_second`` (Jupyter drops iopub
-traffic above 1,000 messages/s or 1 MB/s). A failure keeps the partial text and marks where
-it stopped. Text held back by the coalescing is shown by a timer once an update is due again,
-so a pause in the answer never hides words that already arrived (ipykernel sends a display
-update from that thread with the cell's parent, like the rest).
+``NotebookPresenter`` first shows the images asked about as a strip of thumbnails (at most
+256 px), an output of its own sent once, so it stays above the answer from the waiting state
+to the end and the byte budget goes to the text. Below it, one output shows a waiting state
+(the model asked), then the text as it streams, then the complete Markdown with a footer
+(model, tokens, seconds). Updates go through one display id (``display(..., display_id=True)``
+then ``update``): no ``clear_output``, no growing list of outputs. The first token is shown at
+once; after that updates are coalesced: evenly spaced, never more than ``rate`` messages in
+any second (counting the waiting state, the first token and the final answer), and fewer when
+the text is long, so that the bytes sent stay under ``max_bytes_per_second`` (Jupyter drops
+iopub traffic above 1,000 messages/s or 1 MB/s). A failure keeps the partial text and marks
+where it stopped; the error itself is the cell's error, shown once. Text held back by the
+coalescing is shown by a timer once an update is due again, so a pause in the answer never
+hides words that already arrived (ipykernel sends a display update from that thread with the
+cell's parent, like the rest).
+
+The returned ``Description`` is marked as shown, so that a bare ``describe(...)`` on a cell's
+last line does not show the answer a second time as the cell's result (``shown_once``).
 
 ``REKA_NB_DISPLAY=final`` is for nbval, which records only the first version of an updated
-output: the answer streams as usual, then the live output returns to its waiting state and
-the final answer is published as a second, ordinary output (its footer without the seconds,
-which differ between runs), so a saved notebook compares equal on the next run.
+output: the strip of thumbnails is the live output, the answer streams into it and it returns
+to the thumbnails at the end, and the final answer is published as an ordinary output below
+(without images there is nothing to stream into, and only the final answer is published). A
+notebook saved this way shows what a live run leaves: the images, then the finished answer.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from .._answer import Description
@@ -44,7 +53,9 @@ __all__ = [
     "display_mode",
     "failed_bundle",
     "final_bundle",
+    "images_bundle",
     "notebook_presenter",
+    "shown_once",
     "streaming_bundle",
     "waiting_bundle",
 ]
@@ -82,21 +93,24 @@ def display_mode() -> str:
 # -- what is shown (pure functions) -----------------------------------------------------------
 
 
-def waiting_bundle(model: str, images: Sequence[PreparedImage], thumbnails: bool = True) -> Bundle:
-    """Before the first token: the model asked and the images asked about (small thumbnails)."""
+def waiting_bundle(model: str, images: Sequence[PreparedImage]) -> Bundle:
+    """Before the first token: the model asked and how many images (shown by images_bundle)."""
     count = len(images)
     about = f" about {count} image{'s' if count != 1 else ''}" if count else ""
-    bundle = {
+    return {
         "text/plain": f"Asking {model}{about}…",
         "text/markdown": f"*Asking **{escape_markdown(model)}**{about}…*",
     }
-    if thumbnails and images:
-        tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
-        bundle["text/html"] = (
-            f"<div><p><em>Asking <strong>{html.escape(model)}</strong>{about}…</em></p>"
-            f'<div style="display:flex;flex-wrap:wrap;gap:4px">{tags}</div></div>'
-        )
-    return bundle
+
+
+def images_bundle(images: Sequence[PreparedImage]) -> Bundle:
+    """The images asked about as a strip of thumbnails (at most 256 px), for above the answer."""
+    plain = " ".join(f"[image {n}: {image.source}]" for n, image in enumerate(images, 1))
+    tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
+    return {
+        "text/plain": plain,
+        "text/html": f'<div style="display:flex;flex-wrap:wrap;gap:4px">{tags}</div>',
+    }
 
 
 def _thumbnail_tag(number: int, image: PreparedImage) -> str:
@@ -138,18 +152,67 @@ def final_bundle(description: Description, raw: bool = False, timing: bool = Tru
 
 
 def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
-    """The partial text and a mark where it stopped (interrupted, or the error)."""
+    """The partial text and a mark where it stopped: interrupted, or the error's type.
+
+    The error's message is not repeated here: it is the cell's error, shown right below.
+    """
     if isinstance(error, KeyboardInterrupt):
         mark = "— interrupted"
     else:
-        message = " ".join(str(error).split())
-        mark = f"— stopped: {type(error).__name__}" + (f": {message}" if message else "")
+        mark = f"— stopped: {type(error).__name__}"
     plain = f"{text}\n\n{mark}" if text else mark
     if raw:
         return {"text/plain": plain}
     body = close_fences(text)
     markdown = f"{body}\n\n**{escape_markdown(mark)}**" if text else f"**{escape_markdown(mark)}**"
     return {"text/plain": plain, "text/markdown": markdown}
+
+
+def _in_displayhook(shell: Any) -> bool:
+    """True while IPython's display hook is formatting a cell's result (on this thread)."""
+    from IPython.core.displayhook import DisplayHook
+
+    codes = {DisplayHook.__call__.__code__, type(shell.displayhook).__call__.__code__}
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _CellCount:
+    """Counts the cells a shell runs (IPython's ``pre_run_cell`` event), from first use on."""
+
+    def __init__(self, shell: Any) -> None:
+        self.count = 0
+        shell.events.register("pre_run_cell", self.next)
+
+    def next(self, *info: Any) -> None:
+        self.count += 1
+
+
+_cell_counts: weakref.WeakKeyDictionary[Any, _CellCount] = weakref.WeakKeyDictionary()
+
+
+def shown_once() -> Callable[[], bool] | None:
+    """For ``Description.mark_shown``: a check that is True only while IPython's display hook
+    shows the result of the cell running now, which must not show its answer a second time.
+    The same answer evaluated in a later cell, or passed to ``display()``, is shown as usual.
+    None outside IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return None
+    counter = _cell_counts.get(shell)
+    if counter is None:
+        counter = _cell_counts[shell] = _CellCount(shell)
+    cell = counter.count
+
+    def check() -> bool:
+        return counter.count == cell and _in_displayhook(shell)
+
+    return check
 
 
 def _untimed(description: Description) -> Description:
@@ -173,7 +236,7 @@ class NotebookPresenter:
     """Shows one answer in one notebook output, updated in place (the Presenter protocol).
 
     ``rate`` caps updates a second after the first token; ``raw`` shows plain text instead
-    of Markdown; ``thumbnails`` shows the images in the waiting state. ``mode`` is ``live``
+    of Markdown; ``thumbnails`` shows the images above the answer. ``mode`` is ``live``
     or ``final`` (default: ``REKA_NB_DISPLAY``). ``messages`` and ``bytes`` count what was
     published.
     """
@@ -201,7 +264,7 @@ class NotebookPresenter:
         self._recent: deque[float] = deque()  # times of the messages of the last second
         self._clock = clock
         self._handle: Any = None
-        self._waiting: Bundle = {}
+        self._live: Bundle | None = None  # what the updated output shows first and last
         self._text = ""
         self._shown_text: str | None = None
         self._quiet_until = 0.0  # no update before this time: the byte budget
@@ -215,15 +278,24 @@ class NotebookPresenter:
 
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
         with self._lock:
-            self._waiting = waiting_bundle(model, images, self.thumbnails)
+            strip = images_bundle(images) if self.thumbnails and images else None
             self._handle = None
             self._text, self._shown_text = "", None
             self._settled = False
-            self._publish(self._waiting)
+            if self.mode == "final":  # the strip is the live output (nothing live without one)
+                self._live = strip
+            else:
+                if strip is not None:
+                    self._publish(strip, new=True)
+                self._live = waiting_bundle(model, images)
+            if self._live is not None:
+                self._publish(self._live)
 
     def update(self, delta: str, text: str) -> None:
         with self._lock:
             self._text = text
+            if self._live is None:
+                return
             if self._shown_text is None:  # the first token: at once
                 self._throttle.ready()
             elif not self._room() or not self._throttle.ready():
@@ -271,20 +343,24 @@ class NotebookPresenter:
         return self._shown_text != self._text
 
     def finish(self, description: Description) -> None:
-        self._settle(final_bundle(description, self.raw, timing=self.mode == "live"))
+        self._settle(final_bundle(description, self.raw))
+        check = shown_once()
+        if check is not None:
+            description.mark_shown(check)
 
     def fail(self, error: BaseException, partial_text: str) -> None:
         self._settle(failed_bundle(partial_text or self._text, error, self.raw))
 
     def _settle(self, bundle: Bundle) -> None:
-        """The last state: in place, or (final mode) as a new output after the waiting state."""
+        """The last state: in place, or (final mode) as a new output below the thumbnails."""
         with self._lock:
             self._settled = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             if self.mode == "final":
-                self._publish(self._waiting)
+                if self._live is not None:
+                    self._publish(self._live)
                 self._publish(bundle, new=True)
             else:
                 self._publish(bundle)

@@ -9,6 +9,7 @@ its type and fails the cell with one line instead of a traceback.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .._answer import DEFAULT_PROMPT, Description, default_presenter
 from .._ask import run_describe
 from .._describe import default_client
-from .._exceptions import ConfigurationError, InvalidRequestError, RekaError
+from .._exceptions import ConfigurationError, InvalidRequestError
 from ..protocol.messages import check_params
 from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 
@@ -36,6 +37,13 @@ __all__ = ["Conversation", "RekaMagics", "ask_questions", "load_ipython_extensio
 
 SUBCOMMANDS = ("models", "reset", "config", "help")
 _QUESTION = re.compile(r"^(?P<indent>[ \t]*)%reka[ \t]+(?P<rest>\S.*\?)[ \t]*$")
+
+_USAGE = """\
+Usage:
+  %reka [options] PROMPT     ask about the rest of the line
+  %%reka [options]           ask about the cell body (the options on the first line)
+  %reka models | reset | config | help
+"""
 
 _HELP = """\
 Subcommands:
@@ -46,8 +54,9 @@ Subcommands:
 
 The prompt: {name}, {name.attr}, {name[0]} are replaced by values from your namespace;
 {{ and }} are literal braces; any other brace (JSON, code) is left as written.
-Lines starting with "# NBVAL_" are not sent. Start a line prompt with -- if it begins with -.
-The last answer is kept in _reka."""
+Start a line prompt with -- if it begins with -. The last answer is kept in _reka.
+Load the extension in a cell of its own: in the cell that runs %load_ext, IPython reads a
+line such as "%reka What is this?" as a help request before the magics exist."""
 
 
 @dataclass
@@ -93,8 +102,8 @@ class RekaMagics(Magics):
         "--image",
         action="append",
         metavar="IMAGE",
-        help="a path, a URL, or the name of a variable holding an image, a list of them or an "
-        "upload widget (repeatable)",
+        help="a path, an https:// URL, or the name of a variable holding an image, a list of "
+        "them or an upload widget (repeatable)",
     )
     @argument("-m", "--model", help="the model (default: REKA_MODEL, else reka-flash)")
     @argument("-t", "--temperature", type=float, metavar="T", help="sampling temperature, 0-2")
@@ -115,7 +124,7 @@ class RekaMagics(Magics):
         """Ask Reka about images from a notebook; the answer streams into the output."""
         try:
             self._run(line, cell, local_ns)
-        except (RekaError, KeyboardInterrupt) as exc:
+        except KeyboardInterrupt as exc:
             _one_line(exc)
             raise
 
@@ -132,7 +141,10 @@ class RekaMagics(Magics):
             argv, rest = split_options(line, self._takes_value)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        args = self.reka.parser.parse_args(argv)
+        try:
+            args = self.reka.parser.parse_args(argv)
+        except UsageError as exc:
+            raise UsageError(_did_you_mean(str(exc), self._takes_value)) from None
         if cell is not None and rest:
             raise UsageError(
                 f"%%reka takes options on its first line and the prompt from the cell body; "
@@ -199,7 +211,11 @@ class RekaMagics(Magics):
         print(f"display:  {shown}")
 
     def _help(self) -> None:
-        print(self.reka.parser.format_help())
+        generated = self.reka.parser.format_help()  # begins with a usage made for docstrings
+        options = generated[generated.index("options:") :].rstrip()
+        print(_USAGE)
+        print(options[0].upper() + options[1:])
+        print()
         print(_HELP)
 
 
@@ -238,17 +254,36 @@ def _flatten(images: list[Any]) -> list[Any]:
     return flat
 
 
-def _one_line(exc: BaseException) -> None:
-    """Make IPython show ``exc`` as one line (type and message), still failing the cell.
+def _did_you_mean(message: str, options: Mapping[str, bool]) -> str:
+    """argparse's message, with the option meant when an unknown one is a near miss."""
+    if not message.startswith("unrecognized arguments:"):
+        return message
+    hints = [
+        hint
+        for word in message.split(":", 1)[1].split()
+        if word.startswith("--") and (hint := _closest(word.split("=", 1)[0], list(options)))
+    ]
+    return f"{message} (did you mean {' or '.join(hints)}?)" if hints else message
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
+    longer = [option for option in options if option.startswith(word)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def _one_line(exc: KeyboardInterrupt) -> None:
+    """Make IPython show an interrupt as one line, still failing the cell (a RekaError does
+    so by itself, see ``RekaError._render_traceback_``).
 
     IPython hides the traceback only for exactly UsageError, which a kernel reports without
     an ``error`` message, so nbval would not see the cell fail; an exception with
     ``_render_traceback_`` keeps its type and is reported as an error, in one line.
     """
-    message = str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        message = "interrupted; the text that arrived is kept above"
-    line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    line = "KeyboardInterrupt: interrupted; the text that arrived is kept above"
     exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
 
 
@@ -271,8 +306,32 @@ def ask_questions(lines: list[str]) -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the %reka magics with an IPython shell."""
+    """Register the %reka magics with an IPython shell.
+
+    A ``%reka ...?`` line in the cell that loads the extension was read by IPython as a help
+    request before the magics existed, so nothing would be asked: that cell fails, saying so.
+    """
     ipython.register_magics(RekaMagics)
     cleanup = ipython.input_transformers_cleanup
-    if not any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
-        cleanup.append(ask_questions)
+    if any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
+        return  # this cell was read with the transformer in place
+    cleanup.append(ask_questions)
+    questions = [line.strip() for line in _running_cell(ipython) if _QUESTION.match(line)]
+    if questions:
+        raise UsageError(
+            f"{questions[0]!r} was read by IPython as a help request, before %load_ext "
+            "reka_nb ran, so nothing was asked. The magics are loaded now: run this cell "
+            "again, or load the extension in a cell of its own."
+        )
+
+
+def _running_cell(ipython: Any) -> list[str]:
+    """The lines of the cell being run, when IPython keeps it in its history (else none)."""
+    history = getattr(getattr(ipython, "history_manager", None), "input_hist_raw", None)
+    count = getattr(ipython, "execution_count", None)
+    if not history or not isinstance(count, int) or len(history) != count + 1:
+        return []
+    cell = history[-1]
+    if not isinstance(cell, str) or cell.lstrip().startswith("%%"):
+        return []
+    return cell.splitlines()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import InvalidRequestError
-from ..images import PreparedImage
+
+if TYPE_CHECKING:
+    from ..images import PreparedImage
 
 __all__ = ["PARAMS", "Api", "build_body", "check_params", "user_message"]
 

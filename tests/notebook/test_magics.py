@@ -26,7 +26,7 @@ from reka_nb.notebook.magics import RekaMagics
 from reka_nb.notebook.prompt import interpolate
 from reka_nb.testing import DEFAULT_MODELS, Fault, OfflineServer
 
-CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_LINE = "Image 1: JPEG, 451×300 px, 35,042 bytes."
 TEXT_INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
 IMAGE_INTRO = (
@@ -400,7 +400,7 @@ def test_help_lists_options_and_subcommands(ip, env, capsys) -> None:
     [
         ("%reka -t abc hi", "argument -t/--temperature: invalid float value: 'abc'"),
         ("%reka --bogus hi", "unrecognized arguments: --bogus"),
-        ("%reka --max hi", "unrecognized arguments: --max"),
+        ("%reka --max hi", "unrecognized arguments: --max (did you mean --max-tokens?)"),
         ("%reka -t 5 hi", "temperature must be a number in [0.0, 2.0], not 5.0"),
         ("%reka --max-tokens 0 hi", "max_tokens must be a positive whole number, not 0"),
         ("%reka -o 1x hi", "-o/--out needs a variable name, not '1x'"),

@@ -22,7 +22,7 @@ from reka_nb import ImageError, RekaClient, Uploader
 from reka_nb.notebook.picker import CHUNK_BYTES
 from reka_nb.testing import OfflineServer
 
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_BYTES = CAT.read_bytes()
 
 

@@ -38,13 +38,14 @@ from reka_nb.notebook.display import (
     can_update_displays,
     failed_bundle,
     final_bundle,
+    images_bundle,
     streaming_bundle,
     waiting_bundle,
 )
 from reka_nb.testing import Fault, OfflineServer
 from reka_nb.testing._answer import split_tokens
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"
 INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
 FOOTER = re.compile(r"reka-flash · (\d+) tokens in, (\d+) out · \d+\.\d s")
@@ -74,16 +75,19 @@ def description(text: str = "**Hi** there", elapsed: float = 1.25) -> Descriptio
     )
 
 
-def test_waiting_bundle_shows_model_and_small_thumbnails() -> None:
+def test_waiting_bundle_shows_model_and_images_bundle_small_thumbnails() -> None:
     assert waiting_bundle("reka-core", []) == {
         "text/plain": "Asking reka-core…",
         "text/markdown": "*Asking **reka-core**…*",
     }
     big = Image.new("RGB", (1000, 600), "green")
     images = prepare_images([str(CAT), big, "https://example.com/x.png"])
-    bundle = waiting_bundle("reka-flash", images)
-    assert bundle["text/plain"] == "Asking reka-flash about 3 images…"
-    assert bundle["text/markdown"] == "*Asking **reka-flash** about 3 images…*"
+    assert waiting_bundle("reka-flash", images) == {
+        "text/plain": "Asking reka-flash about 3 images…",
+        "text/markdown": "*Asking **reka-flash** about 3 images…*",
+    }
+    bundle = images_bundle(images)
+    assert bundle["text/plain"] == "[image 1: cat.jpeg] [image 2: PIL image] [image 3: URL]"
     sources = re.findall(r'src="([^"]+)"', bundle["text/html"])
     assert sources[2] == "https://example.com/x.png"
     for src in sources[:2]:
@@ -91,7 +95,6 @@ def test_waiting_bundle_shows_model_and_small_thumbnails() -> None:
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as thumb:
             assert max(thumb.size) == 256
     assert len(bundle["text/html"]) < 40_000  # the saved notebook stays small
-    assert "text/html" not in waiting_bundle("reka-flash", images, thumbnails=False)
 
 
 def test_streaming_bundle_has_a_cursor_and_closes_an_open_fence() -> None:
@@ -120,10 +123,11 @@ def test_final_bundle_is_markdown_with_a_footer() -> None:
 
 
 def test_failed_bundle_keeps_the_text_and_marks_the_stop() -> None:
-    error = StreamInterrupted("the connection was lost", partial_text="Half an", request_id="r9")
+    error = StreamInterrupted("the connection closed", partial_text="Half an", request_id="r9")
+    # the message is the cell's error, shown right below: not repeated here
     assert failed_bundle("Half an", error) == {
-        "text/plain": f"Half an\n\n— stopped: StreamInterrupted: {error}",
-        "text/markdown": f"Half an\n\n**— stopped: StreamInterrupted: {error}**",
+        "text/plain": "Half an\n\n— stopped: StreamInterrupted",
+        "text/markdown": "Half an\n\n**— stopped: StreamInterrupted**",
     }
     assert failed_bundle("Half an", KeyboardInterrupt()) == {
         "text/plain": "Half an\n\n— interrupted",
@@ -210,20 +214,45 @@ def test_long_text_updates_less_often_to_keep_within_the_byte_budget(recorder: R
     assert sum(sizes) < 0.2 * sum(bundle_size(streaming_bundle(word * n)) for n in range(1, 201))
 
 
-def test_final_mode_returns_to_waiting_and_adds_the_answer(recorder: Recorder) -> None:
+def test_live_mode_sends_the_thumbnails_once_above_the_answer(recorder: Recorder) -> None:
+    presenter = NotebookPresenter(mode="live")
+    images = prepare_images(str(CAT))
+    presenter.start(model="reka-flash", prompt="p", images=images)
+    presenter.update("Hi ", "Hi ")
+    presenter.finish(description("Hi"))
+    display_id = recorder.sent[1][2]
+    assert display_id is not None
+    assert recorder.sent == [
+        ("display_data", images_bundle(images), None),
+        ("display_data", waiting_bundle("reka-flash", images), display_id),
+        ("update_display_data", streaming_bundle("Hi "), display_id),
+        ("update_display_data", final_bundle(description("Hi")), display_id),
+    ]
+
+
+def test_final_mode_streams_into_the_thumbnails_and_adds_the_answer(recorder: Recorder) -> None:
     presenter = NotebookPresenter(mode="final")
     images = prepare_images(str(CAT))
     presenter.start(model="reka-flash", prompt="p", images=images)
     presenter.update("Hi ", "Hi ")
     presenter.finish(description("Hi"))
-    waiting = waiting_bundle("reka-flash", images)
+    strip = images_bundle(images)
     display_id = recorder.sent[0][2]
     assert recorder.sent == [
-        ("display_data", waiting, display_id),
+        ("display_data", strip, display_id),
         ("update_display_data", streaming_bundle("Hi "), display_id),
-        ("update_display_data", waiting, display_id),
-        ("display_data", final_bundle(description("Hi"), timing=False), None),
+        ("update_display_data", strip, display_id),
+        ("display_data", final_bundle(description("Hi")), None),  # seconds included
     ]
+    assert "1.2 s" in recorder.sent[-1][1]["text/plain"]
+
+
+def test_final_mode_without_images_publishes_only_the_answer(recorder: Recorder) -> None:
+    presenter = NotebookPresenter(mode="final")
+    presenter.start(model="reka-flash", prompt="p", images=[])
+    presenter.update("Hi ", "Hi ")
+    presenter.finish(description("Hi"))
+    assert recorder.sent == [("display_data", final_bundle(description("Hi")), None)]
 
 
 def test_display_mode_comes_from_the_environment(recorder, monkeypatch) -> None:
@@ -334,16 +363,24 @@ def test_stream_is_one_display_updated_in_place_within_budget(kernel, server) ->
     run = kernel.run(f"%%reka -i {CAT}\nDescribe it.")
     assert run.reply["status"] == "ok"
     assert run.of("execute_result", "error", "stream", "clear_output") == []
-    kinds = [m["msg_type"] for m in run.messages]
-    assert kinds == ["display_data"] + ["update_display_data"] * (len(kinds) - 1)
-    assert len({m["content"]["transient"]["display_id"] for m in run.messages}) == 1
-
-    waiting = run.messages[0]["content"]["data"]
-    assert waiting["text/plain"] == "Asking reka-flash about 1 image…"
-    src = re.search(r'src="data:image/jpeg;base64,([^"]+)"', waiting["text/html"]).group(1)
-    with Image.open(io.BytesIO(base64.b64decode(src))) as thumb:
+    # the thumbnails: an output of their own, sent once, above the answer's output
+    strip, *answer = run.messages
+    assert strip["msg_type"] == "display_data"
+    assert "display_id" not in strip["content"].get("transient", {})
+    src = re.search(r'src="data:image/jpeg;base64,([^"]+)"', strip["content"]["data"]["text/html"])
+    with Image.open(io.BytesIO(base64.b64decode(src.group(1)))) as thumb:
         assert thumb.size == (256, 170)
-    assert run.messages[1]["content"]["data"]["text/plain"] == "# ▍"  # the first token, at once
+    kinds = [m["msg_type"] for m in answer]
+    assert kinds == ["display_data"] + ["update_display_data"] * (len(kinds) - 1)
+    assert len({m["content"]["transient"]["display_id"] for m in answer}) == 1
+    assert all("base64" not in json.dumps(m["content"]) for m in answer)
+
+    waiting = answer[0]["content"]["data"]
+    assert waiting == {
+        "text/plain": "Asking reka-flash about 1 image…",
+        "text/markdown": "*Asking **reka-flash** about 1 image…*",
+    }
+    assert answer[1]["content"]["data"]["text/plain"] == "# ▍"  # the first token, at once
 
     tokens = split_tokens(REPLY)
     final = run.messages[-1]["content"]["data"]
@@ -400,15 +437,16 @@ def test_error_mid_stream_keeps_partial_text_and_fails_the_cell(kernel, server) 
     partial = " ".join(INTRO.split()[:5]) + " "
     rid = server.requests[-1].request_id
     last = run.displays[-1]["content"]["data"]
-    assert last["text/plain"].startswith(
-        f"{partial}\n\n— stopped: StreamInterrupted: The answer stopped after {len(partial)} "
-        "characters: the connection was lost"
-    )
-    assert last["text/plain"].endswith(f"(request id {rid})")
-    assert last["text/markdown"].startswith(f"{partial}\n\n**— stopped: StreamInterrupted: ")
+    assert last == {  # the error's words are said once: in the cell's error below
+        "text/plain": f"{partial}\n\n— stopped: StreamInterrupted",
+        "text/markdown": f"{partial}\n\n**— stopped: StreamInterrupted**",
+    }
     (error,) = run.of("error")
+    assert error["content"]["evalue"] == (
+        f"The answer stopped after {len(partial)} characters: the connection closed before the "
+        f"answer was complete (request id {rid})"
+    )
     assert error["content"]["traceback"] == [f"StreamInterrupted: {error['content']['evalue']}"]
-    assert f"request id {rid}" in error["content"]["evalue"]
 
 
 def test_api_error_fails_the_cell_with_one_line(kernel, server) -> None:
@@ -421,7 +459,7 @@ def test_api_error_fails_the_cell_with_one_line(kernel, server) -> None:
     (line,) = error["content"]["traceback"]
     assert line.startswith("BadRequestError: ")
     assert line.endswith(f"(HTTP 400, request id {rid})")
-    assert run.displays[-1]["content"]["data"]["text/plain"] == "— stopped: " + line
+    assert run.displays[-1]["content"]["data"]["text/plain"] == "— stopped: BadRequestError"
 
 
 def test_interrupt_keeps_partial_text_and_the_kernel_usable(kernel, server) -> None:
@@ -456,7 +494,8 @@ def test_describe_uses_the_notebook_display(kernel, server) -> None:
     run = kernel.run(f"import reka_nb\nd = reka_nb.describe(r'{CAT}', 'What is it?')")
     assert run.reply["status"] == "ok"
     kinds = [m["msg_type"] for m in run.messages]
-    assert kinds[0] == "display_data" and set(kinds[1:]) == {"update_display_data"}
+    assert kinds[:2] == ["display_data", "display_data"]  # the thumbnails, the answer
+    assert set(kinds[2:]) == {"update_display_data"}
     assert run.displays[-1]["content"]["data"]["text/markdown"].startswith(
         f"{CAT_ANSWER}\n\n---\n\n*reka-flash · 67 tokens in, {CAT_TOKENS} out · "
     )
@@ -523,13 +562,14 @@ def test_nbclient_saves_one_output_per_answer_and_sees_failures(env) -> None:
             except CellExecutionError as exc:
                 failures[index] = exc.ename
     assert failures == {3: "UsageError", 4: "BadRequestError"}
-    assert [kind for i, kind in client.seen if i == 1].count("display_data") == 1
+    assert [kind for i, kind in client.seen if i == 1].count("display_data") == 2  # images, answer
     assert [kind for i, kind in client.seen if i == 1].count("update_display_data") >= 3
     for cell in nb.cells[1:3]:
-        (output,) = cell.outputs
+        output = cell.outputs[-1]
         assert output.output_type == "display_data"
         assert FOOTER.search(output.data["text/markdown"])
-    assert nb.cells[1].outputs[0].data["text/markdown"].startswith(f"{CAT_ANSWER}\n\n---\n\n")
+    assert [len(cell.outputs) for cell in nb.cells[1:3]] == [2, 1]  # thumbnails, answer
+    assert nb.cells[1].outputs[1].data["text/markdown"].startswith(f"{CAT_ANSWER}\n\n---\n\n")
     assert [o.output_type for o in nb.cells[3].outputs] == ["stream"]  # one line on stderr
     assert nb.cells[3].outputs[0].text == "UsageError: unrecognized arguments: --bogus\n"
     assert [o.output_type for o in nb.cells[4].outputs] == ["display_data", "error"]
@@ -537,6 +577,7 @@ def test_nbclient_saves_one_output_per_answer_and_sees_failures(env) -> None:
 
 def run_nbval(path: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pytest", "--nbval", path.name, "-q", "-p", "no:cacheprovider"]
+    command += ["--nbval-sanitize-with", str(ROOT / "notebooks" / "sanitize.cfg")]
     return subprocess.run(command, cwd=path.parent, capture_output=True, text=True, timeout=300)
 
 
@@ -547,11 +588,13 @@ def test_final_mode_notebook_passes_nbval_and_live_mode_does_not(
     monkeypatch.setenv("REKA_NB_DISPLAY", "final")
     nb = notebook(*DEMO)
     execute(nb)
-    assert [len(cell.outputs) for cell in nb.cells] == [0, 2, 2]
-    waiting, answer = nb.cells[1].outputs
-    assert waiting.data["text/plain"] == "Asking reka-flash about 1 image…"
-    assert answer.data["text/markdown"] == (
-        f"{CAT_ANSWER}\n\n---\n\n*reka-flash · 67 tokens in, {CAT_TOKENS} out*"
+    assert [len(cell.outputs) for cell in nb.cells] == [0, 2, 1]
+    strip, answer = nb.cells[1].outputs  # as a live run leaves them: no waiting state
+    assert strip.data["text/plain"] == "[image 1: cat.jpeg]"
+    assert re.fullmatch(
+        re.escape(f"{CAT_ANSWER}\n\n---\n\n*reka-flash · 67 tokens in, {CAT_TOKENS} out · ")
+        + r"\d+\.\d s\*",
+        answer.data["text/markdown"],
     )
     path = tmp_path / "final.ipynb"
     nbformat.write(nb, path)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Settings a fresh JupyterLab reads from its user-settings folder: no news, no update check,
 # and every cell kept in the DOM (windowing would detach cells scrolled out of view).

@@ -10,7 +10,7 @@ from reka_nb import InvalidRequestError
 from reka_nb.images import prepare_image
 from reka_nb.protocol.messages import build_body, check_params, user_message
 
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 
 
 def test_openai_body_images_first() -> None:

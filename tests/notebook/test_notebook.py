@@ -19,7 +19,7 @@ from PIL import Image
 
 from reka_nb.testing import run_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
 SANITIZE = get_sanitize_patterns((ROOT / "notebooks" / "sanitize.cfg").read_text(encoding="utf-8"))
 
@@ -112,3 +112,57 @@ def test_saved_notebook_holds_no_key_or_uploads(saved: dict) -> None:
     assert TEST_API_KEY not in text
     assert 'REKA_API_KEY"] = "' not in text
     assert "application/vnd.jupyter.widget-state+json" not in json.dumps(saved["metadata"])
+
+
+def test_saved_notebook_carries_no_folder_of_the_machine(saved: dict) -> None:
+    text = NOTEBOOK.read_text(encoding="utf-8")
+    assert str(ROOT) not in text
+    assert not re.search(r"/(?:home|Users|work|tmp|root)/", text)
+    assert "site-packages" not in text and "Traceback" not in text
+
+
+def test_error_cells_are_one_line_and_the_text_says_why_run_all_goes_on(saved: dict) -> None:
+    cells = saved["cells"]
+    failing = [
+        i
+        for i, cell in enumerate(cells)
+        if any(o["output_type"] == "error" for o in cell.get("outputs", []))
+    ]
+    tagged = [
+        i for i, cell in enumerate(cells) if "raises-exception" in cell["metadata"].get("tags", [])
+    ]
+    assert failing == tagged and len(failing) == 2
+    for i in failing:
+        (error,) = [o for o in cells[i]["outputs"] if o["output_type"] == "error"]
+        assert error["traceback"] == [f"{error['ename']}: {error['evalue']}"]
+    intro = "".join(cells[failing[0] - 1]["source"])
+    assert '"Run all" stops at a failing cell' in intro
+    assert "`raises-exception` tag" in intro and '"Run all" goes on past them' in intro
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            assert 'so "Run all" stops there' not in "".join(cell["source"])
+
+
+def test_executed_copies_are_neither_collected_nor_committed(tmp_path: Path) -> None:
+    """``jupyter nbconvert --execute`` writes quickstart.nbconvert.ipynb next to the notebook:
+    nbval does not collect it, and git ignores it."""
+    import shutil
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.copy(NOTEBOOK, tmp_path / "notebooks" / "quickstart.nbconvert.ipynb")
+    shutil.copy(NOTEBOOK, tmp_path / "notebooks" / "Untitled.ipynb")
+    options = ["-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", "--collect-only", "-q", "notebooks", *options],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    files = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert files == {"notebooks/quickstart.ipynb"}
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "notebooks/quickstart.nbconvert.ipynb"], cwd=ROOT
+    )
+    assert ignored.returncode == 0

@@ -5,7 +5,7 @@
    a real socket to RekaClient, AsyncRekaClient and the OpenAI-style Client.
 2. A minimal OpenAI-compatible server of the kind people run locally (no ``/models``, no usage,
    CRLF lines and comments, maybe no ``[DONE]``) works with RekaClient, describe() and Client.
-3. The official clients judge the offline server where tests/test_offline_server.py does not
+3. The official clients judge the offline server where tests/testing/test_offline_server.py does not
    already: the async ``openai`` client with ``stream_options``, its streaming helper, its
    retries on our Retry-After, and reka-api's async client on the native endpoint.
 """
@@ -49,9 +49,9 @@ from reka_nb.protocol.sse import SSEDecoder
 from reka_nb.protocol.stream import Accumulator, Usage
 from reka_nb.testing import Fault, OfflineServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"
-RECORDINGS = Path(__file__).resolve().parent / "fixtures" / "openai-python"
+RECORDINGS = ROOT / "tests" / "fixtures" / "openai-python"
 WEATHER = RECORDINGS / "038a5c69c34c9513021b52aa61661f4f5bea321c0aac9e164f2ed3e409aebc48.bin"
 CUT = RECORDINGS / "69363a555f8ea9b6eee0bb022af0afcd22d4f0e85418ab38ee24d2a570a84ff0.bin"
 # The texts openai-python's test_completions_streaming.py asserts for these recordings.

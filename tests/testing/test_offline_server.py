@@ -30,7 +30,7 @@ from reka.errors.unprocessable_entity_error import UnprocessableEntityError
 from reka_nb.testing import DEFAULT_MODELS, TEST_API_KEY, Fault, OfflineServer, RecordedRequest
 from reka_nb.testing import _handler as handler_module
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"
 CAT_URL = "data:image/jpeg;base64," + base64.b64encode(CAT.read_bytes()).decode()
 PROMPT = "What can you see in the image?"

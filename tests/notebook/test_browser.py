@@ -108,7 +108,7 @@ def test_reka_magic_streams_into_one_output(lab: Lab, page: Any) -> None:
     with artifacts_on_failure(page, "browser-reka-magic", lab.jupyter):
         recorder = OutputRecorder(cell, ".jp-Cell-outputArea")
         run = CellRun(page, cell)
-        output = cell.locator(".jp-OutputArea-output")
+        output = cell.locator(".jp-OutputArea-output").last  # below the thumbnails
         shot = screenshot_while_streaming(
             cell, output, "browser-reka-magic-streaming.png", "Model:", run.finished
         )
@@ -119,7 +119,10 @@ def test_reka_magic_streams_into_one_output(lab: Lab, page: Any) -> None:
             print("\nnote: no screenshot of a partial answer (it ended first)")
         print(f"\n%%reka: {len(texts)} output states: {[t[-24:] for t in texts]}")
 
-        assert cell.locator(".jp-OutputArea-output").count() == 1  # one output, updated in place
+        outputs = cell.locator(".jp-OutputArea-output")
+        assert outputs.count() == 2  # the thumbnails, and one answer updated in place
+        thumbnail = outputs.first.locator("img")
+        assert thumbnail.evaluate("img => img.complete && img.naturalWidth > 0")
         answer, footer = texts[-1].rsplit("\n\n", 1)
         assert answer == f"{INTRO} Model: reka-flash. {CAT_FACTS} Prompt: {prompt}"
         assert FOOTER.match(footer), footer

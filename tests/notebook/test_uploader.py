@@ -26,7 +26,7 @@ from reka_nb.notebook.uploader import MAX_UPLOAD_BYTES
 from reka_nb.notebook.uploader_job import Chosen, Job, answer_output, format_size
 from reka_nb.testing import DEFAULT_MODELS, TEST_API_KEY, Fault, OfflineServer
 
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_BYTES = CAT.read_bytes()
 CAT_LINE = "Image 1: JPEG, 451×300 px, 35,042 bytes."
 INTRO = (
@@ -421,7 +421,8 @@ def test_a_broken_answer_keeps_the_partial_text(make, server: OfflineServer) -> 
     )
     assert re.fullmatch(r"reka-flash · failed after \d+\.\d s", panel.status.value)
     assert error_text(panel).startswith(
-        "StreamInterrupted: The answer stopped after 26 characters: the connection was lost"
+        "StreamInterrupted: The answer stopped after 26 characters: the connection closed before "
+        "the answer was complete"
     )
 
 

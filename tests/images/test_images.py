@@ -34,7 +34,7 @@ from reka_nb.testing import OfflineServer
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
-CAT = Path(__file__).resolve().parent.parent / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_BYTES = CAT.read_bytes()
 
 
@@ -749,7 +749,13 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
         r"^the data URL is not an image file \(JPEG, PNG, GIF, WebP and other common "
         r"formats can be used\)$",
     ),
-    ("URL no host", lambda p: "http://", r"^URL 'http://' has no host$"),
+    ("URL no host", lambda p: "https://", r"^URL 'https://' has no host$"),
+    (
+        "plain http URL",
+        lambda p: "http://example.com/cat.jpeg",
+        r"^plain http:// image URL 'http://example\.com/cat\.jpeg': Reka fetches only https:// "
+        r"URLs, so send an https:// URL \(or download the image and pass its path\)$",
+    ),
     ("URL empty host", lambda p: "https:///cat.jpeg", r"^URL 'https:///cat\.jpeg' has no host$"),
     (
         "URL with space",
@@ -761,7 +767,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
         "ftp URL",
         lambda p: "ftp://example.com/cat.jpeg",
         r"^unsupported URL scheme 'ftp' in 'ftp://example\.com/cat\.jpeg': "
-        r"pass an http\(s\) URL, a data: URL or a local path$",
+        r"pass an https:// URL, a data: URL or a local path$",
     ),
     (
         "file URL",
@@ -771,7 +777,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "empty string",
         lambda p: "",
-        r"^empty path: pass a file path, an http\(s\) URL or a data: URL$",
+        r"^empty path: pass a file path, an https:// URL or a data: URL$",
     ),
     (
         "text-mode file",

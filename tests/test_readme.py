@@ -1,0 +1,221 @@
+"""Every code block of README.md runs, against the offline server, and prints what it should.
+
+Blocks are taken from the README as written; each is recognised by its first line and run
+where a reader would run it: shell lines in bash, Python in a fresh interpreter, the notebook
+example and the magics in a real kernel (nbclient). The outputs' shapes are compared: how
+many lines, what they start with, which outputs a cell shows. A block the test does not know
+fails the test, so a new example cannot go unrun.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import reka_nb
+from reka_nb.testing import OfflineServer
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = [
+    (m.group(1), m.group(2))
+    for m in re.finditer(r"^```(\w*)\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
+]
+INTRO = "This is reka_nb's offline server: no model ran"
+
+
+def block(first_line: str) -> str:
+    (found,) = [code for _, code in BLOCKS if code.startswith(first_line)]
+    return found
+
+
+KNOWN = (
+    "pip install . && reka-nb describe",
+    "import reka_nb\n",
+    "%load_ext reka_nb",
+    "%%reka -i docs/images/cat.jpeg",
+    "reka-nb describe docs/images/cat.jpeg",
+    "from reka_nb import RekaClient, AsyncRekaClient",
+    "RekaError\n",
+    "from reka_nb import Client, Reka",
+    "export REKA_BASE_URL=http://127.0.0.1:11434/v1",
+    "from reka_nb import RekaClient, StreamInterrupted",
+)
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+def shell(line: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", line],
+        cwd=ROOT,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_block_is_known() -> None:
+    firsts = [code for _, code in BLOCKS]
+    for code in firsts:
+        assert sum(code.startswith(known) for known in KNOWN) == 1, code.splitlines()[0]
+    assert len(firsts) == len(KNOWN)
+
+
+def test_setup_commands() -> None:
+    first, second = block("pip install . && reka-nb describe").splitlines()
+    install, command = first.split(" && ")
+    assert install == "pip install ."
+    proc = shell(command)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith(INTRO) and line.endswith("Prompt: What can you see in the image?")
+    install, command = second.split(" && ")
+    assert install == 'pip install -e ".[test]"'
+    assert command == "python -m pytest --nbval"
+    # the whole suite cannot run inside itself: check what it collects instead
+    proc = shell(command + " --collect-only -q -p no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    items = [line for line in proc.stdout.splitlines() if "::" in line]
+    notebooks = {line.split("::")[0] for line in items if ".ipynb" in line}
+    assert notebooks == {"notebooks/quickstart.ipynb"}
+    assert any(line.startswith("tests/test_readme.py::") for line in items)
+
+
+def test_command_line_examples() -> None:
+    lines = block("reka-nb describe docs/images/cat.jpeg").splitlines()
+    assert len(lines) == 4
+    outputs = []
+    for line in lines:
+        proc = shell(line)
+        assert proc.returncode == 0, (line, proc.stderr)
+        assert proc.stderr == ""
+        outputs.append(proc.stdout)
+    assert outputs[0].startswith(INTRO)
+    assert outputs[0].endswith("Prompt: What is the cat doing?\n")
+    assert outputs[1].startswith('{"text": "This is reka_nb') and outputs[1].count("\n") == 1
+    assert "reka-flash" in outputs[2].splitlines()
+    assert outputs[3] == f"reka-nb {reka_nb.__version__}\n"
+
+
+def test_client_example_prints_three_lines() -> None:
+    proc = python(block("from reka_nb import RekaClient, AsyncRekaClient"), REKA_NB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    streamed, complete, models = proc.stdout.splitlines()
+    assert streamed.startswith(INTRO) and streamed.endswith("Prompt: Hello")
+    assert complete.startswith(INTRO) and complete.endswith("Prompt: Hi")
+    assert models.startswith("['reka-core', 'reka-flash'")
+
+
+def test_openai_style_example_prints_the_answer_on_one_line() -> None:
+    proc = python(block("from reka_nb import Client, Reka"), REKA_NB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith(INTRO)
+    assert line.endswith("Prompt: What can you see in the image ?")
+    assert "Image 1: JPEG, 451×300 px" in line
+
+
+def test_offline_testing_example() -> None:
+    proc = python(block("from reka_nb import RekaClient, StreamInterrupted"))
+    assert proc.returncode == 0, proc.stderr
+    partial, requests = proc.stdout.splitlines()
+    assert partial == (
+        "This is reka_nb's offline server: [the connection closed before the answer was complete]"
+    )
+    assert requests == "[('/v1/chat/completions', 503), ('/v1/chat/completions', 200)]"
+
+
+def test_local_model_example_runs_against_a_local_server() -> None:
+    code = block("export REKA_BASE_URL=http://127.0.0.1:11434/v1")
+    with OfflineServer(api_key="local", models=("llava:7b",)) as server:
+        proc = shell(code.replace("http://127.0.0.1:11434/v1", server.base_url))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith(INTRO) and "Model: llava:7b." in line
+
+
+def test_error_tree_matches_the_exceptions() -> None:
+    parents: list[type] = []
+    seen = []
+    for line in block("RekaError\n").splitlines():
+        match = re.match(r"^((?:│   |    )*)(?:├── |└── )?(\w+)", line)
+        assert match is not None, line
+        depth = len(match.group(1)) // 4 + (1 if match.group(0) != match.group(2) else 0)
+        cls = getattr(reka_nb, match.group(2))
+        del parents[depth:]
+        if parents:
+            assert cls.__bases__[0] is parents[-1], line
+        parents.append(cls)
+        seen.append(cls)
+    everything = {
+        value
+        for value in vars(reka_nb).values()
+        if isinstance(value, type) and issubclass(value, reka_nb.RekaError)
+    }
+    assert set(seen) == everything
+
+
+def test_notebook_examples_in_a_kernel() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(block(first))
+        for first in ("import reka_nb\n", "%load_ext reka_nb", "%%reka -i docs/images/cat.jpeg")
+    ]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3")
+    client.execute(cwd=str(ROOT), env=environment(REKA_NB_OFFLINE="1"))
+    example, load, magic = (cell.outputs for cell in nb.cells)
+    # two answers shown (each: the thumbnails, then the answer); the last asks quietly
+    assert [o.output_type for o in example] == ["display_data"] * 4
+    assert example[0].data["text/plain"] == "[image 1: cat.jpeg]"
+    assert example[1].data["text/plain"].startswith(INTRO)
+    assert example[2].data["text/plain"] == "[image 1: PIL image] [image 2: PIL image]"
+    assert "Prompt: What differs between these?" in example[3].data["text/plain"]
+    assert load == []
+    assert [o.output_type for o in magic] == ["display_data"] * 2
+    assert (
+        'Prompt: What is the cat doing? Answer as JSON: {"activity": "..."}'
+        in (magic[1].data["text/plain"])
+    )
+
+
+@pytest.mark.parametrize("name", ["notebook", "test"])
+def test_extras_named_in_the_readme_exist(name: str) -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert f'".[{name}]"' in README
+    wanted = {"notebook": {"jupyterlab", "ipykernel", "numpy", "matplotlib"}, "test": {"pytest"}}
+    assert wanted[name] <= {re.split(r"[<>=\[ ]", r)[0] for r in extras[name]}
