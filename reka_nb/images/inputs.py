@@ -33,6 +33,7 @@ from PIL import Image
 
 from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
+from .metadata import strip_metadata
 
 __all__ = [
     "MAX_BYTES",
@@ -47,6 +48,7 @@ __all__ = [
 MAX_SIDE = 2048
 MAX_BYTES = 4 * 1024 * 1024
 MAX_FILE_BYTES = 256 * 1024 * 1024  # read no larger file: no image worth sending is this big
+_READ_STEP = 1024 * 1024
 THUMBNAIL_SIDE = 256
 
 _ACCEPTED = (
@@ -59,8 +61,11 @@ _ACCEPTED = (
 class PreparedImage:
     """An image checked and encoded for sending: either ``data`` bytes or a remote ``url``.
 
-    ``converted`` is True when the bytes sent differ from the bytes given (downscaled or
-    another format); for pixel inputs (PIL image, numpy array) it is True when downscaled.
+    ``converted`` is True when the image was re-encoded (downscaled or another format); for
+    pixel inputs (PIL image, numpy array) it is True when downscaled. An image that was not
+    re-encoded is sent as given, its pixel data byte for byte, less its metadata (EXIF with
+    the GPS position, XMP, comments): ``stripped`` counts the bytes removed (0 with
+    ``keep_metadata=True``). The EXIF orientation stays, so the picture is still upright.
     """
 
     data: bytes | None
@@ -72,6 +77,7 @@ class PreparedImage:
     source: str
     original_size: int | None
     converted: bool
+    stripped: int = 0
 
     def to_url(self) -> str:
         """The value of an ``image_url`` part: a ``data:`` URL, or the remote URL as given."""
@@ -97,11 +103,17 @@ class PreparedImage:
         if self.converted:
             was = f" from {self.original_size:,} bytes" if self.original_size else ""
             text += f" (re-encoded{was})"
+        elif self.stripped:
+            text += f" ({self.stripped:,} bytes of metadata removed)"
         return text + ">"
 
 
 def prepare_image(
-    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+    obj: object,
+    *,
+    max_side: int = MAX_SIDE,
+    max_bytes: int = MAX_BYTES,
+    keep_metadata: bool = False,
 ) -> PreparedImage:
     """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
     items = _expand(obj)
@@ -109,23 +121,72 @@ def prepare_image(
         raise ImageError(
             f"prepare_image takes one image but got {len(items)}: use prepare_images for several"
         )
-    return _prepare(items[0], max_side, max_bytes)
+    return _prepare_one(items[0], max_side, max_bytes, keep_metadata)
 
 
 def prepare_images(
-    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+    obj: object,
+    *,
+    max_side: int = MAX_SIDE,
+    max_bytes: int = MAX_BYTES,
+    keep_metadata: bool = False,
+    max_images: int | None = None,
+    max_request_bytes: int | None = None,
 ) -> list[PreparedImage]:
-    """Check and encode one input or a list/tuple of them; an upload widget may give several."""
+    """Check and encode one input or a list/tuple of them; an upload widget may give several.
+
+    ``max_images`` is checked before any image is read; ``max_request_bytes`` (the images'
+    size as sent, in base64) after each one, so preparing stops at the first over it.
+    """
     items = _expand(obj)
+    if max_images is not None and len(items) > max_images:
+        raise ImageError(
+            f"{len(items)} images in one message, over the limit of {max_images}: send fewer "
+            "(the limit is the max_images client option, or REKA_NB_MAX_IMAGES)"
+        )
     if len(items) == 1:
-        return [_prepare(items[0], max_side, max_bytes)]
+        prepared = [_prepare_one(items[0], max_side, max_bytes, keep_metadata)]
+        _check_total(prepared, max_request_bytes, len(items))
+        return prepared
     prepared = []
     for number, item in enumerate(items, 1):
         try:
-            prepared.append(_prepare(item, max_side, max_bytes))
+            prepared.append(_prepare_one(item, max_side, max_bytes, keep_metadata))
         except ImageError as exc:
             raise ImageError(f"image {number} of {len(items)}: {exc}") from exc
+        _check_total(prepared, max_request_bytes, len(items))
     return prepared
+
+
+def _check_total(prepared: list[PreparedImage], limit: int | None, count: int) -> None:
+    """ImageError as soon as the images prepared so far come to more than ``limit`` as sent."""
+    if limit is None:
+        return
+    total = sum(_sent_size(p) for p in prepared)
+    if total > limit:
+        upto = f"the first {len(prepared)} of {count} images" if count > 1 else "the image"
+        raise ImageError(
+            f"{upto} come to {total:,} bytes as sent, over the limit of {limit:,} bytes for one "
+            "request: send fewer or smaller images (the limit is the max_request_bytes client "
+            "option, or REKA_NB_MAX_REQUEST_BYTES)"
+        )
+
+
+def _sent_size(image: PreparedImage) -> int:
+    """Bytes the image takes in the request: its base64, or its URL."""
+    if image.data is None:
+        return len(image.url or "")
+    return (len(image.data) + 2) // 3 * 4
+
+
+def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> PreparedImage:
+    prepared = _prepare(obj, max_side, max_bytes)
+    if keep or prepared.converted or prepared.data is None or prepared.format is None:
+        return prepared
+    data = strip_metadata(prepared.data, prepared.format)
+    if data is prepared.data:
+        return prepared
+    return replace(prepared, data=data, stripped=len(prepared.data) - len(data))
 
 
 _DATA_URL_B64 = re.compile(
@@ -274,6 +335,11 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
         raise ImageError(f"'{text}' is a directory, not an image file") from None
     except OSError as exc:
         raise ImageError(f"cannot read '{text}': {exc.strerror or exc}") from exc
+    except ImageError:
+        raise
+    except ValueError:  # a NUL byte, or a lone surrogate the file system cannot encode
+        why = "a NUL character" if "\0" in text else "characters the file system cannot encode"
+        raise ImageError(f"{text!a} is not a usable file path: it contains {why}") from None
     return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
 
 
@@ -288,7 +354,7 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
     if getattr(file, "closed", False):
         raise ImageError(f"{label} is closed: open it again with open(path, 'rb')")
     try:
-        data = file.read()
+        data = _read_limited(file, label)
     except UnicodeDecodeError:
         raise ImageError(text_mode) from None
     except (OSError, ValueError) as exc:
@@ -307,6 +373,27 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
                 f"{label} has nothing left to read (at position {position:,}): call .seek(0) first"
             )
     return _from_bytes(bytes(data), source, label, max_side, max_bytes)
+
+
+def _read_limited(file: Any, label: str) -> object:
+    """What ``file.read()`` gives, read in 1 MB steps and refused past ``MAX_FILE_BYTES``: an
+    open ``/dev/zero`` (or a pipe that never ends) is never read to exhaustion."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = file.read(_READ_STEP)
+        except TypeError:  # a read() without a size: one call, as before
+            return file.read() if not out else bytes(out)
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            return chunk if not out else bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > MAX_FILE_BYTES:
+            raise ImageError(
+                f"{label} holds more than the {MAX_FILE_BYTES:,} bytes an image file may have "
+                "(is it a device such as /dev/zero?)"
+            )
 
 
 def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> PreparedImage:
