@@ -13,6 +13,7 @@ from ._ask import require_image, run_adescribe
 from ._base import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
+    DRAIN_WAIT,
     BaseClient,
     Body,
     Messages,
@@ -288,7 +289,8 @@ class AsyncChatStream:
         """Read what follows the finish (usage, [DONE], the end of the body) for at most
         AFTER_FINISH_WAIT seconds: a server that keeps the connection open past that gets
         it shut down, so the answer never waits on it (and the connection is not reused)."""
-        deadline = asyncio.get_running_loop().time() + AFTER_FINISH_WAIT
+        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
+        deadline = asyncio.get_running_loop().time() + wait
         try:
             while True:
                 left = deadline - asyncio.get_running_loop().time()

@@ -53,6 +53,7 @@ from .protocol.stream import (
 
 __all__ = [
     "AFTER_FINISH_WAIT",
+    "DRAIN_WAIT",
     "BaseClient",
     "KeyAuth",
     "Messages",
@@ -68,9 +69,11 @@ __all__ = [
 Messages = Iterable[Mapping[str, Any]]
 
 AFTER_FINISH_WAIT = 0.5
-"""Seconds a finished answer waits for what may follow its finish (usage, ``[DONE]``, the end
-of the body). A server that keeps the connection open beyond that does not delay the answer:
-the connection is closed instead of being kept for the next request."""
+"""Seconds a finished answer waits for what may follow its finish reason (usage, ``[DONE]``,
+the end of the body); after ``[DONE]``, ``DRAIN_WAIT`` for the end of the body alone. A server
+that keeps the connection open beyond that does not delay the answer: the connection is shut
+instead of being kept for the next request."""
+DRAIN_WAIT = 0.1
 
 DRAIN_LIMIT = 64 * 1024
 """Bytes read after ``[DONE]`` to let the connection serve again; a server sending more is cut."""
@@ -299,10 +302,12 @@ class StreamState:
         self.drained = 0  # bytes read after [DONE]
         self._closed = closed or (lambda: False)
         self._last_event = time.monotonic()
-        self._body = BodyDecoder(response.headers.get("content-encoding"))
+        self._body, self._undecodable = body_reader(response)
 
     def feed(self, chunk: bytes) -> list[str]:
         """Text deltas in this chunk of raw body bytes."""
+        if self._body is None:
+            raise self.interrupted(self._undecodable)
         try:
             events: list[str] = []
             for piece in self._body.feed(chunk):
@@ -322,6 +327,8 @@ class StreamState:
 
     def end(self) -> list[str]:
         """The clean end of the body: last deltas, or StreamInterrupted if it was cut."""
+        if self._body is None:
+            raise self.interrupted(self._undecodable)
         deltas = self._deltas(self.decoder.close())
         if not self.acc.finished:
             raise self.interrupted("the stream ended without [DONE] or a finish reason")

@@ -19,6 +19,7 @@ from ._ask import require_image, run_describe
 from ._base import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
+    DRAIN_WAIT,
     BaseClient,
     Body,
     Messages,
@@ -274,9 +275,10 @@ class ChatStream:
         chunks: Iterator[bytes], state: StreamState, response: httpx.Response
     ) -> Iterator[str]:
         """Read what follows the finish (usage, [DONE], the end of the body) for at most
-        AFTER_FINISH_WAIT seconds: a server that keeps the connection open past that gets
-        it shut down, so the answer never waits on it (and the connection is not reused)."""
-        timer = threading.Timer(AFTER_FINISH_WAIT, shutdown_response, (response,))
+        AFTER_FINISH_WAIT seconds (DRAIN_WAIT after [DONE]): a server that keeps the connection
+        open gets it shut down, so the answer never waits on it (nor is the connection reused)."""
+        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
+        timer = threading.Timer(wait, shutdown_response, (response,))
         timer.daemon = True
         timer.start()
         try:
