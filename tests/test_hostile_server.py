@@ -5,12 +5,14 @@ sending exactly the bytes that once broke the client, through both clients."""
 from __future__ import annotations
 
 import asyncio
-import gzip
+import functools
 import json
+import struct
 import subprocess
 import sys
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,31 @@ KEY = "reka-hostile-test-key"
 CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
 HI = [{"role": "user", "content": "hi"}]
 DEEP = "[" * 100_000 + "]" * 100_000
-BOMB = gzip.compress(b"\0" * (512 * 1024 * 1024), 9)  # 0.5 MB that inflates to 512 MB
+
+
+@functools.cache
+def gzip_zeros(megabytes: int) -> bytes:
+    """A gzip body of ``megabytes`` MB of zeros (about 1 KB per MB), built without compressing
+    them all: after a full flush, one compressed megabyte is the same bytes every time."""
+    zeros = b"\0" * (1024 * 1024)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+    block = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+    last = packer.compress(zeros) + packer.flush()
+    crc = 0
+    for _ in range(megabytes):
+        crc = zlib.crc32(zeros, crc)
+    trailer = struct.pack("<II", crc, (megabytes * len(zeros)) & 0xFFFFFFFF)
+    return first + block * (megabytes - 2) + last[:-8] + trailer
 
 
 def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> dict:
     delta = {} if content is None else {"content": content}
     return {"model": "reka-flash", "choices": [{"delta": delta, "finish_reason": finish}], **extra}
+
+
+def client_of(server: HostileServer) -> RekaClient:
+    return RekaClient(base_url=server.base_url, api_key=KEY, max_retries=0)
 
 
 def both(server: HostileServer, **options: Any) -> list[Callable[[], Any]]:
@@ -116,7 +137,8 @@ def endless_line(reply: Reply) -> None:
 
 def gzip_bomb(status: int, content_type: str = "text/event-stream") -> Callable[[Reply], None]:
     def handler(reply: Reply) -> None:
-        reply.whole(status, BOMB, content_type, Content_Encoding="gzip")
+        bomb = gzip_zeros(512)  # 0.5 MB that inflates to 512 MB
+        reply.whole(status, bomb, content_type, Content_Encoding="gzip")
 
     return handler
 
@@ -145,14 +167,12 @@ def test_an_endless_event_is_cut_at_the_limit(handler: Callable[[Reply], None]) 
 
 
 def test_a_gzip_bomb_error_body_or_reply_is_not_inflated() -> None:
-    with HostileServer(gzip_bomb(500, "application/json")) as server:
-        client = RekaClient(base_url=server.base_url, api_key=KEY, max_retries=0)
+    with HostileServer(gzip_bomb(500, "application/json")) as server, client_of(server) as client:
         peak, error = peak_megabytes(lambda: client.complete(HI))
         assert isinstance(error, ServerError) and error.status == 500
         assert "the error body was too large to read" in str(error)
         assert peak < 64
-    with HostileServer(gzip_bomb(200, "application/json")) as server:
-        client = RekaClient(base_url=server.base_url, api_key=KEY, max_retries=0)
+    with HostileServer(gzip_bomb(200, "application/json")) as server, client_of(server) as client:
         for call in (lambda: client.complete(HI), client.models):
             peak, error = peak_megabytes(call)
             assert isinstance(error, ServerError), error
@@ -183,15 +203,14 @@ def test_deeply_nested_json_is_a_typed_error_everywhere() -> None:
             with pytest.raises(StreamInterrupted, match="malformed event") as info:
                 read()
             assert info.value.partial_text == "Hi"
-    with HostileServer(whole(200, DEEP)) as server:
-        client = RekaClient(base_url=server.base_url, api_key=KEY)
+    with HostileServer(whole(200, DEEP)) as server, client_of(server) as client:
         with pytest.raises(ServerError, match="not the JSON expected"):
             client.complete(HI)
         with pytest.raises(ServerError, match="not the JSON expected"):
             client.models()
-    with HostileServer(whole(400, DEEP)) as server:
-        client = RekaClient(base_url=server.base_url, api_key=KEY)
-        with pytest.raises(BadRequestError, match=r"^Reka rejected the request: \[\[\[\["):
+    with HostileServer(whole(400, DEEP)) as server, client_of(server) as client:
+        rejected = pytest.raises(BadRequestError, match=r"^Reka rejected the request: \[\[\[\[")
+        with rejected:
             client.complete(HI)
 
 
@@ -249,9 +268,9 @@ def test_wrong_typed_fields_are_ignored_not_carried() -> None:
 
 def test_a_200_whose_body_is_an_error_raises() -> None:
     body = json.dumps({"error": {"type": "server_error", "message": "model overloaded"}})
-    with HostileServer(whole(200, body)) as server:
-        client = RekaClient(base_url=server.base_url, api_key=KEY)
-        with pytest.raises(ServerError, match="answered with an error: model overloaded"):
+    with HostileServer(whole(200, body)) as server, client_of(server) as client:
+        refused = pytest.raises(ServerError, match="answered with an error: model overloaded")
+        with refused:
             client.complete(HI)
 
 
