@@ -158,4 +158,3 @@ class HostileServer:
                 self._conns.discard(conn)
             with contextlib.suppress(OSError):
                 conn.close()
-
