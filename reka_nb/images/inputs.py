@@ -355,6 +355,8 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
         raise ImageError(f"{label} is closed: open it again with open(path, 'rb')")
     try:
         data = _read_limited(file, label)
+    except ImageError:
+        raise
     except UnicodeDecodeError:
         raise ImageError(text_mode) from None
     except (OSError, ValueError) as exc:
