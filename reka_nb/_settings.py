@@ -205,14 +205,17 @@ def _checked_key(key: Secret) -> Secret | None:
 def check_base_url(url: str) -> str:
     """Return the URL without a trailing slash; refuse plain http to anything but loopback."""
     url = url.strip().rstrip("/")
+    problem = ""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
         httpx.URL(url)  # what the transport will parse: refuse now what it would refuse then
     except (ValueError, httpx.InvalidURL) as exc:
+        problem = str(exc)
+    if problem:  # raised outside the except: no half-built httpx.URL in the error's context
         raise ConfigurationError(
-            f"base URL {url!r} is not a valid URL ({exc}), e.g. {DEFAULT_BASE_URL}"
-        ) from None
+            f"base URL {url!r} is not a valid URL ({problem}), e.g. {DEFAULT_BASE_URL}"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"base URL {url!r} is not an http(s) URL with a host, e.g. {DEFAULT_BASE_URL}"
