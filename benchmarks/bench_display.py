@@ -83,9 +83,9 @@ class Both:
         for p in self.presenters:
             p.start(model=model, prompt=prompt, images=images)
 
-    def update(self, delta: str, text: str) -> None:
+    def update(self, delta: str) -> None:
         for p in self.presenters:
-            p.update(delta, text)
+            p.update(delta)
 
     def finish(self, description: Description) -> None:
         for p in self.presenters:

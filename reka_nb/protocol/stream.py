@@ -296,9 +296,16 @@ def parse_models(body: bytes | str) -> list[str]:
 
 
 def _common_prefix(a: str, b: str) -> str:
-    """The longest common prefix (only computed on the short text of an undecided stream)."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return a[:i]
+    """The longest common prefix, by comparing halves (C speed, not a loop per character)."""
+    if b.startswith(a):
+        return a
+    if a.startswith(b):
+        return b
+    low, high = 0, min(len(a), len(b))  # a[:low] == b[:low]; the prefix is shorter than high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return a[:low]
