@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._ask import require_image, run_describe
-from ._base import (
+from ._base import BaseClient, Messages, translate_send_error
+from ._exceptions import APIError
+from ._replies import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
     DRAIN_WAIT,
-    BaseClient,
     Body,
-    Messages,
     StreamState,
     body_reader,
     error_of,
@@ -32,10 +32,8 @@ from ._base import (
     shutdown_response,
     stream_reply_kind,
     take_body,
-    translate_send_error,
     wait_before_retry,
 )
-from ._exceptions import APIError
 from ._settings import Settings
 from .protocol.body import BodyTooLarge, UndecodableBody
 from .protocol.errors import is_retryable, retry_delay

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reka_nb import RekaError
-from reka_nb._base import StreamState
+from reka_nb._replies import StreamState
 from reka_nb._settings import Settings
 from reka_nb.protocol.sse import SSEDecoder
 

@@ -6,7 +6,8 @@ returns a ``PreparedImage``. Everything is checked here, before any request: a b
 ``ImageError`` naming the input, and nothing is sent.
 
 - The format comes from the bytes (Pillow), never from the file name.
-- JPEG, PNG, WebP and GIF within ``max_side`` and ``max_bytes`` are sent byte-identical.
+- JPEG, PNG, WebP and GIF within ``max_side`` and ``max_bytes`` are sent byte-identical, less
+  their metadata (``metadata.py``; ``keep_metadata=True`` keeps it), the orientation kept.
 - Larger images are downscaled and re-encoded: JPEG for photos, PNG for graphics and alpha.
   A JPEG about twice ``max_side`` or more is decoded at a reduced DCT scale (``draft``).
 - Other formats Pillow reads (BMP, TIFF, ICO, PPM, ...) are converted to PNG or JPEG.
@@ -33,6 +34,7 @@ from PIL import Image
 
 from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
+from .limits import check_count, check_total, read_limited
 from .metadata import strip_metadata
 
 __all__ = [
@@ -48,7 +50,6 @@ __all__ = [
 MAX_SIDE = 2048
 MAX_BYTES = 4 * 1024 * 1024
 MAX_FILE_BYTES = 256 * 1024 * 1024  # read no larger file: no image worth sending is this big
-_READ_STEP = 1024 * 1024
 THUMBNAIL_SIDE = 256
 
 _ACCEPTED = (
@@ -139,14 +140,10 @@ def prepare_images(
     size as sent, in base64) after each one, so preparing stops at the first over it.
     """
     items = _expand(obj)
-    if max_images is not None and len(items) > max_images:
-        raise ImageError(
-            f"{len(items)} images in one message, over the limit of {max_images}: send fewer "
-            "(the limit is the max_images client option, or REKA_NB_MAX_IMAGES)"
-        )
+    check_count(len(items), max_images)
     if len(items) == 1:
         prepared = [_prepare_one(items[0], max_side, max_bytes, keep_metadata)]
-        _check_total(prepared, max_request_bytes, len(items))
+        check_total(prepared, max_request_bytes, len(items))
         return prepared
     prepared = []
     for number, item in enumerate(items, 1):
@@ -154,29 +151,8 @@ def prepare_images(
             prepared.append(_prepare_one(item, max_side, max_bytes, keep_metadata))
         except ImageError as exc:
             raise ImageError(f"image {number} of {len(items)}: {exc}") from exc
-        _check_total(prepared, max_request_bytes, len(items))
+        check_total(prepared, max_request_bytes, len(items))
     return prepared
-
-
-def _check_total(prepared: list[PreparedImage], limit: int | None, count: int) -> None:
-    """ImageError as soon as the images prepared so far come to more than ``limit`` as sent."""
-    if limit is None:
-        return
-    total = sum(_sent_size(p) for p in prepared)
-    if total > limit:
-        upto = f"the first {len(prepared)} of {count} images" if count > 1 else "the image"
-        raise ImageError(
-            f"{upto} come to {total:,} bytes as sent, over the limit of {limit:,} bytes for one "
-            "request: send fewer or smaller images (the limit is the max_request_bytes client "
-            "option, or REKA_NB_MAX_REQUEST_BYTES)"
-        )
-
-
-def _sent_size(image: PreparedImage) -> int:
-    """Bytes the image takes in the request: its base64, or its URL."""
-    if image.data is None:
-        return len(image.url or "")
-    return (len(image.data) + 2) // 3 * 4
 
 
 def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> PreparedImage:
@@ -354,7 +330,7 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
     if getattr(file, "closed", False):
         raise ImageError(f"{label} is closed: open it again with open(path, 'rb')")
     try:
-        data = _read_limited(file, label)
+        data = read_limited(file, label, MAX_FILE_BYTES)
     except ImageError:
         raise
     except UnicodeDecodeError:
@@ -375,27 +351,6 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
                 f"{label} has nothing left to read (at position {position:,}): call .seek(0) first"
             )
     return _from_bytes(bytes(data), source, label, max_side, max_bytes)
-
-
-def _read_limited(file: Any, label: str) -> object:
-    """What ``file.read()`` gives, read in 1 MB steps and refused past ``MAX_FILE_BYTES``: an
-    open ``/dev/zero`` (or a pipe that never ends) is never read to exhaustion."""
-    out = bytearray()
-    while True:
-        try:
-            chunk = file.read(_READ_STEP)
-        except TypeError:  # a read() without a size: one call, as before
-            return file.read() if not out else bytes(out)
-        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            return chunk if not out else bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
-        if len(out) > MAX_FILE_BYTES:
-            raise ImageError(
-                f"{label} holds more than the {MAX_FILE_BYTES:,} bytes an image file may have "
-                "(is it a device such as /dev/zero?)"
-            )
 
 
 def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> PreparedImage:
