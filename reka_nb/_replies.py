@@ -119,7 +119,7 @@ class StreamState:
     ) -> None:
         self.request_id = request_id_of(response)
         self.read_timeout = read_timeout
-        self.secret = settings.api_key
+        self._secret = Secret(settings.api_key or "")  # for redacting what the server says
         self.decoder = SSEDecoder()
         self.acc = Accumulator(settings.api)
         self.started = False  # iteration began: an answer is read once
@@ -175,7 +175,9 @@ class StreamState:
 
     def interrupted(self, reason: str) -> StreamInterrupted:
         return StreamInterrupted(
-            redact(reason, self.secret), partial_text=self.acc.text, request_id=self.request_id
+            redact(reason, self._secret.reveal()),
+            partial_text=self.acc.text,
+            request_id=self.request_id,
         )
 
     def translate(self, exc: Exception) -> RekaError:
