@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -164,3 +167,31 @@ def test_gif_comments_go_and_the_loop_stays() -> None:
     data = prepare_image(original).data or b""
     assert b"GPS" not in data and b"NETSCAPE2.0" in data
     assert Image.open(io.BytesIO(data)).n_frames == 3
+
+
+def test_the_cli_refuses_too_many_images_before_reading_any() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    missing = [f"no-such-image-{i}.png" for i in range(30)]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "reka_nb", "describe", *missing, "--offline"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "reka-nb: error: 30 images in one message, over the limit of 6: send fewer (the limit "
+        "is the max_images client option, or REKA_NB_MAX_IMAGES)\n"
+    )
+    assert time.monotonic() - started < 30
+    env["REKA_NB_MAX_IMAGES"] = "2"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reka_nb", "describe", str(CAT), str(CAT), str(CAT), "--offline"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "3 images in one message, over the limit of 2" in proc.stderr
