@@ -203,12 +203,12 @@ def test_the_openai_style_client_checks_the_image_count_first(server: OfflineSer
 
     missing = [f"no-such-image-{i}.png" for i in range(4)]
     refused = pytest.raises(ImageError, match=r"^7 images in one message, over the limit of 6")
-    with Client(provider=Reka, base_url=server.base_url, api_key=server.api_key) as client:
-        with refused:
-            client.chat.completions.create(
-                model="reka-flash",
-                messages=[{"role": "user", "content": "What differs?"}],
-                image=[CAT] * 3,
-                images=missing,
-            )
+    client = Client(provider=Reka, base_url=server.base_url, api_key=server.api_key)
+    with client, refused:
+        client.chat.completions.create(
+            model="reka-flash",
+            messages=[{"role": "user", "content": "What differs?"}],
+            image=[CAT] * 3,
+            images=missing,
+        )
     assert server.requests == []
