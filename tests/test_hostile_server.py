@@ -340,3 +340,22 @@ def test_short_increments_are_not_taken_for_snapshots() -> None:
     with HostileServer(stream_of(chunk("1"), chunk("10"), chunk(None, "stop"), "[DONE]")) as s:
         for read in both(s):
             assert read()[0] == "110"
+
+
+@pytest.mark.parametrize("api", ["openai", "native"])
+def test_a_faithful_server_keeps_one_connection_without_waiting(server: Any, api: str) -> None:
+    opened: list[str] = []
+    with RekaClient(base_url=server.base_url, api_key=server.api_key, api=api) as client:
+        note = client._note_connection  # the client's trace hook sees each new connection
+
+        def count(event: str, info: Any) -> None:
+            if event == "connection.connect_tcp.complete":
+                opened.append(event)
+            note(event, info)
+
+        client._note_connection = count  # type: ignore[method-assign]
+        started = time.monotonic()
+        for _ in range(5):
+            assert "no model ran" in "".join(client.stream(HI))
+        assert time.monotonic() - started < 2  # no wait after [DONE] or the native finish
+    assert len(opened) == 1
