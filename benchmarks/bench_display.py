@@ -101,8 +101,8 @@ class Both:
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
         self._each("start", model=model, prompt=prompt, images=images)
 
-    def update(self, delta: str, text: str) -> None:
-        self._each("update", delta, text)
+    def update(self, delta: str) -> None:
+        self._each("update", delta)
 
     def finish(self, description: Description) -> None:
         self._each("finish", description)

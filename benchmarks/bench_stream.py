@@ -1,9 +1,17 @@
-"""Reading a 4,000-event streamed answer: reka_nb's client against plain httpx + httpx-sse.
+"""Streamed answers: reka_nb's client against plain httpx + httpx-sse, and linearity.
 
-The offline server runs in a child process (so it does not share the GIL with the clients)
-and streams a 4,000-word reply, one word per event, with no delay. Both readers fetch the
-same stream in alternation; the script prints the median time of each and their ratio
-(target: reka_nb / baseline <= 1.25). It prints figures; it asserts nothing.
+1. The offline server runs in a child process (so it does not share the GIL with the clients)
+   and streams a 4,000-word reply, one word per event, with no delay. Both readers fetch the
+   same stream in alternation; the script prints the median time of each and their ratio
+   (target: reka_nb / baseline <= 1.25).
+2. One 32 MB event against one 8 MB event, decoded as a stream in 64 KB chunks (SSE decoder and
+   accumulator, the event limit raised for the test): linear means the 32 MB one takes at most
+   1.5x of 4x the time of the 8 MB one.
+3. ``describe()`` of a 2,000-token and a 20,000-token answer, with the notebook display on (a
+   NotebookPresenter publishing to a shell whose publisher drops the messages) and off: the
+   cost per token at 20,000 must stay within 1.5x of the cost at 2,000.
+
+It prints figures; it asserts nothing.
 
     python benchmarks/bench_stream.py [--events 4000] [--rounds 15]
 """
@@ -20,6 +28,10 @@ import httpx
 import httpx_sse
 
 from reka_nb import RekaClient
+from reka_nb._ask import run_describe
+from reka_nb._replies import StreamState
+from reka_nb._settings import Settings
+from reka_nb.protocol.sse import SSEDecoder
 
 
 def _serve(conn, words: int) -> None:
@@ -100,6 +112,92 @@ def main() -> None:
     finally:
         parent.send("stop")
         proc.join(10)
+    print()
+    one_event()
+    print()
+    describe_lengths(args.rounds)
+
+
+def decode_one_event(megabytes: int) -> float:
+    """Seconds to decode one event of ``megabytes`` MB of text, fed in 64 KB chunks."""
+    content = "x" * (megabytes << 20)
+    body = b"data: " + json.dumps({"choices": [{"delta": {"content": content}}]}).encode()
+    body += b"\n\n"
+    settings = Settings("http://127.0.0.1:1/v1", "reka-flash", "k", "openai", False)
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"})
+    state = StreamState(settings, response, read_timeout=120)
+    state.decoder = SSEDecoder(max_event_size=len(body) + 1)  # this test's event is the point
+    started = time.perf_counter()
+    for i in range(0, len(body), 65536):
+        state.feed(body[i : i + 65536])
+    elapsed = time.perf_counter() - started
+    assert len(state.acc.text) == len(content)
+    return elapsed
+
+
+def one_event() -> None:
+    times = {mb: min(decode_one_event(mb) for _ in range(3)) for mb in (8, 32)}
+    ratio = times[32] / times[8]
+    print("one event, decoded in 64 KB chunks (best of 3)")
+    for mb, seconds in times.items():
+        print(f"  {mb:>2} MB event: {seconds * 1e3:8.1f} ms  ({mb / seconds:,.0f} MB/s)")
+    verdict = "met" if ratio <= 6 else "MISSED"
+    print(f"  32 MB / 8 MB time: {ratio:.2f}  (target <= 6, 1.5x of 4x: {verdict})")
+
+
+class _DropPublisher:
+    """A display publisher that drops every message (the display's own cost is measured)."""
+
+    def publish(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def clear_output(self, wait: bool = False) -> None:
+        pass
+
+
+def describe_lengths(rounds: int) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from reka_nb.notebook.display import NotebookPresenter
+
+    servers = {}  # started before the shell, which replaces __main__ (spawn needs it)
+    for tokens in (2_000, 20_000):
+        parent, child = mp.Pipe()
+        proc = mp.get_context("spawn").Process(target=_serve, args=(child, tokens), daemon=True)
+        proc.start()
+        servers[tokens] = (parent, proc, *parent.recv())
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    shell.display_pub = _DropPublisher()  # type: ignore[assignment]
+    per_token: dict[tuple[str, int], float] = {}
+    try:
+        for tokens, (_, _, url, key) in servers.items():
+            with RekaClient(base_url=url, api_key=key) as client:
+                for display in ("on", "off"):
+                    best = float("inf")
+                    for _ in range(max(3, rounds // 3)):
+                        show = NotebookPresenter(mode="live") if display == "on" else False
+                        started = time.perf_counter()
+                        answer = run_describe(client, None, "Tell me a long story.", show=show)
+                        best = min(best, time.perf_counter() - started)
+                    assert len(answer.split()) == tokens
+                    per_token[(display, tokens)] = best / tokens
+    finally:
+        for parent, proc, *_ in servers.values():
+            parent.send("stop")
+            proc.join(10)
+    print("describe(), best of runs: cost per token")
+    for display in ("on", "off"):
+        small, large = per_token[(display, 2_000)], per_token[(display, 20_000)]
+        ratio = large / small
+        verdict = "met" if ratio <= 1.5 else "MISSED"
+        print(
+            f"  display {display:<3}: 2,000 tokens {small * 1e6:6.1f} us/token, "
+            f"20,000 tokens {large * 1e6:6.1f} us/token, ratio {ratio:.2f} "
+            f"(target <= 1.5: {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -131,11 +131,16 @@ def _show_nothing() -> None:
 
 
 class Presenter(Protocol):
-    """Shows an answer while it arrives (the terminal, or a notebook display)."""
+    """Shows an answer while it arrives (the terminal, or a notebook display).
+
+    ``update`` gets each piece of new text, not the whole text so far: a presenter that needs
+    the whole text keeps it (joining it only when it shows it), so a long answer costs the
+    same per word as a short one.
+    """
 
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None: ...
 
-    def update(self, delta: str, text: str) -> None: ...
+    def update(self, delta: str) -> None: ...
 
     def finish(self, description: Description) -> None: ...
 
@@ -157,7 +162,7 @@ class StdoutPresenter:
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
         self._wrote = False
 
-    def update(self, delta: str, text: str) -> None:
+    def update(self, delta: str, text: str | None = None) -> None:
         self._write(delta)
         self._wrote = True
 

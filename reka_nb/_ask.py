@@ -40,12 +40,22 @@ def _prepare(
     model: str | None,
     system: str | None,
     history: Sequence[Mapping[str, Any]],
+    keep_metadata: bool = False,
 ) -> tuple[list[PreparedImage], str, dict, list[dict], str]:
     from .images import prepare_images  # Pillow: imported when a first image is prepared
 
-    images = prepare_images(image) if image is not None else []
+    settings = client.settings(model)  # first: its limits are checked before images are read
+    images = (
+        prepare_images(
+            image,
+            keep_metadata=keep_metadata,
+            max_images=settings.max_images,
+            max_request_bytes=settings.max_request_bytes,
+        )
+        if image is not None
+        else []
+    )
     text = DEFAULT_PROMPT if prompt is None else prompt
-    settings = client.settings(model)
     message = user_message(text, images, settings.api)
     messages: list[dict] = [{"role": "system", "content": system}] if system else []
     messages += [dict(m) for m in history]
@@ -63,11 +73,12 @@ def run_describe(
     show: bool | Presenter = True,
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    keep_metadata: bool = False,
     **params: Any,
 ) -> Description:
     """describe() on an explicit client; everything is checked before anything is sent."""
     images, text, message, messages, model_name = _prepare(
-        client, image, prompt, model, system, history
+        client, image, prompt, model, system, history, keep_metadata
     )
     presenter = _presenter(show)
     started = time.monotonic()
@@ -78,7 +89,7 @@ def run_describe(
         try:
             for delta in chat:
                 if presenter:
-                    presenter.update(delta, chat.text)
+                    presenter.update(delta)
         except BaseException as exc:
             if presenter:
                 presenter.fail(exc, chat.text)
@@ -107,11 +118,12 @@ async def run_adescribe(
     show: bool | Presenter = True,
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    keep_metadata: bool = False,
     **params: Any,
 ) -> Description:
     """adescribe() on an explicit client; the mirror of run_describe."""
     images, text, message, messages, model_name = _prepare(
-        client, image, prompt, model, system, history
+        client, image, prompt, model, system, history, keep_metadata
     )
     presenter = _presenter(show)
     started = time.monotonic()
@@ -122,7 +134,7 @@ async def run_adescribe(
         try:
             async for delta in chat:
                 if presenter:
-                    presenter.update(delta, chat.text)
+                    presenter.update(delta)
         except BaseException as exc:
             if presenter:
                 presenter.fail(exc, chat.text)

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ._ask import require_image, run_adescribe
-from ._base import (
-    BaseClient,
-    Messages,
+from ._base import BaseClient, Messages, translate_send_error
+from ._exceptions import APIError
+from ._replies import (
+    AFTER_FINISH_WAIT,
+    DRAIN_LIMIT,
+    DRAIN_WAIT,
+    Body,
     StreamState,
+    body_reader,
+    error_of,
     json_completion,
     json_models,
     may_retry,
-    request_id_of,
-    translate_send_error,
+    stream_reply_kind,
+    take_body,
     wait_before_retry,
 )
-from ._exceptions import APIError
 from ._settings import Settings
-from .protocol.errors import error_from_response, is_retryable, retry_delay
+from .protocol.body import BodyTooLarge, UndecodableBody
+from .protocol.errors import is_retryable, retry_delay
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
     from ._answer import Description
 
 __all__ = ["AsyncChatStream", "AsyncRekaClient"]
+
+
+async def chunks_close(chunks: object) -> None:
+    """Close an async generator of body bytes left part way (no warning when it is collected)."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 class AsyncRekaClient(BaseClient):
@@ -37,15 +53,18 @@ class AsyncRekaClient(BaseClient):
 
     def _client(self) -> httpx.AsyncClient:
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if self._http is None:
                 self._http = httpx.AsyncClient(**self._client_options())
             return self._http
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        """Close the connection pool; calls in progress in other tasks end at once, and
+        every later call raises ClientClosedError."""
+        http = self._mark_closed()
+        if http is not None:
+            await http.aclose()
 
     async def __aenter__(self) -> AsyncRekaClient:
         return self
@@ -63,47 +82,73 @@ class AsyncRekaClient(BaseClient):
         *,
         read: bool = False,
         retries: int | None = None,
-    ) -> httpx.Response:
-        """Send with retries; return a response with a 2xx status (its body read if ``read``).
+    ) -> tuple[httpx.Response, Body]:
+        """Send with retries; return a response with a 2xx status (and its body if ``read``).
 
         Only what happens before the reply is retried: a body that breaks is not resent.
         """
-        http = self._client()
+        auth = self._auth(settings)  # the key goes into the request only as it is sent
         retries = self.max_retries if retries is None else retries
+        extensions = {"trace": self._atrace}
         for attempt in range(retries + 1):
             last = attempt == retries
             failure: httpx.HTTPError | None = None  # raised outside the except: no context
+            http = self._client()
             try:
-                request = http.build_request(method, url, headers=headers, json=body)
-                response = await http.send(request, stream=True)
+                request = http.build_request(
+                    method, url, headers=headers, json=body, extensions=extensions
+                )
+                response = await http.send(request, stream=True, auth=auth)
             except httpx.HTTPError as exc:
                 failure = exc
+            except RuntimeError:  # httpx's "the client has been closed", from another thread
+                if not self._closed:
+                    raise
+                failure = httpx.ReadError("closed")
             if failure is not None:
-                if last or not may_retry(failure):
+                if last or not may_retry(failure) or self._closed:
                     raise translate_send_error(failure, settings, self)
-                await _sleep(retry_delay(attempt, base=self.backoff))
+                await asyncio.sleep(retry_delay(attempt, base=self.backoff))
                 continue
             if response.is_success and not read:
-                return response
-            try:
-                await response.aread()
-            except httpx.HTTPError as exc:
-                failure = exc
-            finally:
-                await response.aclose()
-            if failure is not None:
-                raise translate_send_error(failure, settings, self)
+                return response, Body(b"")
+            content = await self._read(response)
+            if isinstance(content, httpx.HTTPError):
+                raise translate_send_error(content, settings, self)
             if response.is_success:
-                return response
-            api_error = await self._error(response, settings, body)
+                return response, content
+            api_error = await self._error(response, content, settings, body)
             if last or not is_retryable(api_error):
                 raise api_error
-            await _sleep(
+            await asyncio.sleep(
                 retry_delay(attempt, wait_before_retry(api_error, response), base=self.backoff)
             )
         raise AssertionError("unreachable")
 
-    async def _error(self, response: httpx.Response, settings: Settings, body: Any) -> APIError:
+    async def _atrace(self, event: str, info: dict) -> None:
+        self._note_connection(event, info)
+
+    @staticmethod
+    async def _read(response: httpx.Response) -> Body | httpx.HTTPError:
+        """The decoded body, at most MAX_BODY_SIZE bytes (then ``too_large``), then closed."""
+        decoder, why = body_reader(response)
+        out = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                take_body(decoder, why, out, chunk)
+        except httpx.HTTPError as exc:
+            return exc
+        except BodyTooLarge:
+            return Body(bytes(out), too_large=True)
+        except UndecodableBody as exc:
+            return Body(b"", undecodable=str(exc))
+        finally:
+            await response.aclose()
+        return Body(bytes(out))
+
+    async def _error(
+        self, response: httpx.Response, content: Body, settings: Settings, body: Any
+    ) -> APIError:
         model = body.get("model") if isinstance(body, dict) else None
         available: list[str] = []
         if response.status_code == 404 and model is not None:
@@ -111,14 +156,7 @@ class AsyncRekaClient(BaseClient):
                 available = await self._models(retries=0)
             except Exception:  # listing is a courtesy; the 404 is the error to report
                 available = []
-        return error_from_response(
-            response.status_code,
-            response.content,
-            request_id=request_id_of(response),
-            retry_after=response.headers.get("retry-after"),
-            model=model,
-            available_models=available,
-        )
+        return error_of(response, content, settings, model, available)
 
     async def models(self) -> list[str]:
         """The ids of the models this key can use, from ``GET /models``."""
@@ -128,8 +166,8 @@ class AsyncRekaClient(BaseClient):
         settings = self.settings()
         headers = self._headers(settings)
         url = settings.base_url + "/models"
-        response = await self._send("GET", url, settings, headers, read=True, retries=retries)
-        return json_models(response)
+        response, body = await self._send("GET", url, settings, headers, read=True, retries=retries)
+        return json_models(response, body, settings)
 
     def stream(
         self, messages: Messages, *, model: str | None = None, **params: Any
@@ -150,8 +188,8 @@ class AsyncRekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = await self._send("POST", url, settings, headers, body, read=True)
-        return json_completion(response)
+        response, content = await self._send("POST", url, settings, headers, body, read=True)
+        return json_completion(response, content, settings)
 
     async def describe(
         self,
@@ -200,37 +238,79 @@ class AsyncChatStream:
     async def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
-            self._response = await self._client._send(
+            response, _ = await self._client._send(
                 "POST", self._url, self.settings, self._headers, self._body
             )
-            rid = request_id_of(self._response)
-            self._state = StreamState(self.settings, rid, self._client.read_timeout)
+            self._response = response
+            self._state = StreamState(
+                self.settings, response, self._client.read_timeout, lambda: self._client.closed
+            )
 
     async def __aiter__(self) -> AsyncIterator[str]:
         await self.open()
         assert self._response is not None and self._state is not None
-        state = self._state
+        state, response = self._state, self._response
         if state.started:
             raise RuntimeError("this answer has been read already: start a new stream")
         state.started = True
+        chunks: AsyncIterator[bytes] | None = None
         try:
+            if stream_reply_kind(response) == "json":  # a whole answer to a stream request
+                async for text in self._whole(response, state):
+                    yield text
+                return
+            chunks = response.aiter_raw()
             failure: httpx.HTTPError | None = None
             try:
-                async for chunk in self._response.aiter_bytes():
-                    if state.acc.done:
-                        continue  # drain what follows [DONE]: the connection serves again
+                async for chunk in chunks:
                     for delta in state.feed(chunk):
                         yield delta
-                if not state.acc.done:
+                    if state.acc.finished:
+                        break
+                else:
                     for delta in state.end():
                         yield delta
             except httpx.HTTPError as exc:
                 failure = exc
             if failure is not None and not state.acc.finished:  # after the finish: nothing lost
                 raise state.translate(failure)  # outside the except: httpx's request stays out
+            if failure is None and state.acc.finished:
+                async for delta in self._after_finish(chunks, state):
+                    yield delta
             self.completion = state.acc.completion(state.request_id)
         finally:
+            await chunks_close(chunks)
             await self.aclose()
+
+    @staticmethod
+    async def _after_finish(chunks: AsyncIterator[bytes], state: StreamState) -> AsyncIterator[str]:
+        """Read what follows the finish (usage, [DONE], the end of the body) for at most
+        AFTER_FINISH_WAIT seconds: a server that keeps the connection open past that gets
+        it shut down, so the answer never waits on it (and the connection is not reused)."""
+        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
+        deadline = asyncio.get_running_loop().time() + wait
+        try:
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                chunk = await asyncio.wait_for(chunks.__anext__(), max(left, 0.0))
+                if not state.acc.done:
+                    for delta in state.feed(chunk):
+                        yield delta
+                    continue
+                state.drained += len(chunk)
+                if state.drained > DRAIN_LIMIT:
+                    break  # more than an end of body: not worth keeping the connection
+        except (StopAsyncIteration, asyncio.TimeoutError, httpx.HTTPError):
+            pass  # the answer is complete; on a timeout the connection is closed, not reused
+
+    async def _whole(self, response: httpx.Response, state: StreamState) -> AsyncIterator[str]:
+        content = await self._client._read(response)
+        if isinstance(content, httpx.HTTPError):
+            raise state.translate(content)
+        text = state.acc.take_whole(json_completion(response, content, self.settings))
+        if text:
+            yield text
+        self.completion = state.acc.completion(state.request_id)
 
     async def aclose(self) -> None:
         """Close the connection (at once, even mid-answer)."""
@@ -242,10 +322,3 @@ class AsyncChatStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-async def _sleep(seconds: float) -> None:
-    """asyncio.sleep; asyncio is imported on the first retry, not with reka_nb (import time)."""
-    import asyncio
-
-    await asyncio.sleep(seconds)

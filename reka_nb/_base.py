@@ -1,9 +1,14 @@
-"""What the sync and async clients share: settings, URLs, headers, bodies (no I/O)."""
+"""What the sync and async clients share: settings, URLs, headers, bodies (no I/O).
+
+Reading replies (bodies within a size limit, streamed answers, typed errors) is in
+``_replies.py``; the clients move the bytes.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,39 +16,20 @@ import httpx
 
 from ._exceptions import (
     APIConnectionError,
-    APIError,
     APITimeoutError,
+    ClientClosedError,
     ConfigurationError,
-    RateLimitError,
+    MissingAPIKeyError,
     RekaError,
-    ServerError,
-    StreamInterrupted,
 )
-from ._settings import Settings, check_base_url, redact, resolve
+from ._replies import KeyAuth, describe_transport, shutdown
+from ._settings import Secret, Settings, check_base_url, positive, resolve
 from ._version import __version__
-from .protocol.errors import parse_retry_after
+from .protocol.body import ACCEPT_ENCODING
+from .protocol.errors import redact
 from .protocol.messages import build_body
-from .protocol.sse import SSEDecoder
-from .protocol.stream import (
-    Accumulator,
-    Completion,
-    MalformedEvent,
-    StreamError,
-    parse_completion,
-    parse_models,
-)
 
-__all__ = [
-    "BaseClient",
-    "Messages",
-    "StreamState",
-    "json_completion",
-    "json_models",
-    "may_retry",
-    "request_id_of",
-    "translate_send_error",
-    "wait_before_retry",
-]
+__all__ = ["BaseClient", "Messages", "translate_send_error"]
 
 Messages = Iterable[Mapping[str, Any]]
 
@@ -57,7 +43,7 @@ class BaseClient:
     def __init__(
         self,
         *,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         model: str | None = None,
         api: str | None = None,
@@ -65,10 +51,14 @@ class BaseClient:
         read_timeout: float = 120.0,
         max_retries: int = 2,
         backoff: float = 0.5,
+        max_images: int | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
-        self._api_key = api_key
+        # Held as a Secret: no repr, traceback or pickle of the client shows the key.
+        self._api_key = api_key if isinstance(api_key, Secret) or not api_key else Secret(api_key)
+        api_key = None  # this frame's local too, should the checks below raise
         self.base_url = base_url
         self.model = model
         self.api = api
@@ -76,11 +66,19 @@ class BaseClient:
         self.read_timeout = read_timeout
         self.max_retries = max_retries
         self.backoff = backoff
+        self.max_images = max_images
+        self.max_request_bytes = max_request_bytes
         self._lock = threading.Lock()  # the connection pool is made once, even across threads
+        self._closed = False
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()  # every connection opened
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
             check_base_url(base_url)
         if api not in (None, "openai", "native"):
             raise ConfigurationError(f"api must be 'openai' or 'native', not {api!r}")
+        if max_images is not None:  # refuse bad limits now, not at first use
+            positive("max_images", max_images)
+        if max_request_bytes is not None:
+            positive("max_request_bytes", max_request_bytes)
 
     def __repr__(self) -> str:
         key = "[secure]" if self._api_key else "from REKA_API_KEY"
@@ -90,9 +88,15 @@ class BaseClient:
             f"api_key={key!r})"
         )
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"a {type(self).__name__} is not pickled (it holds a connection pool and the key): "
+            "make one in each process"
+        )
+
     def options(self) -> dict[str, Any]:
         """The constructor arguments of this client, to make another like it (say, an async
-        twin for another event loop); they include the key, so never print them."""
+        twin for another event loop); the key stays a ``Secret``."""
         return {
             "api_key": self._api_key,
             "base_url": self.base_url,
@@ -102,6 +106,8 @@ class BaseClient:
             "read_timeout": self.read_timeout,
             "max_retries": self.max_retries,
             "backoff": self.backoff,
+            "max_images": self.max_images,
+            "max_request_bytes": self.max_request_bytes,
         }
 
     def settings(self, model: str | None = None) -> Settings:
@@ -111,7 +117,37 @@ class BaseClient:
             base_url=self.base_url,
             model=self.model if model is None else model,
             api=self.api,
+            max_images=self.max_images,
+            max_request_bytes=self.max_request_bytes,
         )
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` (``aclose()``) was called: every later call raises."""
+        return self._closed
+
+    def _closed_error(self) -> ClientClosedError:
+        return ClientClosedError(
+            f"this {type(self).__name__} was closed: make a new client for more questions"
+        )
+
+    def _mark_closed(self) -> Any:
+        """Mark the client closed; wake every read in progress (their sockets are shut down,
+        so a call in another thread ends at once); return the pool to close, if any."""
+        with self._lock:
+            self._closed = True
+            http, self._http = self._http, None  # type: ignore[has-type]
+        for stream in list(self._streams):
+            shutdown(stream)
+        return http
+
+    def _note_connection(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's trace: remember each connection opened, to wake its reads on close()."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            if stream is not None:
+                with contextlib.suppress(TypeError):
+                    self._streams.add(stream)
 
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(
@@ -126,15 +162,19 @@ class BaseClient:
 
     @staticmethod
     def _headers(settings: Settings, *, stream: bool = False) -> dict[str, str]:
-        key = settings.require_key()
-        headers = {"User-Agent": f"reka-nb/{__version__}", "Accept": "application/json"}
-        if stream:
-            headers["Accept"] = "text/event-stream"
-        if settings.api == "native":
-            headers["X-Api-Key"] = key
-        else:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+        """Headers without the key (``KeyAuth`` adds it as the request is sent)."""
+        settings.require_key()
+        return {
+            "User-Agent": f"reka-nb/{__version__}",
+            "Accept": "text/event-stream" if stream else "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,  # only what read_limited/StreamState decode
+        }
+
+    @staticmethod
+    def _auth(settings: Settings) -> KeyAuth:
+        if not settings.api_key:
+            raise MissingAPIKeyError()
+        return KeyAuth(Secret(settings.api_key), native=settings.api == "native")
 
     def _chat_request(
         self,
@@ -154,122 +194,18 @@ class BaseClient:
         return settings, settings.base_url + path, headers, body
 
 
-class StreamState:
-    """One streamed answer's decoding: bytes in, text deltas out, errors made typed."""
-
-    def __init__(self, settings: Settings, request_id: str | None, read_timeout: float) -> None:
-        self.request_id = request_id
-        self.read_timeout = read_timeout
-        self.api_key = settings.api_key
-        self.decoder = SSEDecoder()
-        self.acc = Accumulator(settings.api)
-        self.started = False  # iteration began: an answer is read once
-
-    def feed(self, chunk: bytes) -> list[str]:
-        """Text deltas in this chunk of bytes."""
-        return self._deltas(self.decoder.feed(chunk))
-
-    def end(self) -> list[str]:
-        """The clean end of the body: last deltas, or StreamInterrupted if it was cut."""
-        deltas = self._deltas(self.decoder.close())
-        if not self.acc.finished:
-            raise self.interrupted("the stream ended without [DONE] or a finish reason")
-        return deltas
-
-    def _deltas(self, events: list[str]) -> list[str]:
-        out = []
-        for data in events:
-            try:
-                delta = self.acc.feed(data)
-            except MalformedEvent as exc:
-                raise self.interrupted(f"malformed event ({exc})") from None
-            except StreamError as exc:
-                raise self.interrupted(f"the server sent an error: {exc}") from None
-            if delta:
-                out.append(delta)
-            if self.acc.done:
-                break
-        return out
-
-    def interrupted(self, reason: str) -> StreamInterrupted:
-        return StreamInterrupted(reason, partial_text=self.acc.text, request_id=self.request_id)
-
-    def translate(self, exc: Exception) -> RekaError:
-        """An httpx error raised while reading the body, as StreamInterrupted in the user's
-        words; httpx's own words stay on ``__cause__`` (a copy without the request)."""
-        if isinstance(exc, httpx.TimeoutException):
-            error = self.interrupted(f"no event for {self.read_timeout:g} s")
-        else:
-            error = self.interrupted("the connection closed before the answer was complete")
-        error.__cause__ = _detached(exc, self.api_key)
-        return error
-
-
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:
     """An httpx error raised before an answer arrived, as a typed error. Raise it outside the
-    ``except`` block: httpx's exception holds the request, whose headers repr shows an X-Api-Key,
-    and must not become the new error's context."""
+    ``except`` block: httpx's exception holds the request, which must not become the new
+    error's context."""
+    if client.closed:
+        return client._closed_error()
     where = settings.base_url
     if isinstance(exc, httpx.ConnectTimeout):
         return APITimeoutError(f"Connecting to {where} took more than {client.connect_timeout:g} s")
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"{where} did not answer within {client.read_timeout:g} s")
-    detail = redact(_describe_transport(exc), settings.api_key)
+    detail = redact(describe_transport(exc), settings.api_key)
     if isinstance(exc, httpx.ConnectError):
         return APIConnectionError(f"Could not connect to {where} ({detail})")
     return APIConnectionError(f"The connection to {where} failed before an answer ({detail})")
-
-
-def may_retry(exc: httpx.HTTPError) -> bool:
-    """Connection failures and a connection closed before any reply are retried; a request
-    that timed out waiting for its reply may have reached the server, so it is not resent."""
-    return isinstance(
-        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
-    )
-
-
-def _detached(exc: Exception, secret: str | None) -> Exception:
-    """The same kind of httpx error with the same words, but without the request it carried
-    (whose headers hold the key), to keep as the technical cause of one of ours."""
-    text = redact(_describe_transport(exc), secret)
-    try:
-        return type(exc)(text)
-    except TypeError:  # an error class that needs more than a message
-        return httpx.TransportError(f"{type(exc).__name__}: {text}")
-
-
-def _describe_transport(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 200 else text[:200] + "…"
-
-
-def request_id_of(response: httpx.Response) -> str | None:
-    return response.headers.get("x-request-id")
-
-
-def wait_before_retry(error: APIError, response: httpx.Response) -> float | None:
-    if isinstance(error, RateLimitError):
-        return error.retry_after
-    return parse_retry_after(response.headers.get("retry-after"))
-
-
-def json_completion(response: httpx.Response) -> Completion:
-    try:
-        return parse_completion(json.loads(response.content), request_id_of(response))
-    except (ValueError, MalformedEvent) as exc:
-        raise unexpected_reply(response, exc) from None
-
-
-def json_models(response: httpx.Response) -> list[str]:
-    try:
-        return parse_models(response.content)
-    except MalformedEvent as exc:
-        raise unexpected_reply(response, exc) from None
-
-
-def unexpected_reply(response: httpx.Response, exc: Exception) -> ServerError:
-    return ServerError(
-        f"The answer was not the JSON expected ({exc})",
-        status=response.status_code,
-        request_id=request_id_of(response),
-    )

@@ -8,6 +8,7 @@ partial text.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -15,20 +16,27 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._ask import require_image, run_describe
-from ._base import (
-    BaseClient,
-    Messages,
+from ._base import BaseClient, Messages, translate_send_error
+from ._exceptions import APIError
+from ._replies import (
+    AFTER_FINISH_WAIT,
+    DRAIN_LIMIT,
+    DRAIN_WAIT,
+    Body,
     StreamState,
+    body_reader,
+    error_of,
     json_completion,
     json_models,
     may_retry,
-    request_id_of,
-    translate_send_error,
+    shutdown_response,
+    stream_reply_kind,
+    take_body,
     wait_before_retry,
 )
-from ._exceptions import APIError
 from ._settings import Settings
-from .protocol.errors import error_from_response, is_retryable, retry_delay
+from .protocol.body import BodyTooLarge, UndecodableBody
+from .protocol.errors import is_retryable, retry_delay
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
@@ -44,15 +52,18 @@ class RekaClient(BaseClient):
 
     def _client(self) -> httpx.Client:
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if self._http is None:
                 self._http = httpx.Client(**self._client_options())
             return self._http
 
     def close(self) -> None:
-        """Close the connection pool."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Close the connection pool; calls in progress in other threads end at once, and
+        every later call raises ClientClosedError."""
+        http = self._mark_closed()
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> RekaClient:
         return self
@@ -70,39 +81,42 @@ class RekaClient(BaseClient):
         *,
         read: bool = False,
         retries: int | None = None,
-    ) -> httpx.Response:
-        """Send with retries; return a response with a 2xx status (its body read if ``read``).
+    ) -> tuple[httpx.Response, Body]:
+        """Send with retries; return a response with a 2xx status (and its body if ``read``).
 
         Only what happens before the reply is retried: a body that breaks is not resent.
         """
-        http = self._client()
+        auth = self._auth(settings)  # the key goes into the request only as it is sent
         retries = self.max_retries if retries is None else retries
+        extensions = {"trace": self._note_connection}
         for attempt in range(retries + 1):
             last = attempt == retries
             failure: httpx.HTTPError | None = None  # raised outside the except: no context
+            http = self._client()
             try:
-                request = http.build_request(method, url, headers=headers, json=body)
-                response = http.send(request, stream=True)
+                request = http.build_request(
+                    method, url, headers=headers, json=body, extensions=extensions
+                )
+                response = http.send(request, stream=True, auth=auth)
             except httpx.HTTPError as exc:
                 failure = exc
+            except RuntimeError:  # httpx's "the client has been closed", from another thread
+                if not self._closed:
+                    raise
+                failure = httpx.ReadError("closed")
             if failure is not None:
-                if last or not may_retry(failure):
+                if last or not may_retry(failure) or self._closed:
                     raise translate_send_error(failure, settings, self)
                 time.sleep(retry_delay(attempt, base=self.backoff))
                 continue
             if response.is_success and not read:
-                return response
-            try:
-                response.read()
-            except httpx.HTTPError as exc:
-                failure = exc
-            finally:
-                response.close()
-            if failure is not None:
-                raise translate_send_error(failure, settings, self)
+                return response, Body(b"")
+            content = self._read(response)
+            if isinstance(content, httpx.HTTPError):
+                raise translate_send_error(content, settings, self)
             if response.is_success:
-                return response
-            api_error = self._error(response, settings, body)
+                return response, content
+            api_error = self._error(response, content, settings, body)
             if last or not is_retryable(api_error):
                 raise api_error
             time.sleep(
@@ -110,7 +124,27 @@ class RekaClient(BaseClient):
             )
         raise AssertionError("unreachable")
 
-    def _error(self, response: httpx.Response, settings: Settings, body: Any) -> APIError:
+    @staticmethod
+    def _read(response: httpx.Response) -> Body | httpx.HTTPError:
+        """The decoded body, at most MAX_BODY_SIZE bytes (then ``too_large``), then closed."""
+        decoder, why = body_reader(response)
+        out = bytearray()
+        try:
+            for chunk in response.iter_raw():
+                take_body(decoder, why, out, chunk)
+        except httpx.HTTPError as exc:
+            return exc
+        except BodyTooLarge:
+            return Body(bytes(out), too_large=True)
+        except UndecodableBody as exc:
+            return Body(b"", undecodable=str(exc))
+        finally:
+            response.close()
+        return Body(bytes(out))
+
+    def _error(
+        self, response: httpx.Response, content: Body, settings: Settings, body: Any
+    ) -> APIError:
         model = body.get("model") if isinstance(body, dict) else None
         available: list[str] = []
         if response.status_code == 404 and model is not None:
@@ -118,14 +152,7 @@ class RekaClient(BaseClient):
                 available = self._models(retries=0)
             except Exception:  # listing is a courtesy; the 404 is the error to report
                 available = []
-        return error_from_response(
-            response.status_code,
-            response.content,
-            request_id=request_id_of(response),
-            retry_after=response.headers.get("retry-after"),
-            model=model,
-            available_models=available,
-        )
+        return error_of(response, content, settings, model, available)
 
     def models(self) -> list[str]:
         """The ids of the models this key can use, from ``GET /models``."""
@@ -135,8 +162,8 @@ class RekaClient(BaseClient):
         settings = self.settings()
         headers = self._headers(settings)
         url = settings.base_url + "/models"
-        response = self._send("GET", url, settings, headers, read=True, retries=retries)
-        return json_models(response)
+        response, body = self._send("GET", url, settings, headers, read=True, retries=retries)
+        return json_models(response, body, settings)
 
     def stream(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:
         """Start a streamed answer; iterate the result for text deltas. Checks happen now."""
@@ -155,8 +182,8 @@ class RekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = self._send("POST", url, settings, headers, body, read=True)
-        return json_completion(response)
+        response, content = self._send("POST", url, settings, headers, body, read=True)
+        return json_completion(response, content, settings)
 
     def describe(
         self,
@@ -203,35 +230,76 @@ class ChatStream:
     def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
-            self._response = self._client._send(
+            response, _ = self._client._send(
                 "POST", self._url, self.settings, self._headers, self._body
             )
-            rid = request_id_of(self._response)
-            self._state = StreamState(self.settings, rid, self._client.read_timeout)
+            self._response = response
+            self._state = StreamState(
+                self.settings, response, self._client.read_timeout, lambda: self._client.closed
+            )
 
     def __iter__(self) -> Iterator[str]:
         self.open()
         assert self._response is not None and self._state is not None
-        state = self._state
+        state, response = self._state, self._response
         if state.started:
             raise RuntimeError("this answer has been read already: start a new stream")
         state.started = True
         try:
+            if stream_reply_kind(response) == "json":  # a whole answer to a stream request
+                yield from self._whole(response, state)
+                return
+            chunks = response.iter_raw()
             failure: httpx.HTTPError | None = None
             try:
-                for chunk in self._response.iter_bytes():
-                    if state.acc.done:
-                        continue  # drain what follows [DONE]: the connection serves again
+                for chunk in chunks:
                     yield from state.feed(chunk)
-                if not state.acc.done:
+                    if state.acc.finished:
+                        break
+                else:
                     yield from state.end()
             except httpx.HTTPError as exc:
                 failure = exc
             if failure is not None and not state.acc.finished:  # after the finish: nothing lost
                 raise state.translate(failure)  # outside the except: httpx's request stays out
+            if failure is None and state.acc.finished:
+                yield from self._after_finish(chunks, state, response)
             self.completion = state.acc.completion(state.request_id)
         finally:
             self.close()
+
+    @staticmethod
+    def _after_finish(
+        chunks: Iterator[bytes], state: StreamState, response: httpx.Response
+    ) -> Iterator[str]:
+        """Read what follows the finish (usage, [DONE], the end of the body) for at most
+        AFTER_FINISH_WAIT seconds (DRAIN_WAIT after [DONE]): a server that keeps the connection
+        open gets it shut down, so the answer never waits on it (nor is the connection reused)."""
+        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
+        timer = threading.Timer(wait, shutdown_response, (response,))
+        timer.daemon = True
+        timer.start()
+        try:
+            for chunk in chunks:
+                if not state.acc.done:
+                    yield from state.feed(chunk)
+                    continue
+                state.drained += len(chunk)
+                if state.drained > DRAIN_LIMIT:
+                    break  # more than an end of body: not worth keeping the connection
+        except httpx.HTTPError:
+            pass  # the answer is complete; the connection is simply not reused
+        finally:
+            timer.cancel()
+
+    def _whole(self, response: httpx.Response, state: StreamState) -> Iterator[str]:
+        content = self._client._read(response)
+        if isinstance(content, httpx.HTTPError):
+            raise state.translate(content)
+        text = state.acc.take_whole(json_completion(response, content, self.settings))
+        if text:
+            yield text
+        self.completion = state.acc.completion(state.request_id)
 
     def close(self) -> None:
         """Close the connection (at once, even mid-answer)."""

@@ -35,17 +35,26 @@ def describe(
     stream: bool = True,
     show: bool = True,
     client: RekaClient | None = None,
+    keep_metadata: bool = False,
     **params: Any,
 ) -> Description:
     """Ask Reka about one image (or a list of them) and return the answer.
 
     ``image`` is a path, URL, bytes, open file, PIL image, numpy array, matplotlib figure or
     a list of these. The answer streams into the notebook (or stdout) as it is written;
-    ``show=False`` returns quietly. Params: max_tokens, temperature, top_p, stop, seed.
+    ``show=False`` returns quietly. Images go without their metadata (EXIF, GPS, XMP) unless
+    ``keep_metadata=True``. Params: max_tokens, temperature, top_p, stop, seed.
     """
     require_image(image)
     return run_describe(
-        client or default_client(), image, prompt, model=model, stream=stream, show=show, **params
+        client or default_client(),
+        image,
+        prompt,
+        model=model,
+        stream=stream,
+        show=show,
+        keep_metadata=keep_metadata,
+        **params,
     )
 
 
@@ -57,10 +66,12 @@ async def adescribe(
     stream: bool = True,
     show: bool = True,
     client: AsyncRekaClient | None = None,
+    keep_metadata: bool = False,
     **params: Any,
 ) -> Description:
     """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
     require_image(image)
+    params["keep_metadata"] = keep_metadata
     if client is not None:
         return await run_adescribe(
             client, image, prompt, model=model, stream=stream, show=show, **params

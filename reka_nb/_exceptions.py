@@ -12,11 +12,12 @@
     │   ├── RateLimitError          429: too many requests, or out of credits
     │   └── ServerError             5xx and any other unexpected status
     ├── APIConnectionError          could not reach the server, or it hung up before answering
+    │   └── ClientClosedError       the client was closed before this call
     ├── APITimeoutError             connecting, or waiting between two events, took too long
     └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
 
-No message ever contains the API key: messages are built from the server's reply, which
-never echoes it, and from our own text.
+No message ever contains the API key: what the server said is redacted (the key and any
+part of it of 8 characters or more) before it becomes a message. Every error pickles.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ImageError",
     "InvalidRequestError",
@@ -47,12 +49,24 @@ class RekaError(Exception):
     These are expected errors (a bad input, a missing key, an API error), so IPython and
     Jupyter show them as one line, type and message (with status and request id for an
     API error), instead of a traceback through reka_nb's code: ``_render_traceback_`` is
-    IPython's hook for that. Other exceptions keep their full traceback.
+    IPython's hook for that. Other exceptions keep their full traceback. Errors pickle (to
+    cross process boundaries, as in a batch on worker processes) with their message and
+    attributes, whatever their constructor's signature.
     """
 
     def _render_traceback_(self) -> list[str]:
         message = str(self)
         return [f"{type(self).__name__}: {message}" if message else type(self).__name__]
+
+    def __reduce__(self) -> tuple:
+        return _restore, (type(self), self.args, dict(vars(self)))
+
+
+def _restore(cls: type[RekaError], args: tuple, state: dict) -> RekaError:
+    error = cls.__new__(cls)
+    error.args = args
+    vars(error).update(state)
+    return error
 
 
 class ConfigurationError(RekaError):
@@ -151,6 +165,10 @@ class ServerError(APIError):
 
 class APIConnectionError(RekaError):
     """Raised when the server cannot be reached or closes the connection before answering."""
+
+
+class ClientClosedError(APIConnectionError):
+    """Raised by a call on a client after its ``close()``/``aclose()``, in every thread."""
 
 
 class APITimeoutError(RekaError):

@@ -11,29 +11,93 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import urlsplit
 
+import httpx
+
 from ._exceptions import ConfigurationError, MissingAPIKeyError
+from .protocol.errors import redact
 from .protocol.messages import Api
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "Api", "Settings", "redact", "resolve"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_IMAGES",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MODEL",
+    "Api",
+    "Secret",
+    "Settings",
+    "positive",
+    "redact",
+    "resolve",
+]
 
 DEFAULT_BASE_URL = "https://api.reka.ai/v1"
 DEFAULT_MODEL = "reka-flash"
+DEFAULT_MAX_IMAGES = 6
+"""Images one message may carry unless set otherwise (Reka's own limit is unconfirmed; the
+offline server takes 6 and ``reka-edge-2603`` 3)."""
+DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
+"""Bytes of encoded images (base64, as sent) one request may carry unless set otherwise."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
+class Secret:
+    """An API key that shows as ``[secure]`` in every repr and str, so no traceback with
+    local variables (``%xmode Verbose``, ``capture_locals=True``, a debugger) shows it, and
+    that refuses to be pickled. ``reveal()`` gives the key to the one place that sends it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[secure]')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> NoReturn:
+        _refuse_pickle()
+
+
+def _refuse_pickle() -> NoReturn:
+    raise TypeError(
+        "an API key is never pickled: give each process its key through REKA_API_KEY "
+        "(or the api_key argument there), not inside a pickled object"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The settings of one request; ``api_key`` never shows in the repr."""
+    """The settings of one request; ``api_key`` never shows in the repr, nor in a pickle
+    (pickling is refused)."""
 
     base_url: str
     model: str
     api_key: str | None
     api: Api
     offline: bool
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+
+    def __reduce__(self) -> NoReturn:
+        _refuse_pickle()
 
     def __repr__(self) -> str:
         key = "[secure]" if self.api_key else None
@@ -66,41 +130,82 @@ def offline_requested() -> bool:
 
 def resolve(
     *,
-    api_key: str | None = None,
+    api_key: str | Secret | None = None,
     base_url: str | None = None,
     model: str | None = None,
     api: str | None = None,
+    max_images: int | None = None,
+    max_request_bytes: int | None = None,
 ) -> Settings:
-    """Resolve settings now: argument > environment > default (or the offline server)."""
+    """Resolve settings now: argument > environment > default (or the offline server).
+
+    The key is read last and held only as a ``Secret`` here, so no frame of a traceback
+    raised while resolving shows it.
+    """
     from . import _offline
 
     if api not in (None, "openai", "native"):
         raise ConfigurationError(f"api must be 'openai' or 'native', not {api!r}")
     chosen_model = os.environ.get("REKA_MODEL") or DEFAULT_MODEL if model is None else model
+    images = _limit("max_images", max_images, "REKA_NB_MAX_IMAGES", DEFAULT_MAX_IMAGES)
+    size = _limit(
+        "max_request_bytes",
+        max_request_bytes,
+        "REKA_NB_MAX_REQUEST_BYTES",
+        DEFAULT_MAX_REQUEST_BYTES,
+    )
     offline = base_url is None and (_offline.is_active() or offline_requested())
-    key: str | None
+    secret: Secret | None
     if offline:
         server = _offline.ensure_server()
-        url, key = server.base_url, server.api_key
+        url, secret = check_base_url(server.base_url), Secret(server.api_key)
     else:
-        url = base_url or os.environ.get("REKA_BASE_URL") or DEFAULT_BASE_URL
-        key = _checked_key(api_key or os.environ.get("REKA_API_KEY") or "")
+        url = check_base_url(base_url or os.environ.get("REKA_BASE_URL") or DEFAULT_BASE_URL)
+        if not isinstance(api_key, Secret):
+            api_key = Secret(api_key or os.environ.get("REKA_API_KEY") or "")
+        secret = _checked_key(api_key)
     return Settings(
-        base_url=check_base_url(url),
+        base_url=url,
         model=chosen_model,
-        api_key=key,
+        api_key=secret.reveal() if secret else None,
         api=api or "openai",  # type: ignore[arg-type]
         offline=offline,
+        max_images=images,
+        max_request_bytes=size,
     )
 
 
-def _checked_key(key: str) -> str | None:
+def _limit(name: str, value: int | None, variable: str, default: int) -> int:
+    """A positive whole number: the argument, else the environment variable, else default."""
+    if value is None:
+        text = os.environ.get(variable, "").strip()
+        if not text:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigurationError(
+                f"{variable} must be a whole number above 0, not {text!r}"
+            ) from None
+        name = variable
+    return positive(name, value)
+
+
+def positive(name: str, value: object) -> int:
+    """``value`` when it is a whole number above 0, else ConfigurationError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a whole number above 0, not {value!r}")
+    return value
+
+
+def _checked_key(key: Secret) -> Secret | None:
     """The key without surrounding white space (a key read from a file ends in a newline);
-    one an HTTP header cannot carry is refused here, without ever echoing it."""
-    key = key.strip()
+    one an HTTP header cannot carry is refused here, without ever echoing it (no local
+    variable holds it as a str)."""
+    key = Secret(key.reveal().strip())
     if not key:
         return None
-    if not _VISIBLE_ASCII.fullmatch(key):
+    if not _VISIBLE_ASCII.fullmatch(key.reveal()):
         raise ConfigurationError(
             "the API key contains characters an HTTP header cannot carry (spaces, line breaks "
             "or non-ASCII letters): check REKA_API_KEY or the api_key argument"
@@ -111,7 +216,17 @@ def _checked_key(key: str) -> str | None:
 def check_base_url(url: str) -> str:
     """Return the URL without a trailing slash; refuse plain http to anything but loopback."""
     url = url.strip().rstrip("/")
-    parts = urlsplit(url)
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        httpx.URL(url)  # what the transport will parse: refuse now what it would refuse then
+    except (ValueError, httpx.InvalidURL) as exc:
+        problem = str(exc)
+    if problem:  # raised outside the except: no half-built httpx.URL in the error's context
+        raise ConfigurationError(
+            f"base URL {url!r} is not a valid URL ({problem}), e.g. {DEFAULT_BASE_URL}"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"base URL {url!r} is not an http(s) URL with a host, e.g. {DEFAULT_BASE_URL}"
@@ -133,10 +248,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove a secret from text meant for people (a last line of defence, not the first)."""
-    if secret and len(secret) >= 4 and secret in text:
-        return text.replace(secret, "[secure]")
-    return text

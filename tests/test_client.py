@@ -420,3 +420,15 @@ def test_unknown_model_lists_models_once_without_retries(kind: str, server: Offl
         stream(kind, server, model="reka-nope")
     assert info.value.available_models == []
     assert [r.path for r in server.requests] == ["/v1/chat/completions", "/v1/models"]
+
+
+def test_a_base_url_httpx_cannot_parse_is_a_configuration_error(
+    server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"^base URL 'http://\[::1\]evil.com' is not a"):
+        RekaClient(base_url="http://[::1]evil.com")
+    monkeypatch.setenv("REKA_BASE_URL", "http://[::1]evil.com")
+    monkeypatch.setenv("REKA_API_KEY", server.api_key)
+    with RekaClient() as client, pytest.raises(ConfigurationError, match="is not a valid URL"):
+        client.stream([{"role": "user", "content": "hi"}])
+    assert server.requests == []

@@ -202,8 +202,11 @@ def test_keyboard_interrupt_closes_and_next_call_works(env: OfflineServer) -> No
         def start(self, **kw: Any) -> None:
             pass
 
-        def update(self, delta: str, text: str) -> None:
-            if len(text.split()) >= 3:
+        text = ""
+
+        def update(self, delta: str) -> None:
+            self.text += delta
+            if len(self.text.split()) >= 3:
                 raise KeyboardInterrupt
 
         def finish(self, description: Description) -> None:

@@ -181,3 +181,135 @@ def test_key_a_header_cannot_carry_is_refused_unechoed(
         describe(CAT, client=client, show=False)
     assert secret_server.requests == []
     logging.getLogger("reka_nb.test").debug("refused")
+
+
+# -- tracebacks with local variables, saved notebooks, pickles, echoed keys -----------------
+
+
+def _verbose_traceback(error: BaseException) -> str:
+    """What %xmode Verbose, a debugger or an error reporter shows: every frame's locals."""
+    import traceback
+
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+@pytest.mark.parametrize("api", ["openai", "native"])
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.status(500), Fault.status(404), Fault.break_after(2), Fault.malformed(1), Fault.reset()],
+)
+def test_tracebacks_with_locals_hold_no_key(
+    secret_server: OfflineServer, produced: list[str], api: str, fault: Fault
+) -> None:
+    secret_server.queue(*[fault] * 3)
+    client = RekaClient(
+        base_url=secret_server.base_url, api_key=SECRET, api=api, backoff=0.01, max_retries=1
+    )
+    with client, pytest.raises(RekaError) as info:
+        describe(CAT, client=client, show=False)
+    text = _verbose_traceback(info.value)
+    assert "client = RekaClient(" in text  # the locals of the frames are there
+    produced.append(text)
+
+
+def test_tracebacks_of_settings_errors_hold_no_key(
+    produced: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reka_nb import ConfigurationError
+
+    monkeypatch.setenv("REKA_API_KEY", SECRET + " x")  # a key a header cannot carry
+    with pytest.raises(ConfigurationError) as info:
+        RekaClient(base_url="http://127.0.0.1:9/v1").settings()
+    produced.append(_verbose_traceback(info.value))
+    monkeypatch.setenv("REKA_API_KEY", SECRET)
+    monkeypatch.setenv("REKA_BASE_URL", "http://[::1]evil.com")
+    with pytest.raises(ConfigurationError, match="is not a valid URL") as info:
+        describe(CAT, show=False)
+    produced.append(_verbose_traceback(info.value))
+    logging.getLogger("reka_nb.test").debug("settings errors")
+
+
+def test_notebook_saved_after_errors_under_xmode_verbose(secret_server: OfflineServer) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "%xmode Verbose",
+        f"import reka_nb\nreka_nb.describe({str(CAT)!r}, model='reka-unknown')",
+        "client = reka_nb.RekaClient(api='native', read_timeout=0.5, max_retries=0)\n"
+        f"client.describe({str(CAT)!r})",
+    ]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    for cell in notebook.cells[1:]:
+        cell.metadata["tags"] = ["raises-exception"]
+    secret_server.reset()
+    secret_server.queue(Fault.ok(), Fault.ok(), Fault.stall(1, 3.0))  # 404, models, timeout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute(env=env)
+    saved = nbformat.writes(notebook)
+    errors = [o for c in notebook.cells for o in c.outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["NotFoundError", "StreamInterrupted"]
+    assert "User-Agent" in saved  # Verbose showed _send's locals: its headers hold no key
+    assert SECRET not in saved
+
+
+def test_errors_pickle_and_keys_do_not(secret_server: OfflineServer, produced: list[str]) -> None:
+    import pickle
+
+    from reka_nb import APIError, StreamInterrupted
+    from reka_nb._settings import Secret
+
+    secret_server.queue(Fault.status(429, retry_after=0), *[Fault.status(404)] * 2)
+    errors: list[RekaError] = []
+    with RekaClient(base_url=secret_server.base_url, api_key=SECRET, max_retries=0) as client:
+        for _ in range(2):
+            with pytest.raises(APIError) as info:
+                client.complete([{"role": "user", "content": "hi"}])
+            errors.append(info.value)
+        secret_server.queue(Fault.break_after(2))
+        with pytest.raises(StreamInterrupted) as broken:
+            "".join(client.stream([{"role": "user", "content": "hi"}]))
+        errors.append(broken.value)
+        for error in errors:
+            data = pickle.dumps(error)
+            produced.append(repr(data))
+            again = pickle.loads(data)
+            assert type(again) is type(error) and str(again) == str(error)
+            assert vars(again) == vars(error)
+        with pytest.raises(TypeError, match="an API key is never pickled"):
+            pickle.dumps(client.settings())
+        with pytest.raises(TypeError, match="is not pickled"):
+            pickle.dumps(client)
+    with pytest.raises(TypeError, match="an API key is never pickled"):
+        pickle.dumps(Secret(SECRET))
+    assert repr(Secret(SECRET)) == str(Secret(SECRET)) == "Secret('[secure]')"
+
+
+@pytest.mark.parametrize("echo", [SECRET, SECRET[:12], SECRET[-9:]])
+def test_a_key_echoed_by_the_server_is_redacted(
+    secret_server: OfflineServer, produced: list[str], echo: str
+) -> None:
+    body = {"error": {"type": "authentication_error", "message": f"Incorrect API key: {echo}"}}
+    secret_server.queue(Fault.status(401, body), Fault.status(400, f"bad key {echo}!"))
+    with RekaClient(base_url=secret_server.base_url, api_key=SECRET) as client:
+        for _ in range(2):
+            with pytest.raises(RekaError) as info:
+                describe(CAT, client=client, show=False)
+            collect_error(produced, info.value)
+            assert "[secure]" in str(info.value)
+            for start in range(len(SECRET) - 7):  # no 8 characters in a row of the key
+                assert SECRET[start : start + 8] not in str(info.value)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
+    secret_server.queue(Fault.status(401, body))
+    proc = subprocess.run(
+        [sys.executable, "-m", "reka_nb", "describe", str(CAT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "Incorrect API key: [secure]" in proc.stderr
+    produced += [proc.stdout, proc.stderr]

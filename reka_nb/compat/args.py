@@ -179,18 +179,26 @@ def _as_message(message: Any, index: int) -> dict[str, Any]:
     return out
 
 
-def _messages(messages: Any, image: Any, images: Any) -> list[dict[str, Any]]:
-    """The messages to send: copies, with the images first in the last user message."""
+def _messages(
+    messages: Any, image: Any, images: Any, limits: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """The messages to send: copies, with the images first in the last user message;
+    ``limits`` (images per message, bytes per request) are checked before any is read."""
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
         raise InvalidRequestError(
             "messages must be a list of dicts like [{'role': 'user', 'content': '...'}]"
         )
     out = [_as_message(m, i) for i, m in enumerate(messages, 1)]
-    prepared = []
-    if image is not None:
-        prepared += prepare_images(image)
-    if images is not None:
-        prepared += prepare_images(images)
+    given: list[Any] = []
+    for obj in (image, images):
+        if obj is not None:
+            given += obj if isinstance(obj, (list, tuple)) else [obj]
+    max_images, max_request_bytes = limits or (None, None)
+    prepared = (
+        prepare_images(given, max_images=max_images, max_request_bytes=max_request_bytes)
+        if given
+        else []
+    )
     if not prepared:
         return out
     users = [i for i, m in enumerate(out) if m.get("role") == "user"]
@@ -213,10 +221,16 @@ def _messages(messages: Any, image: Any, images: Any) -> list[dict[str, Any]]:
 
 
 def prepare_call(
-    messages: Any, stream: Any, image: Any, images: Any, explicit: dict, extra: dict
+    messages: Any,
+    stream: Any,
+    image: Any,
+    images: Any,
+    explicit: dict,
+    extra: dict,
+    limits: tuple[int, int] | None = None,
 ) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
     """(messages, stream, params) for the client, or an error before anything is sent."""
     if stream not in (None, True, False):
         raise InvalidRequestError(f"stream must be True or False, not {_clip(stream)}")
     params = _params(explicit, extra)
-    return _messages(messages, image, images), bool(stream), params
+    return _messages(messages, image, images, limits), bool(stream), params

@@ -204,7 +204,11 @@ class Completions:
         """
         explicit: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
         explicit.update(top_p=top_p, stop=stop, seed=seed)
-        msgs, streamed, params = prepare_call(messages, stream, image, images, explicit, kwargs)
+        settings = self._client.settings(model)
+        limits = (settings.max_images, settings.max_request_bytes)
+        msgs, streamed, params = prepare_call(
+            messages, stream, image, images, explicit, kwargs, limits
+        )
         created = int(time.time())
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)
@@ -238,7 +242,11 @@ class AsyncCompletions:
         """``await`` an answer: a ChatCompletion, or with ``stream=True`` an AsyncStream."""
         explicit: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
         explicit.update(top_p=top_p, stop=stop, seed=seed)
-        msgs, streamed, params = prepare_call(messages, stream, image, images, explicit, kwargs)
+        settings = self._client.settings(model)
+        limits = (settings.max_images, settings.max_request_bytes)
+        msgs, streamed, params = prepare_call(
+            messages, stream, image, images, explicit, kwargs, limits
+        )
         created = int(time.time())
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)

@@ -6,7 +6,8 @@ returns a ``PreparedImage``. Everything is checked here, before any request: a b
 ``ImageError`` naming the input, and nothing is sent.
 
 - The format comes from the bytes (Pillow), never from the file name.
-- JPEG, PNG, WebP and GIF within ``max_side`` and ``max_bytes`` are sent byte-identical.
+- JPEG, PNG, WebP and GIF within ``max_side`` and ``max_bytes`` are sent byte-identical, less
+  their metadata (``metadata.py``; ``keep_metadata=True`` keeps it), the orientation kept.
 - Larger images are downscaled and re-encoded: JPEG for photos, PNG for graphics and alpha.
   A JPEG about twice ``max_side`` or more is decoded at a reduced DCT scale (``draft``).
 - Other formats Pillow reads (BMP, TIFF, ICO, PPM, ...) are converted to PNG or JPEG.
@@ -33,6 +34,8 @@ from PIL import Image
 
 from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
+from .limits import check_count, check_total, read_limited
+from .metadata import strip_metadata
 
 __all__ = [
     "MAX_BYTES",
@@ -59,8 +62,11 @@ _ACCEPTED = (
 class PreparedImage:
     """An image checked and encoded for sending: either ``data`` bytes or a remote ``url``.
 
-    ``converted`` is True when the bytes sent differ from the bytes given (downscaled or
-    another format); for pixel inputs (PIL image, numpy array) it is True when downscaled.
+    ``converted`` is True when the image was re-encoded (downscaled or another format); for
+    pixel inputs (PIL image, numpy array) it is True when downscaled. An image that was not
+    re-encoded is sent as given, its pixel data byte for byte, less its metadata (EXIF with
+    the GPS position, XMP, comments): ``stripped`` counts the bytes removed (0 with
+    ``keep_metadata=True``). The EXIF orientation stays, so the picture is still upright.
     """
 
     data: bytes | None
@@ -72,6 +78,7 @@ class PreparedImage:
     source: str
     original_size: int | None
     converted: bool
+    stripped: int = 0
 
     def to_url(self) -> str:
         """The value of an ``image_url`` part: a ``data:`` URL, or the remote URL as given."""
@@ -97,11 +104,17 @@ class PreparedImage:
         if self.converted:
             was = f" from {self.original_size:,} bytes" if self.original_size else ""
             text += f" (re-encoded{was})"
+        elif self.stripped:
+            text += f" ({self.stripped:,} bytes of metadata removed)"
         return text + ">"
 
 
 def prepare_image(
-    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+    obj: object,
+    *,
+    max_side: int = MAX_SIDE,
+    max_bytes: int = MAX_BYTES,
+    keep_metadata: bool = False,
 ) -> PreparedImage:
     """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
     items = _expand(obj)
@@ -109,23 +122,47 @@ def prepare_image(
         raise ImageError(
             f"prepare_image takes one image but got {len(items)}: use prepare_images for several"
         )
-    return _prepare(items[0], max_side, max_bytes)
+    return _prepare_one(items[0], max_side, max_bytes, keep_metadata)
 
 
 def prepare_images(
-    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
+    obj: object,
+    *,
+    max_side: int = MAX_SIDE,
+    max_bytes: int = MAX_BYTES,
+    keep_metadata: bool = False,
+    max_images: int | None = None,
+    max_request_bytes: int | None = None,
 ) -> list[PreparedImage]:
-    """Check and encode one input or a list/tuple of them; an upload widget may give several."""
+    """Check and encode one input or a list/tuple of them; an upload widget may give several.
+
+    ``max_images`` is checked before any image is read; ``max_request_bytes`` (the images'
+    size as sent, in base64) after each one, so preparing stops at the first over it.
+    """
     items = _expand(obj)
+    check_count(len(items), max_images)
     if len(items) == 1:
-        return [_prepare(items[0], max_side, max_bytes)]
+        prepared = [_prepare_one(items[0], max_side, max_bytes, keep_metadata)]
+        check_total(prepared, max_request_bytes, len(items))
+        return prepared
     prepared = []
     for number, item in enumerate(items, 1):
         try:
-            prepared.append(_prepare(item, max_side, max_bytes))
+            prepared.append(_prepare_one(item, max_side, max_bytes, keep_metadata))
         except ImageError as exc:
             raise ImageError(f"image {number} of {len(items)}: {exc}") from exc
+        check_total(prepared, max_request_bytes, len(items))
     return prepared
+
+
+def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> PreparedImage:
+    prepared = _prepare(obj, max_side, max_bytes)
+    if keep or prepared.converted or prepared.data is None or prepared.format is None:
+        return prepared
+    data = strip_metadata(prepared.data, prepared.format)
+    if data is prepared.data:
+        return prepared
+    return replace(prepared, data=data, stripped=len(prepared.data) - len(data))
 
 
 _DATA_URL_B64 = re.compile(
@@ -279,6 +316,11 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
         raise ImageError(f"'{text}' is a directory, not an image file") from None
     except OSError as exc:
         raise ImageError(f"cannot read '{text}': {exc.strerror or exc}") from exc
+    except ImageError:
+        raise
+    except ValueError:  # a NUL byte, or a lone surrogate the file system cannot encode
+        why = "a NUL character" if "\0" in text else "characters the file system cannot encode"
+        raise ImageError(f"{text!a} is not a usable file path: it contains {why}") from None
     return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
 
 
@@ -293,7 +335,9 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
     if getattr(file, "closed", False):
         raise ImageError(f"{label} is closed: open it again with open(path, 'rb')")
     try:
-        data = file.read()
+        data = read_limited(file, label, MAX_FILE_BYTES)
+    except ImageError:
+        raise
     except UnicodeDecodeError:
         raise ImageError(text_mode) from None
     except (OSError, ValueError) as exc:

@@ -265,8 +265,9 @@ class NotebookPresenter:
         self._clock = clock
         self._handle: Any = None
         self._live: Bundle | None = None  # what the updated output shows first and last
-        self._text = ""
-        self._shown_text: str | None = None
+        self._parts: list[str] = []  # the text so far, joined only when shown
+        self._length = 0
+        self._shown_length: int | None = None  # how much of it the output shows
         self._quiet_until = 0.0  # no update before this time: the byte budget
         self.messages = 0
         self.bytes = 0
@@ -280,7 +281,7 @@ class NotebookPresenter:
         with self._lock:
             strip = images_bundle(images) if self.thumbnails and images else None
             self._handle = None
-            self._text, self._shown_text = "", None
+            self._parts, self._length, self._shown_length = [], 0, None
             self._settled = False
             if self.mode == "final":  # the strip is the live output (nothing live without one)
                 self._live = strip
@@ -291,21 +292,32 @@ class NotebookPresenter:
             if self._live is not None:
                 self._publish(self._live)
 
-    def update(self, delta: str, text: str) -> None:
+    def update(self, delta: str, text: str | None = None) -> None:
+        """Take new text (``text``, when given, replaces the whole text so far)."""
         with self._lock:
-            self._text = text
+            if text is not None:
+                self._parts, self._length = [text], len(text)
+            else:
+                self._parts.append(delta)
+                self._length += len(delta)
             if self._live is None:
                 return
-            if self._shown_text is None:  # the first token: at once
+            if self._shown_length is None:  # the first token: at once
                 self._throttle.ready()
             elif not self._room() or not self._throttle.ready():
                 self._flush_later()
                 return
             self._show_text()
 
+    def _text(self) -> str:
+        """The text so far: joined here, at most once per update shown (not per token)."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
     def _show_text(self) -> None:
-        self._shown_text = self._text
-        size = self._publish(streaming_bundle(self._text, self.raw))
+        self._shown_length = self._length
+        size = self._publish(streaming_bundle(self._text(), self.raw))
         self._quiet_until = self._clock() + size / self.max_bytes_per_second
 
     def _flush_later(self) -> None:
@@ -340,7 +352,7 @@ class NotebookPresenter:
     @property
     def pending(self) -> bool:
         """True when text has arrived that the output does not show yet."""
-        return self._shown_text != self._text
+        return self._shown_length != self._length
 
     def finish(self, description: Description) -> None:
         self._settle(final_bundle(description, self.raw))
@@ -349,7 +361,7 @@ class NotebookPresenter:
             description.mark_shown(check)
 
     def fail(self, error: BaseException, partial_text: str) -> None:
-        self._settle(failed_bundle(partial_text or self._text, error, self.raw))
+        self._settle(failed_bundle(partial_text or self._text(), error, self.raw))
 
     def _settle(self, bundle: Bundle) -> None:
         """The last state: in place, or (final mode) as a new output below the thumbnails."""

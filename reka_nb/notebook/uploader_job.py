@@ -184,15 +184,25 @@ class PanelPresenter:
         self.job = job
         self.index = index
         self.show = show
+        self._parts: list[str] = []  # the section's text, joined only when shown
+
+    def _take_text(self) -> None:
+        if self._parts:
+            self.job.texts[self.index] += "".join(self._parts)
+            self._parts = []
 
     def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
         self.job.states[self.index] = "waiting"
         self.show(self.job)
 
-    def update(self, delta: str, text: str) -> None:
-        self.job.texts[self.index] = text
+    def update(self, delta: str, text: str | None = None) -> None:
+        if text is not None:
+            self.job.texts[self.index], self._parts = "", [text]
+        else:
+            self._parts.append(delta)
         self.job.states[self.index] = "streaming"
         if self.job.throttle.ready():
+            self._take_text()
             self.show(self.job)
         elif self.job.flush is None:  # show it soon, even if no other word follows
             self._flush_later()
@@ -219,6 +229,7 @@ class PanelPresenter:
         if self.job.states[self.index] != "streaming" or not self.job.throttle.pending:
             return
         if self.job.throttle.ready():
+            self._take_text()
             self.show(self.job)
         else:  # the timer fired a little early
             self._flush_later()

@@ -25,14 +25,48 @@ from .._exceptions import (
 
 __all__ = [
     "MAX_RETRY_AFTER",
+    "REDACTED",
     "error_from_response",
     "is_retryable",
+    "redact",
     "retry_delay",
 ]
 
 MAX_RETRY_AFTER = 60.0
 _RETRY_STATUSES = {408, 409, 429}
 _CREDIT_WORDS = ("credit", "insufficient_quota", "billing")
+REDACTED = "[secure]"
+MIN_SECRET_PART = 8
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with the secret, and every part of it of 8 or more characters, replaced.
+
+    A server that echoes the key back ("Incorrect API key provided: reka-ab…") may quote all
+    of it or a piece; either way no 8 characters in a row of the key remain. Linear in
+    ``len(text)``: each 8-character window is looked up in the set of the key's windows.
+    """
+    if not secret or not text:
+        return text
+    n = MIN_SECRET_PART
+    if len(secret) < n:
+        return text.replace(secret, REDACTED) if len(secret) >= 4 else text
+    windows = {secret[i : i + n] for i in range(len(secret) - n + 1)}
+    runs: list[list[int]] = []
+    for i in range(len(text) - n + 1):
+        if text[i : i + n] in windows:
+            if runs and i <= runs[-1][1]:
+                runs[-1][1] = i + n
+            else:
+                runs.append([i, i + n])
+    if not runs:
+        return text
+    out, last = [], 0
+    for start, end in runs:
+        out += [text[last:start], REDACTED]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def parse_error_body(body: bytes | str) -> tuple[str | None, list[str], str | None]:
@@ -40,35 +74,48 @@ def parse_error_body(body: bytes | str) -> tuple[str | None, list[str], str | No
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         data = None
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            message = error.get("message") or error.get("type") or "no message"
-            param = error.get("param")
-            return (error.get("type"), [str(message)], param if isinstance(param, str) else None)
+            message = _string(error.get("message")) or _string(error.get("type")) or "no message"
+            param = _string(error.get("param"))
+            return _string(error.get("type")), [message], param
         if isinstance(error, str):
-            return None, [error], None
+            return None, [_clip(error)], None
         detail = data.get("detail")
         if isinstance(detail, list):
-            return "validation_error", [_detail_text(d) for d in detail] or ["invalid body"], None
+            texts = [_detail_text(d) for d in detail[:20]]
+            return "validation_error", texts or ["invalid body"], None
         if isinstance(detail, str):
-            return None, [detail], None
-        message = data.get("message")
-        if isinstance(message, str):
-            return None, [message], None
-    text = " ".join(text.split())
-    return None, [text[:500]] if text else [], None
+            return None, [_clip(detail)], None
+        plain = data.get("message")
+        if isinstance(plain, str):
+            return None, [_clip(plain)], None
+    text = " ".join(text[:2000].split())
+    return None, [_clip(text)] if text else [], None
+
+
+def _string(value: object) -> str | None:
+    """A non-empty string field, clipped; None for any other JSON value."""
+    return _clip(value) if isinstance(value, str) and value else None
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _detail_text(item: object) -> str:
+    if isinstance(item, str):
+        return _clip(item)
     if not isinstance(item, Mapping):
-        return str(item)
+        return "invalid"
     loc = item.get("loc")
-    where = ".".join(str(p) for p in loc if p != "body") if isinstance(loc, list) else ""
-    msg = str(item.get("msg") or item.get("type") or "invalid")
-    return f"{where}: {msg}" if where else msg
+    parts = loc if isinstance(loc, list) else []
+    where = ".".join(str(p) for p in parts if isinstance(p, (str, int)) and p != "body")
+    msg = _string(item.get("msg")) or _string(item.get("type")) or "invalid"
+    return f"{_clip(where, 100)}: {msg}" if where else msg
 
 
 def error_from_response(
@@ -79,9 +126,16 @@ def error_from_response(
     retry_after: str | None = None,
     model: str | None = None,
     available_models: Sequence[str] = (),
+    secret: str | None = None,
+    too_large: bool = False,
 ) -> APIError:
-    """The typed exception for an error reply."""
+    """The typed exception for an error reply; ``secret`` (the key) is redacted from what the
+    server said, and ``too_large`` says the body was cut at the size limit."""
     error_type, messages, param = parse_error_body(body)
+    if too_large:
+        messages = ["(the error body was too large to read)"]
+    messages = [redact(m, secret) for m in messages]
+    error_type = redact(error_type, secret) if error_type else None
     joined = "; ".join(messages)
     kw: dict[str, Any] = {
         "status": status,

@@ -53,10 +53,14 @@ class Usage:
             return None
         inp = data.get("input_tokens", data.get("prompt_tokens"))
         out = data.get("output_tokens", data.get("completion_tokens"))
-        return cls(
-            input_tokens=inp if isinstance(inp, int) else None,
-            output_tokens=out if isinstance(out, int) else None,
-        )
+        return cls(input_tokens=_count(inp), output_tokens=_count(out))
+
+
+def _count(value: Any) -> int | None:
+    """A token count, or None for anything else (``true``, ``-3``, ``"12"``, ``1e9``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,14 @@ class Accumulator:
     agree on is released. An event that does not extend the previous one proves increments;
     two extensions in a row reaching ``SNAPSHOT_EVIDENCE`` characters prove snapshots. The
     mode is then fixed, so increments that repeat earlier words are never taken for
-    snapshots ("\\n" then "\\n\\n" then "A" stays three lines and an A). Native events are
-    always snapshots.
+    snapshots ("\\n" then "\\n\\n" then "A" stays three lines and an A). A stream that
+    ends undecided reads as snapshots only when the events repeated at least
+    ``SNAPSHOT_REPEAT`` characters of earlier ones ("Hello", "Hello there"); short
+    coincidences stay increments ("1", "10" is "110"). Native events are always snapshots.
     """
 
     SNAPSHOT_EVIDENCE = 16
+    SNAPSHOT_REPEAT = 4
 
     def __init__(self, api: Api = "openai") -> None:
         self.api = api
@@ -96,10 +103,14 @@ class Accumulator:
         self._increments: list[str] = []  # while undecided: every content, read as increments
         self._latest = ""  # while undecided: the last content, read as a snapshot
         self._extensions = 0  # while undecided: events in a row that extended the previous
+        self._repeated = 0  # while undecided: characters those events repeated
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        """The text so far (joined once per call; pass deltas on, not this, per token)."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     @property
     def finished(self) -> bool:
@@ -108,18 +119,19 @@ class Accumulator:
 
     def feed(self, data: str) -> str:
         """Take one event's data; return the text it adds (maybe empty)."""
+        if getattr(data, "event", "") == "error":  # ``event: error``, whatever its data says
+            raise StreamError(_error_event_text(data))
         if data == "[DONE]":
             self.done = True
             return self._settle()
-        try:
-            event = json.loads(data)
-        except ValueError as exc:
-            raise MalformedEvent(f"an event was not valid JSON: {_clip(data)}") from exc
+        event = load_json(data, "an event")
         if not isinstance(event, dict):
             raise MalformedEvent(f"an event was not a JSON object: {_clip(data)}")
         if "error" in event:
             raise StreamError(_stream_error_text(event["error"]))
-        self.model = event.get("model") or self.model
+        model = event.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
         usage = Usage.from_json(event.get("usage"))
         if usage is not None:
             self.usage = usage
@@ -134,8 +146,14 @@ class Accumulator:
         """At the end, an undecided stream (every event extended the last) reads as snapshots."""
         if self._snapshot is not None or not self._latest:
             return ""
-        self._snapshot = True
-        return self._release(self._latest[self._length :])
+        if self._repeated < self.SNAPSHOT_REPEAT:  # too little evidence: increments
+            self._snapshot = False
+            target = "".join(self._increments)
+        else:
+            self._snapshot = True
+            target = self._latest
+        self._increments, self._latest = [], ""
+        return self._release(target[self._length :])
 
     def _add(self, content: str) -> str:
         if self._snapshot is None:
@@ -156,6 +174,7 @@ class Accumulator:
             target = "".join(self._increments)
         else:
             self._extensions += 1 if previous else 0
+            self._repeated += len(previous)
             self._latest = content
             if self._extensions >= 2 and len(content) >= self.SNAPSHOT_EVIDENCE:
                 self._snapshot = True
@@ -171,6 +190,14 @@ class Accumulator:
             self._parts.append(delta)
             self._length += len(delta)
         return delta
+
+    def take_whole(self, completion: Completion) -> str:
+        """A whole (non-streamed) answer received in place of a stream; returns its text."""
+        self.model = completion.model or self.model
+        self.usage = completion.usage or self.usage
+        self.finish_reason = completion.finish_reason or "stop"
+        self.done = True
+        return self._release(completion.text[self._length :])
 
     def completion(self, request_id: str | None) -> Completion:
         return Completion(self.text, self.model, self.usage, self.finish_reason, request_id)
@@ -190,8 +217,9 @@ def _content_and_finish(event: dict) -> tuple[str | None, str | None]:
         raise MalformedEvent("an event's choices/responses entry was not an object")
     part = first.get(key) or first.get("message") or {}
     content = part.get("content") if isinstance(part, dict) else None
-    if isinstance(content, list):  # content parts: keep their text
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if isinstance(content, list):  # content parts: keep their text (strings only)
+        texts = (p.get("text") for p in content if isinstance(p, dict))
+        content = "".join(t for t in texts if isinstance(t, str))
     if content is not None and not isinstance(content, str):
         raise MalformedEvent("an event's content was not a string")
     finish = first.get("finish_reason")
@@ -202,10 +230,13 @@ def parse_completion(data: Any, request_id: str | None) -> Completion:
     """A non-streamed answer of either endpoint."""
     if not isinstance(data, dict):
         raise MalformedEvent("the answer was not a JSON object")
+    if "error" in data:
+        raise StreamError(_stream_error_text(data["error"]))
     content, finish = _content_and_finish(data)
+    model = data.get("model")
     return Completion(
         text=content or "",
-        model=data.get("model"),
+        model=model if isinstance(model, str) and model else None,
         usage=Usage.from_json(data.get("usage")),
         finish_reason=finish,
         request_id=request_id,
@@ -213,9 +244,36 @@ def parse_completion(data: Any, request_id: str | None) -> Completion:
 
 
 def _stream_error_text(error: Any) -> str:
+    """The message of an error object; only strings are shown (never a repr of its JSON)."""
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("type") or error)
-    return str(error)
+        for key in ("message", "type", "code"):
+            value = error.get(key)
+            if isinstance(value, str) and value:
+                return _clip(value, 500)
+        return "no message"
+    if isinstance(error, str) and error:
+        return _clip(error, 500)
+    return "no message"
+
+
+def _error_event_text(data: str) -> str:
+    """The message of an ``event: error``: its JSON error's message, or its text."""
+    try:
+        value = load_json(data, "an error event")
+    except MalformedEvent:
+        return _clip(" ".join(data.split()), 500) or "no message"
+    if isinstance(value, dict):
+        return _stream_error_text(value.get("error", value))
+    return _stream_error_text(value)
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """``json.loads`` whose failures, deep nesting included, are all ``MalformedEvent``."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise MalformedEvent(f"{what} was not valid JSON: {_clip(shown)}") from None
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -224,10 +282,7 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def parse_models(body: bytes | str) -> list[str]:
     """Model ids from ``GET /models``: OpenAI's ``{"data": [...]}`` or Reka's plain list."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise MalformedEvent("the model list was not valid JSON") from None
+    data = load_json(body, "the model list")
     if isinstance(data, dict):
         data = data.get("data", data.get("models"))
     if not isinstance(data, list):
@@ -241,9 +296,16 @@ def parse_models(body: bytes | str) -> list[str]:
 
 
 def _common_prefix(a: str, b: str) -> str:
-    """The longest common prefix (only computed on the short text of an undecided stream)."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return a[:i]
+    """The longest common prefix, by comparing halves (C speed, not a loop per character)."""
+    if b.startswith(a):
+        return a
+    if a.startswith(b):
+        return b
+    low, high = 0, min(len(a), len(b))  # a[:low] == b[:low]; the prefix is shorter than high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return a[:low]

@@ -174,3 +174,37 @@ def test_openai_snapshot_stream_is_recognised() -> None:
     snaps = ["The ", "The cat ", "The cat sat ", "The cat sat on ", "The cat sat on the mat."]
     out = "".join(acc.feed(openai_event(s)) for s in snaps)
     assert out == acc.text == "The cat sat on the mat."
+
+
+@pytest.mark.parametrize(
+    ("deltas", "text"),
+    [
+        (["1", "10"], "110"),  # one repeated character is no evidence of snapshots
+        (["ab", "abc"], "ababc"),
+        (["Hello", "Hello there"], "Hello there"),  # five repeated characters are
+        ([" ", "  ", "   "], "      "),
+    ],
+)
+def test_a_stream_ending_undecided_needs_evidence_to_read_as_snapshots(
+    deltas: list[str], text: str
+) -> None:
+    acc = Accumulator("openai")
+    out = [acc.feed(openai_event(d)) for d in deltas]
+    out.append(acc.feed(openai_event(None, "stop")))
+    assert "".join(out) == acc.text == text
+
+
+def test_wrong_typed_fields_are_ignored() -> None:
+    acc = Accumulator("openai")
+    event = {
+        "model": 123,
+        "choices": [{"delta": {"content": [{"text": 5}, {"text": None}, {"text": "ok"}]}}],
+        "usage": {"prompt_tokens": True, "completion_tokens": -1},
+    }
+    assert acc.feed(json.dumps(event)) == "ok"
+    assert acc.model is None and acc.usage is not None
+    assert (acc.usage.input_tokens, acc.usage.output_tokens) == (None, None)
+    with pytest.raises(MalformedEvent, match="not valid JSON"):
+        acc.feed("[" * 100_000)
+    with pytest.raises(StreamError, match=r"^overloaded$"):
+        parse_completion({"error": {"message": "overloaded"}}, None)
