@@ -238,6 +238,12 @@ def test_notebook_saved_after_errors_under_xmode_verbose(secret_server: OfflineS
         f"import reka_nb\nreka_nb.describe({str(CAT)!r}, model='reka-unknown')",
         "client = reka_nb.RekaClient(api='native', read_timeout=0.5, max_retries=0)\n"
         f"client.describe({str(CAT)!r})",
+        # an unexpected error inside the transport keeps its full Verbose traceback, locals too
+        "import httpx\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise RuntimeError('unexpected')\n"
+        "httpx.Client.send = broken\n"
+        f"reka_nb.describe({str(CAT)!r})",
     ]
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
@@ -250,7 +256,7 @@ def test_notebook_saved_after_errors_under_xmode_verbose(secret_server: OfflineS
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute(env=env)
     saved = nbformat.writes(notebook)
     errors = [o for c in notebook.cells for o in c.outputs if o.output_type == "error"]
-    assert [e.ename for e in errors] == ["NotFoundError", "StreamInterrupted"]
+    assert [e.ename for e in errors] == ["NotFoundError", "StreamInterrupted", "RuntimeError"]
     assert "User-Agent" in saved  # Verbose showed _send's locals: its headers hold no key
     assert SECRET not in saved
 
