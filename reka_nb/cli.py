@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
                         },
                         "request_id": result.request_id,
                         "seconds": round(result.elapsed or 0.0, 3),
+                        "cached": result.cached,
                     },
                     ensure_ascii=False,
                 )
