@@ -22,6 +22,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CacheWarning,
     ClientClosedError,
     ConfigurationError,
     ImageError,
@@ -46,6 +47,7 @@ __all__ = [
     "AsyncRekaClient",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ChatStream",
     "Client",
     "ClientClosedError",
@@ -61,13 +63,18 @@ __all__ = [
     "Reka",
     "RekaClient",
     "RekaError",
+    "Result",
+    "Results",
     "ServerError",
     "StreamInterrupted",
     "Uploader",
     "Usage",
     "__version__",
     "adescribe",
+    "adescribe_many",
+    "cache",
     "describe",
+    "describe_many",
     "load_ipython_extension",
     "prepare_image",
     "prepare_images",
@@ -79,6 +86,7 @@ __all__ = [
 
 if typing.TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncRekaClient
+    from .batch import Result, Results, adescribe_many, cache, describe_many
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
@@ -95,11 +103,21 @@ _LAZY = {
     "prepare_images": ".images",
     "Uploader": ".notebook.uploader",  # ipywidgets
     "uploader": ".notebook.uploader",
+    "Result": ".batch",  # asyncio, sqlite3
+    "Results": ".batch",
+    "adescribe_many": ".batch",
+    "cache": ".batch",
+    "describe_many": ".batch",
 }
 
 
 def __getattr__(name: str) -> object:
-    """Import a part of the public API on first use (see ``_LAZY``)."""
+    """Import a part of the public API on first use (see ``_LAZY``); ``last_results`` is the
+    Results of the latest describe_many run (kept after an interrupt too)."""
+    if name == "last_results":
+        from .batch import last_results
+
+        return last_results()
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
@@ -114,7 +132,23 @@ def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
     return notebook_presenter(raw)
 
 
+def _notebook_progress() -> object | None:
+    """describe_many's progress display in a notebook whose frontend can update outputs."""
+    from .notebook.progress import notebook_progress
+
+    return notebook_progress()
+
+
+def _answer_store() -> _answer.AnswerStore | None:
+    """The answer cache describe(cache=True) uses (sqlite3 is imported only then)."""
+    from .batch.cache import describe_store
+
+    return describe_store()
+
+
 _answer.set_notebook_presenter(_notebook_presenter)
+_answer.set_notebook_progress(_notebook_progress)
+_answer.set_answer_store(_answer_store)
 
 
 def load_ipython_extension(ipython: object) -> None:

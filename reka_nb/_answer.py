@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "AnswerStore",
     "Description",
     "Presenter",
     "StdoutPresenter",
+    "answer_store",
     "default_presenter",
+    "notebook_progress",
+    "set_answer_store",
     "set_notebook_presenter",
+    "set_notebook_progress",
 ]
 
 DEFAULT_PROMPT = "What can you see in the image?"
@@ -39,6 +44,7 @@ class Description(str):
     prompt: str
     images: tuple[PreparedImage, ...]
     message: dict[str, Any]
+    cached: bool
 
     def __new__(
         cls,
@@ -52,6 +58,7 @@ class Description(str):
         prompt: str = "",
         images: Sequence[PreparedImage] = (),
         message: Mapping[str, Any] | None = None,
+        cached: bool = False,
     ) -> Description:
         self = super().__new__(cls, text)
         self.model = model
@@ -62,6 +69,7 @@ class Description(str):
         self.prompt = prompt
         self.images = tuple(images)
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.cached = cached  # True when the answer came from the answer cache, not the server
         return self
 
     @classmethod
@@ -113,7 +121,7 @@ class Description(str):
         p.text(self.text)
 
     def footer(self) -> str:
-        """One line: model, tokens in/out, seconds."""
+        """One line: model, tokens in/out, seconds; "cached" for an answer from the cache."""
         parts = [self.model or "unknown model"]
         if self.usage is not None:
             inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
@@ -123,6 +131,8 @@ class Description(str):
             parts.append(f"{self.elapsed:.1f} s")
         if self.finish_reason not in (None, "stop"):
             parts.append(f"finish: {self.finish_reason}")
+        if self.cached:
+            parts.append("cached")
         return " · ".join(parts)
 
 
@@ -196,3 +206,56 @@ def default_presenter(raw: bool = False) -> Presenter:
         if presenter is not None:
             return presenter
     return StdoutPresenter()
+
+
+#: Builds describe_many's progress display in a notebook, or returns None where none can update.
+NotebookProgressFactory = Callable[[], Any]
+_notebook_progress: NotebookProgressFactory | None = None
+
+
+def set_notebook_progress(factory: NotebookProgressFactory | None) -> None:
+    """Register how a notebook shows a run over many images (also done at import of reka_nb,
+    so that ``reka_nb.batch`` is imported only when used)."""
+    global _notebook_progress
+    _notebook_progress = factory
+
+
+def notebook_progress() -> Any:
+    """The registered notebook progress display inside a notebook, else None."""
+    if "ipykernel" in sys.modules and _notebook_progress is not None:
+        return _notebook_progress()
+    return None
+
+
+class AnswerStore(Protocol):
+    """Answers kept between runs (the answer cache), for ``describe(..., cache=True)``.
+
+    ``question`` holds what decides an answer: base_url, api, model, prompt, images (the
+    PreparedImages), params and context (earlier messages); never the API key.
+    """
+
+    def lookup(self, question: Mapping[str, Any]) -> tuple[str, Description | None]:
+        """(the question's key, its stored answer or None)."""
+        ...
+
+    def store(self, key: str, description: Description) -> None: ...
+
+    def close(self) -> None:
+        """Release the store; warn (in the caller's thread) if it could not be used."""
+        ...
+
+
+#: Opens the answer store, or returns None when it is turned off.
+AnswerStoreFactory = Callable[[], "AnswerStore | None"]
+_answer_store: AnswerStoreFactory | None = None
+
+
+def set_answer_store(factory: AnswerStoreFactory | None) -> None:
+    """Register the answer cache; the batch layer's is registered at import of reka_nb."""
+    global _answer_store
+    _answer_store = factory
+
+
+def answer_store() -> AnswerStore | None:
+    """The registered answer store, or None (none registered, or the cache is off)."""
+    return _answer_store() if _answer_store is not None else None

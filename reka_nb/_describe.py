@@ -36,6 +36,7 @@ def describe(
     show: bool = True,
     client: RekaClient | None = None,
     keep_metadata: bool = False,
+    cache: bool = False,
     **params: Any,
 ) -> Description:
     """Ask Reka about one image (or a list of them) and return the answer.
@@ -44,6 +45,8 @@ def describe(
     a list of these. The answer streams into the notebook (or stdout) as it is written;
     ``show=False`` returns quietly. Images go without their metadata (EXIF, GPS, XMP) unless
     ``keep_metadata=True``. Params: max_tokens, temperature, top_p, stop, seed.
+    ``cache=True`` reuses the stored answer to the same question (asking twice is sometimes
+    the point, so it is off unless asked for); see ``reka_nb.cache``.
     """
     require_image(image)
     return run_describe(
@@ -54,6 +57,7 @@ def describe(
         stream=stream,
         show=show,
         keep_metadata=keep_metadata,
+        cache=cache,
         **params,
     )
 
@@ -67,6 +71,7 @@ async def adescribe(
     show: bool = True,
     client: AsyncRekaClient | None = None,
     keep_metadata: bool = False,
+    cache: bool = False,
     **params: Any,
 ) -> Description:
     """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
@@ -74,11 +79,11 @@ async def adescribe(
     params["keep_metadata"] = keep_metadata
     if client is not None:
         return await run_adescribe(
-            client, image, prompt, model=model, stream=stream, show=show, **params
+            client, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )
     from ._async_client import AsyncRekaClient  # asyncio: imported when first used
 
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
         return await run_adescribe(
-            own, image, prompt, model=model, stream=stream, show=show, **params
+            own, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )

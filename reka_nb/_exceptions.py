@@ -16,6 +16,11 @@
     ├── APITimeoutError             connecting, or waiting between two events, took too long
     └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
 
+    CacheWarning (a UserWarning)    the answer cache cannot be used; the run goes on without it
+
+A run over many images that stops early (out of credits, or interrupted with Ctrl-C) raises
+the usual exception with the finished answers attached as ``exc.results``.
+
 No message ever contains the API key: what the server said is redacted (the key and any
 part of it of 8 characters or more) before it becomes a message. Every error pickles.
 """
@@ -30,6 +35,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ClientClosedError",
     "ConfigurationError",
     "ImageError",
@@ -197,3 +203,7 @@ class StreamInterrupted(RekaError):
         n = len(partial_text)
         rid = request_id or "none"
         super().__init__(f"The answer stopped after {n} characters: {reason} (request id {rid})")
+
+
+class CacheWarning(UserWarning):
+    """Warned when the answer cache is corrupt or locked; the run goes on without it."""

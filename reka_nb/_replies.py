@@ -272,6 +272,7 @@ def error_of(
         body.data,
         request_id=request_id_of(response),
         retry_after=response.headers.get("retry-after"),
+        reset=response.headers.get("x-ratelimit-reset"),
         model=model,
         available_models=available,
         secret=settings.api_key,
