@@ -7,7 +7,9 @@ them use one client. IPython and ipywidgets are imported only when those parts a
 
 from __future__ import annotations
 
-from . import _answer
+import sys
+
+from . import _answer, batch
 from ._answer import Description
 from ._async_client import AsyncChatStream, AsyncRekaClient
 from ._client import ChatStream, RekaClient
@@ -18,6 +20,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CacheWarning,
     ConfigurationError,
     ImageError,
     InvalidRequestError,
@@ -30,6 +33,7 @@ from ._exceptions import (
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
+from .batch import Result, Results, adescribe_many, cache, describe_many
 from .compat import AsyncClient, Client, Reka
 from .images import PreparedImage, prepare_image, prepare_images
 from .protocol.stream import Completion, Usage
@@ -43,6 +47,7 @@ __all__ = [
     "AsyncRekaClient",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ChatStream",
     "Client",
     "Completion",
@@ -57,13 +62,18 @@ __all__ = [
     "Reka",
     "RekaClient",
     "RekaError",
+    "Result",
+    "Results",
     "ServerError",
     "StreamInterrupted",
     "Uploader",
     "Usage",
     "__version__",
     "adescribe",
+    "adescribe_many",
+    "cache",
     "describe",
+    "describe_many",
     "load_ipython_extension",
     "prepare_image",
     "prepare_images",
@@ -74,7 +84,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """The upload panel loads ipywidgets, so it is imported on first use."""
+    """The upload panel loads ipywidgets, so it is imported on first use; ``last_results`` is
+    the Results of the latest describe_many run (kept after an interrupt too)."""
+    if name == "last_results":
+        from .batch import last_results
+
+        return last_results()
     if name in ("Uploader", "uploader"):
         from .notebook import uploader
 
@@ -90,6 +105,18 @@ def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
 
 
 _answer.set_notebook_presenter(_notebook_presenter)
+
+
+def _notebook_progress() -> batch.Progress | None:
+    """describe_many's progress display in a notebook whose frontend can update outputs."""
+    if "ipykernel" not in sys.modules:
+        return None
+    from .notebook.progress import notebook_progress
+
+    return notebook_progress()
+
+
+batch.set_progress_factory(_notebook_progress)
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -37,6 +37,7 @@ class Description(str):
     prompt: str
     images: tuple[PreparedImage, ...]
     message: dict[str, Any]
+    cached: bool
 
     def __new__(
         cls,
@@ -50,6 +51,7 @@ class Description(str):
         prompt: str = "",
         images: Sequence[PreparedImage] = (),
         message: Mapping[str, Any] | None = None,
+        cached: bool = False,
     ) -> Description:
         self = super().__new__(cls, text)
         self.model = model
@@ -60,6 +62,7 @@ class Description(str):
         self.prompt = prompt
         self.images = tuple(images)
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.cached = cached  # True when the answer came from the answer cache, not the server
         return self
 
     @classmethod
@@ -92,7 +95,7 @@ class Description(str):
         p.text(self.text)
 
     def footer(self) -> str:
-        """One line: model, tokens in/out, seconds."""
+        """One line: model, tokens in/out, seconds; "cached" for an answer from the cache."""
         parts = [self.model or "unknown model"]
         if self.usage is not None:
             inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
@@ -102,6 +105,8 @@ class Description(str):
             parts.append(f"{self.elapsed:.1f} s")
         if self.finish_reason not in (None, "stop"):
             parts.append(f"finish: {self.finish_reason}")
+        if self.cached:
+            parts.append("cached")
         return " · ".join(parts)
 
 

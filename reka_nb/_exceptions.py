@@ -15,6 +15,11 @@
     ├── APITimeoutError             connecting, or waiting between two events, took too long
     └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
 
+    CacheWarning (a UserWarning)    the answer cache cannot be used; the run goes on without it
+
+A run over many images that stops early (out of credits, or interrupted with Ctrl-C) raises
+the usual exception with the finished answers attached as ``exc.results``.
+
 No message ever contains the API key: messages are built from the server's reply, which
 never echoes it, and from our own text.
 """
@@ -29,6 +34,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ConfigurationError",
     "ImageError",
     "InvalidRequestError",
@@ -169,3 +175,7 @@ class StreamInterrupted(RekaError):
         n = len(partial_text)
         rid = request_id or "none"
         super().__init__(f"The answer stopped after {n} characters: {reason} (request id {rid})")
+
+
+class CacheWarning(UserWarning):
+    """Warned when the answer cache is corrupt or locked; the run goes on without it."""
