@@ -280,8 +280,13 @@ def skip_answered(ds: ray.data.Dataset, output: str, *, on: str = "path") -> ray
                 done.add(key)
     if not done:
         return ds
-    # a function, not a callable class: Ray Data would run a class in an actor pool
-    return ds.filter(functools.partial(_not_answered, on, frozenset(done)))
+    try:  # an expression Ray Data evaluates on whole blocks (Ray 2.5x and later)
+        from ray.data.expressions import col
+
+        return ds.filter(expr=col(on).not_in(sorted(done)))
+    except (ImportError, AttributeError, TypeError):
+        # a function, not a callable class: Ray Data would run a class in an actor pool
+        return ds.filter(functools.partial(_not_answered, on, frozenset(done)))
 
 
 def _not_answered(on: str, done: frozenset[Any], row: Mapping[str, Any]) -> bool:

@@ -8,8 +8,10 @@ burst) and holds everyone while a server pause lasts (a 429's ``Retry-After``, a
 
 Two details keep the pace exact although replies from an actor arrive with some jitter: the
 desk answers each request ``LEAD`` seconds *before* its slot, with the slot's wall-clock
-time, and the caller sleeps to that moment itself; and a pause that begins while a request
-waits at the desk moves that request to a slot after the pause. Slots are wall-clock times,
+time, and the caller sleeps to that moment itself; a caller that reaches its slot more than
+one interval late (its process was busy) takes a new slot rather than bunch with the next
+ones; and a pause that begins while a request waits at the desk moves that request to a slot
+after the pause. Slots are wall-clock times,
 so the nodes' clocks must agree (NTP keeps them within milliseconds).
 
 Ray is imported only inside the functions that need it.
@@ -22,10 +24,14 @@ import hashlib
 import time
 from typing import Any
 
-__all__ = ["LEAD", "PermitDesk", "RayLimiter", "desk_name", "get_desk"]
+__all__ = ["LEAD", "MAX_LATE", "MIN_TOLERANCE", "PermitDesk", "RayLimiter", "desk_name", "get_desk"]
 
 #: Seconds before its slot at which the desk hands a slot out (absorbs reply jitter).
 LEAD = 1.0
+#: A slot reached later than one interval (and at least this many seconds) is given up.
+MIN_TOLERANCE = 0.05
+#: Slots a request gives up at most before it goes anyway (a machine too busy to keep time).
+MAX_LATE = 3
 
 
 class PermitDesk:
@@ -76,16 +82,25 @@ class RayLimiter:
     def __init__(self, desk: Any, requests_per_minute: float | None) -> None:
         self._desk = desk
         self.requests_per_minute = requests_per_minute
+        self.late = 0  # slots given up because this process reached them too late
 
     def __repr__(self) -> str:
         rate = self.requests_per_minute
         return f"<RayLimiter {'unlimited' if rate is None else f'{rate:g}/min'}, cluster-wide>"
 
     async def acquire(self) -> None:
-        slot = await self._desk.acquire.remote(self.requests_per_minute)
-        delay = slot - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        rate = self.requests_per_minute
+        # A request sent more than one interval after its slot would bunch with the next ones
+        # (this process was busy, a reply came late): it takes a new slot instead.
+        tolerance = None if rate is None else max(60.0 / rate, MIN_TOLERANCE)
+        for _ in range(MAX_LATE):
+            slot = await self._desk.acquire.remote(rate)
+            delay = slot - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if tolerance is None or time.time() - slot <= tolerance:
+                return
+            self.late += 1
 
     async def pause(self, seconds: float) -> None:
         await self._desk.pause.remote(seconds)
