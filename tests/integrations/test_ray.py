@@ -88,10 +88,13 @@ def start_ray(attempts: int = 2) -> None:
             node.time = time
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """One local Ray for the session. The workers inherit this process's environment as it
-    is when Ray starts: the key (never passed with the work) and the path to this checkout."""
+    """One local Ray for the run (only this module uses it, and it ends with the module so its
+    processes leave the CPUs to the rest of the suite). The workers inherit this process's
+    environment as it is when Ray starts: the key (never passed with the work) and the path to
+    this checkout."""
+    saved = {name: os.environ.get(name) for name in ("REKA_API_KEY", "PYTHONPATH")}
     os.environ["REKA_API_KEY"] = KEY
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -102,10 +105,14 @@ def ray_cluster() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-        os.environ.pop("REKA_API_KEY", None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_server_session() -> Iterator[OfflineServer]:
     with OfflineServer(api_key=KEY, keep_bodies=False) as server:
         yield server
