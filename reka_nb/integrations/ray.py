@@ -106,6 +106,11 @@ class DatasetDescriber:
         import numpy
 
         config = self._config
+        if config.column not in batch:
+            raise InvalidRequestError(
+                f"the dataset has no column {config.column!r} (its columns: "
+                f"{', '.join(map(repr, batch))}): pass column= the one holding the images"
+            )
         values = batch[config.column]
         paths = batch.get("path")
         items = [
