@@ -319,6 +319,16 @@ def test_bad_rows_become_error_rows_and_the_dataset_completes(
     assert len(rserver.chat_requests()) == 2  # nothing was sent for the bad rows
 
 
+def test_a_missing_column_is_a_clear_error(rserver: OfflineServer) -> None:
+    ds = ray.data.from_items([{"image": "cat.jpg"}])
+    out = rr.describe_dataset(ds, PROMPT, concurrency=1, cache=False)  # column="bytes"
+    with pytest.raises(
+        Exception, match=r"the dataset has no column 'bytes' \(its columns: 'image'\)"
+    ):
+        out.take_all()
+    assert rserver.requests == []
+
+
 def test_numpy_images_from_read_images(rserver: OfflineServer, tmp_path: Path) -> None:
     make_images(tmp_path / "photos", 3)
     ds = ray.data.read_images(str(tmp_path / "photos"), include_paths=True)
