@@ -246,7 +246,7 @@ def describe_many(
     show: bool | Progress = True,
     client: RekaClient | AsyncRekaClient | None = None,
     retries: int = 2,
-    stream: bool = True,
+    stream: bool = False,
     limiter: Limiter | None = None,
     **params: Any,
 ) -> Results:
@@ -257,6 +257,8 @@ def describe_many(
     requests are in flight; ``requests_per_minute`` caps the rate of every run sharing this
     key. Answers are cached (``cache=False`` to ask anew), so re-running asks only for what is
     missing. ``show=False`` is silent. Params as for describe(): max_tokens, temperature, ...
+    Answers are asked whole (``stream=True`` streams each one; nobody reads them word by
+    word, and whole answers cost less on both ends).
     """
     run = _setup(
         client, model, concurrency, requests_per_minute, cache, retries, stream, limiter, params
@@ -277,7 +279,7 @@ async def adescribe_many(
     show: bool | Progress = True,
     client: RekaClient | AsyncRekaClient | None = None,
     retries: int = 2,
-    stream: bool = True,
+    stream: bool = False,
     limiter: Limiter | None = None,
     **params: Any,
 ) -> Results:

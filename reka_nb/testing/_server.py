@@ -131,7 +131,7 @@ class OfflineServer:
         self.requests_per_minute = requests_per_minute
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
-        self._initial = (token_delay, reply, latency, requests_per_minute, credits)
+        self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
         self._address = (host, port)
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
@@ -247,17 +247,14 @@ class OfflineServer:
         )
 
     def reset(self) -> None:
-        """Forget requests and queued faults; restore the delays, reply and account limits."""
+        """Forget requests and queued faults; restore the delays, reply, account limits and
+        ``keep_bodies``."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
-            delay, reply, latency, rpm, credits = self._initial
-            self.token_delay, self.reply, self.latency, self.credits = (
-                delay,
-                reply,
-                latency,
-                credits,
-            )
+            delay, reply, latency, rpm, credits, keep = self._initial
+            self.token_delay, self.reply, self.latency = delay, reply, latency
+            self.credits, self.keep_bodies = credits, keep
             self.requests_per_minute = rpm
 
     def check_errors(self) -> None:
