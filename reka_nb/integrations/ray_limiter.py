@@ -1,0 +1,121 @@
+"""One rate limit for a whole Ray cluster: a named actor hands out request slots.
+
+Ray Data's own HTTP processor applies its rate per worker, so N actors send N times the
+rate. Here every request of every actor on every node first asks one ``PermitDesk`` actor
+for a slot. The desk spaces slots evenly (``60 / requests_per_minute`` seconds apart, no
+burst) and holds everyone while a server pause lasts (a 429's ``Retry-After``, an exhausted
+``x-ratelimit-remaining``), so the account sees one paced stream of requests.
+
+Two details keep the pace exact although replies from an actor arrive with some jitter: the
+desk answers each request ``LEAD`` seconds *before* its slot, with the slot's wall-clock
+time, and the caller sleeps to that moment itself; a caller that reaches its slot more than
+one interval late (its process was busy) takes a new slot rather than bunch with the next
+ones; and a pause that begins while a request waits at the desk moves that request to a slot
+after the pause. Slots are wall-clock times,
+so the nodes' clocks must agree (NTP keeps them within milliseconds).
+
+Ray is imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+__all__ = ["LEAD", "MAX_LATE", "MIN_TOLERANCE", "PermitDesk", "RayLimiter", "desk_name", "get_desk"]
+
+#: Seconds before its slot at which the desk hands a slot out (absorbs reply jitter).
+LEAD = 1.0
+#: A slot reached later than one interval (and at least this many seconds) is given up.
+MIN_TOLERANCE = 0.05
+#: Slots a request gives up at most before it goes anyway (a machine too busy to keep time).
+MAX_LATE = 3
+
+
+class PermitDesk:
+    """The cluster's rate limit, as an async Ray actor (see the module's docstring).
+
+    Each ``acquire`` passes the caller's ``requests_per_minute`` (None: no pace, only the
+    pauses); runs sharing one key should pass the same number.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0.0  # wall-clock time of the next free slot
+        self._paused_until = 0.0
+        self.granted = 0
+        self.pauses = 0
+
+    async def acquire(self, requests_per_minute: float | None) -> float:
+        """Wait until shortly before this request's slot; return the slot (``time.time()``)."""
+        while True:
+            now = time.time()
+            slot = max(now, self._paused_until)
+            if requests_per_minute is not None:
+                slot = max(slot, self._next)
+                self._next = slot + 60.0 / requests_per_minute
+            wait = slot - LEAD - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if slot >= self._paused_until:  # no pause began over this slot while it waited
+                self.granted += 1
+                return slot
+
+    def pause(self, seconds: float) -> float:
+        """No slot before ``seconds`` from now, for every caller; returns the pause's end."""
+        until = time.time() + max(0.0, float(seconds))
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+        self._next = max(self._next, self._paused_until)
+        return self._paused_until
+
+    def stats(self) -> dict[str, int]:
+        """Slots granted and pauses obeyed so far."""
+        return {"granted": self.granted, "pauses": self.pauses}
+
+
+class RayLimiter:
+    """The engine's ``Limiter`` on top of a ``PermitDesk`` actor (one per map actor)."""
+
+    def __init__(self, desk: Any, requests_per_minute: float | None) -> None:
+        self._desk = desk
+        self.requests_per_minute = requests_per_minute
+        self.late = 0  # slots given up because this process reached them too late
+
+    def __repr__(self) -> str:
+        rate = self.requests_per_minute
+        return f"<RayLimiter {'unlimited' if rate is None else f'{rate:g}/min'}, cluster-wide>"
+
+    async def acquire(self) -> None:
+        rate = self.requests_per_minute
+        # A request sent more than one interval after its slot would bunch with the next ones
+        # (this process was busy, a reply came late): it takes a new slot instead.
+        tolerance = None if rate is None else max(60.0 / rate, MIN_TOLERANCE)
+        for _ in range(MAX_LATE):
+            slot = await self._desk.acquire.remote(rate)
+            delay = slot - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if tolerance is None or time.time() - slot <= tolerance:
+                return
+            self.late += 1
+
+    async def pause(self, seconds: float) -> None:
+        await self._desk.pause.remote(seconds)
+
+
+def desk_name(base_url: str, api_key: str | None) -> str:
+    """The desk's actor name: one per (base URL, key). The key enters only as part of a
+    SHA-256 digest, never as itself."""
+    digest = hashlib.sha256(f"{base_url}\n{api_key or ''}".encode()).hexdigest()[:24]
+    return f"reka_nb-permits-{digest}"
+
+
+def get_desk(name: str) -> Any:
+    """The named ``PermitDesk`` of this Ray job, made on first use (from the driver)."""
+    import ray
+
+    actor: Any = ray.remote(PermitDesk)
+    return actor.options(name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000).remote()
