@@ -1,8 +1,9 @@
 """reka_nb: ask Reka's vision models about images from Jupyter.
 
-``describe(image)`` streams an answer into the notebook, ``%load_ext reka_nb`` adds the
-``%reka`` / ``%%reka`` magics, and ``uploader()`` shows an upload-and-describe panel; all of
-them use one client. IPython and ipywidgets are imported only when those parts are used.
+``describe(image)`` streams an answer into the notebook (images, and short MP4/MOV/WebM
+videos), ``%load_ext reka_nb`` adds the ``%reka`` / ``%%reka`` magics, and ``uploader()`` shows
+an upload-and-describe panel; all of them use one client. ``models()`` tells what each model
+takes and costs, ``usage()`` what this session's answers cost. IPython and ipywidgets are imported only when those parts are used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from . import _answer
 from ._answer import Description
 from ._async_client import AsyncChatStream, AsyncRekaClient
 from ._client import ChatStream, RekaClient
-from ._describe import adescribe, describe
+from ._describe import adescribe, describe, models, usage
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -21,17 +22,21 @@ from ._exceptions import (
     ConfigurationError,
     ImageError,
     InvalidRequestError,
+    LongVideoWarning,
     MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
     RekaError,
     ServerError,
     StreamInterrupted,
+    VideoError,
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
 from .compat import AsyncClient, Client, Reka
-from .images import PreparedImage, prepare_image, prepare_images
+from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
+from .protocol.costs import UsageTotals
+from .protocol.models import Model, ModelList
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -50,9 +55,13 @@ __all__ = [
     "Description",
     "ImageError",
     "InvalidRequestError",
+    "LongVideoWarning",
     "MissingAPIKeyError",
+    "Model",
+    "ModelList",
     "NotFoundError",
     "PreparedImage",
+    "PreparedVideo",
     "RateLimitError",
     "Reka",
     "RekaClient",
@@ -61,14 +70,18 @@ __all__ = [
     "StreamInterrupted",
     "Uploader",
     "Usage",
+    "UsageTotals",
+    "VideoError",
     "__version__",
     "adescribe",
     "describe",
     "load_ipython_extension",
+    "models",
     "prepare_image",
     "prepare_images",
     "stop_offline_server",
     "uploader",
+    "usage",
     "use_offline_server",
 ]
 

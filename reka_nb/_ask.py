@@ -1,5 +1,9 @@
 """One question on an explicit client: prepare the images, send, show the answer, return it.
 
+Before sending, the model's metadata is looked up (``model_info``: kept by the client for a few
+minutes), so an input the model does not take is refused unsent, and the answer's cost is known.
+Every answer is added to the session's totals (``SESSION_USAGE``).
+
 ``run_describe`` / ``run_adescribe`` are the one code path to Reka behind ``describe()``, the
 clients' ``describe`` methods, the magics and the upload panel. They take the client as a
 parameter, so they sit below the clients and import none.
@@ -11,10 +15,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._answer import DEFAULT_PROMPT, Description, Presenter, default_presenter
+from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, default_presenter
 from ._exceptions import ImageError
-from .images import PreparedImage, prepare_images
+from .images import Media, prepare_images
 from .protocol.messages import user_message
+from .protocol.models import Model
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
@@ -40,7 +45,7 @@ def _prepare(
     model: str | None,
     system: str | None,
     history: Sequence[Mapping[str, Any]],
-) -> tuple[list[PreparedImage], str, dict, list[dict], str]:
+) -> tuple[list[Media], str, dict, list[dict], str]:
     images = prepare_images(image) if image is not None else []
     text = DEFAULT_PROMPT if prompt is None else prompt
     settings = client.settings(model)
@@ -67,6 +72,7 @@ def run_describe(
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history
     )
+    info = client.model_info(model_name)
     presenter = _presenter(show)
     started = time.monotonic()
     if stream:
@@ -92,7 +98,7 @@ def run_describe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    return _finish(completion, presenter, started, text, images, message, model_name)
+    return _finish(completion, presenter, started, text, images, message, model_name, info)
 
 
 async def run_adescribe(
@@ -111,6 +117,7 @@ async def run_adescribe(
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history
     )
+    info = await client.model_info(model_name)
     presenter = _presenter(show)
     started = time.monotonic()
     if stream:
@@ -136,7 +143,7 @@ async def run_adescribe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    return _finish(completion, presenter, started, text, images, message, model_name)
+    return _finish(completion, presenter, started, text, images, message, model_name, info)
 
 
 def _presenter(show: bool | Presenter) -> Presenter | None:
@@ -152,9 +159,10 @@ def _finish(
     presenter: Presenter | None,
     started: float,
     prompt: str,
-    images: list[PreparedImage],
+    images: list[Media],
     message: dict,
     model: str,
+    info: Model | None,
 ) -> Description:
     description = Description.from_completion(
         completion,
@@ -162,9 +170,11 @@ def _finish(
         prompt=prompt,
         images=images,
         message=message,
+        model_info=info,
     )
     if description.model is None:
         description.model = model
+    SESSION_USAGE.add(model, description.usage, description.cost)
     if presenter:
         presenter.finish(description)
     return description

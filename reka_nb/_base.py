@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +25,7 @@ from ._settings import Settings, check_base_url, redact, resolve
 from ._version import __version__
 from .protocol.errors import parse_retry_after
 from .protocol.messages import build_body
+from .protocol.models import Model, ModelList, check_inputs, parse_models
 from .protocol.sse import SSEDecoder
 from .protocol.stream import (
     Accumulator,
@@ -30,10 +33,10 @@ from .protocol.stream import (
     MalformedEvent,
     StreamError,
     parse_completion,
-    parse_models,
 )
 
 __all__ = [
+    "MODELS_TTL",
     "BaseClient",
     "Messages",
     "StreamState",
@@ -46,6 +49,9 @@ __all__ = [
 ]
 
 Messages = Iterable[Mapping[str, Any]]
+
+MODELS_TTL = 300.0
+"""Seconds a client keeps the model list (and a failure to get it) before asking again."""
 
 
 class BaseClient:
@@ -77,6 +83,7 @@ class BaseClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self._lock = threading.Lock()  # the connection pool is made once, even across threads
+        self._model_lists: dict[tuple[str, str, str], tuple[float, ModelList | None]] = {}
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
             check_base_url(base_url)
         if api not in (None, "openai", "native"):
@@ -151,7 +158,39 @@ class BaseClient:
         )
         path = "/chat" if settings.api == "native" else "/chat/completions"
         headers = self._headers(settings, stream=stream)
+        self._check_inputs(settings, body["messages"])
         return settings, settings.base_url + path, headers, body
+
+    # -- model metadata (kept per client for MODELS_TTL seconds) ------------------------------
+
+    @staticmethod
+    def _list_key(settings: Settings) -> tuple[str, str, str]:
+        """Which list a cached one is: the server, the endpoint and (a digest of) the key."""
+        key = settings.api_key or ""
+        return settings.base_url, settings.api, hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _cached_models(self, settings: Settings) -> tuple[bool, ModelList | None]:
+        """(found, list): a list, or None for a recent failure to get one, when still fresh."""
+        entry = self._model_lists.get(self._list_key(settings))
+        if entry is None or time.monotonic() - entry[0] > MODELS_TTL:
+            return False, None
+        return True, entry[1]
+
+    def _keep_models(self, settings: Settings, models: ModelList | None) -> None:
+        self._model_lists[self._list_key(settings)] = (time.monotonic(), models)
+
+    def known_model(self, model: str | None = None) -> Model | None:
+        """What the last model list said about ``model`` (no request); None when unknown."""
+        settings = self.settings(model)
+        _, models = self._cached_models(settings)
+        return models.get(settings.model) if models else None
+
+    def _check_inputs(self, settings: Settings, messages: Any) -> None:
+        """Refuse an input the model does not take, when the cached list describes the model."""
+        _, models = self._cached_models(settings)
+        info = models.get(settings.model) if models else None
+        if info is not None and models is not None:
+            check_inputs(info, messages, [m for m in models if m != info])
 
 
 class StreamState:
@@ -245,7 +284,7 @@ def json_completion(response: httpx.Response) -> Completion:
         raise unexpected_reply(response, exc) from None
 
 
-def json_models(response: httpx.Response) -> list[str]:
+def json_models(response: httpx.Response) -> ModelList:
     try:
         return parse_models(response.content)
     except MalformedEvent as exc:

@@ -26,9 +26,10 @@ from ._base import (
     translate_send_error,
     wait_before_retry,
 )
-from ._exceptions import APIError
+from ._exceptions import APIError, RekaError
 from ._settings import Settings
 from .protocol.errors import error_from_response, is_retryable, retry_delay
+from .protocol.models import Model, ModelList
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
@@ -127,11 +128,31 @@ class RekaClient(BaseClient):
             available_models=available,
         )
 
-    def models(self) -> list[str]:
-        """The ids of the models this key can use, from ``GET /models``."""
-        return self._models()
+    def models(self, *, refresh: bool = False) -> ModelList:
+        """The models this key can use, with what ``GET /models`` says of each (``Model``s,
+        which are their ids as str). Kept for ``MODELS_TTL`` seconds; ``refresh`` asks again."""
+        settings = self.settings()
+        found, models = self._cached_models(settings)
+        if found and models is not None and not refresh:
+            return models
+        models = self._models()
+        self._keep_models(settings, models)
+        return models
 
-    def _models(self, retries: int | None = None) -> list[str]:
+    def model_info(self, model: str | None = None) -> Model | None:
+        """What the server says of ``model`` (its inputs and prices), from the kept list or
+        one request without retries; None when the server does not list it or cannot list."""
+        settings = self.settings(model)
+        found, models = self._cached_models(settings)
+        if not found:
+            try:
+                models = self._models(retries=0)
+            except RekaError:  # metadata is a courtesy: without it the question goes as before
+                models = None
+            self._keep_models(settings, models)
+        return models.get(settings.model) if models else None
+
+    def _models(self, retries: int | None = None) -> ModelList:
         settings = self.settings()
         headers = self._headers(settings)
         url = settings.base_url + "/models"

@@ -393,7 +393,7 @@ OPENAI_INVALID = [
     (
         _part({"type": "audio", "audio": "x"}),
         "messages[0].content[0].type",
-        "Invalid 'messages[0].content[0].type': Input should be 'text' or 'image_url'",
+        "Invalid 'messages[0].content[0].type': Input should be 'text', 'image_url' or 'video_url'",
     ),
     (
         _part({"type": "text", "text": 5}),

@@ -24,7 +24,7 @@ import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -33,11 +33,13 @@ from PIL import Image
 
 from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
+from .video import VIDEO_EXTENSIONS, PreparedVideo, prepare_video, sniff_video, video_url
 
 __all__ = [
     "MAX_BYTES",
     "MAX_SIDE",
     "THUMBNAIL_SIDE",
+    "Media",
     "PreparedImage",
     "prepare_image",
     "prepare_images",
@@ -73,6 +75,8 @@ class PreparedImage:
     original_size: int | None
     converted: bool
 
+    kind = "image"  # the content part it becomes: image_url (a PreparedVideo's is "video")
+
     def to_url(self) -> str:
         """The value of an ``image_url`` part: a ``data:`` URL, or the remote URL as given."""
         if self.data is None:
@@ -100,9 +104,11 @@ class PreparedImage:
         return text + ">"
 
 
-def prepare_image(
-    obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
-) -> PreparedImage:
+Media = PreparedImage | PreparedVideo
+"""What an input becomes: an image, or a video sent as it is."""
+
+
+def prepare_image(obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES) -> Media:
     """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
     items = _expand(obj)
     if len(items) > 1:
@@ -114,12 +120,15 @@ def prepare_image(
 
 def prepare_images(
     obj: object, *, max_side: int = MAX_SIDE, max_bytes: int = MAX_BYTES
-) -> list[PreparedImage]:
-    """Check and encode one input or a list/tuple of them; an upload widget may give several."""
+) -> list[Media]:
+    """Check and encode one input or a list/tuple of them; an upload widget may give several.
+
+    A video (MP4, MOV or WebM, recognised from its bytes, or an https URL ending in .mp4,
+    .m4v, .mov or .webm) becomes a ``PreparedVideo``, sent as a ``video_url`` part."""
     items = _expand(obj)
     if len(items) == 1:
         return [_prepare(items[0], max_side, max_bytes)]
-    prepared = []
+    prepared: list[Media] = []
     for number, item in enumerate(items, 1):
         try:
             prepared.append(_prepare(item, max_side, max_bytes))
@@ -173,7 +182,7 @@ def _expand_widget(obj: object) -> list[object]:
     return [obj]
 
 
-def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
+def _prepare(obj: object, max_side: int, max_bytes: int) -> Media:
     if isinstance(obj, str):
         return _from_str(obj, max_side, max_bytes)
     if isinstance(obj, os.PathLike):
@@ -196,7 +205,7 @@ def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
     raise ImageError(f"unsupported type {type(obj).__name__}: {_ACCEPTED}")
 
 
-def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_str(text: str, max_side: int, max_bytes: int) -> Media:
     stripped = text.strip()
     head = stripped[:8].lower()
     if head.startswith(("http://", "https://")):
@@ -216,7 +225,7 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_path(text, max_side, max_bytes)
 
 
-def _from_url(url: str) -> PreparedImage:
+def _from_url(url: str) -> Media:
     """Check an http(s) URL's shape; it is sent as is and fetched by the server."""
     shown = _short_url(url)
     if any(ch.isspace() for ch in url):
@@ -228,17 +237,21 @@ def _from_url(url: str) -> PreparedImage:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
         raise ImageError(f"URL {shown!r} has an invalid port") from None
+    if parts.path.lower().endswith(VIDEO_EXTENSIONS):
+        return video_url(url)
     return PreparedImage(None, url, None, None, None, None, "URL", None, False)
 
 
-def _from_data_url(url: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_data_url(url: str, max_side: int, max_bytes: int) -> Media:
     header, comma, payload = url[5:].partition(",")
     if not comma:
         raise ImageError("the data URL has no ',' between its header and its data")
     params = [p.strip().lower() for p in header.split(";")]
     mime = params[0]
-    if mime and not mime.startswith("image/"):
-        raise ImageError(f"the data URL has type '{mime}', not an image type (image/...)")
+    if mime and not mime.startswith(("image/", "video/")):
+        raise ImageError(
+            f"the data URL has type '{mime}', not an image or video type (image/..., video/...)"
+        )
     if params[-1] == "base64" and len(params) > 1:
         packed = re.sub(r"\s+", "", payload).rstrip("=").translate(str.maketrans("-_", "+/"))
         packed += "=" * (-len(packed) % 4)  # tolerate missing padding
@@ -251,7 +264,7 @@ def _from_data_url(url: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(data, "data URL", "the data URL", max_side, max_bytes)
 
 
-def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_path(text: str, max_side: int, max_bytes: int) -> Media:
     path = Path(os.path.expanduser(text))
     expanded = f" (expanded to '{path}')" if str(path) != text else ""
     try:
@@ -277,7 +290,7 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
 
 
-def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_file(file: Any, max_side: int, max_bytes: int) -> Media:
     name = getattr(file, "name", None)
     label = f"file '{name}'" if isinstance(name, str) else "the file object"
     source = os.path.basename(name) if isinstance(name, str) and name else "file object"
@@ -309,7 +322,7 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(bytes(data), source, label, max_side, max_bytes)
 
 
-def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> Media:
     label = f"upload '{upload.get('name') or 'file'}'"
     content = upload["content"]
     if not isinstance(content, (bytes, bytearray, memoryview)):
@@ -338,14 +351,15 @@ def _from_figure(figure: Any, max_side: int, max_bytes: int) -> PreparedImage:
     except Exception as exc:
         raise ImageError(f"the matplotlib figure could not be saved as PNG: {exc}") from exc
     label = "the matplotlib figure"
-    prepared = _from_bytes(buffer.getvalue(), "matplotlib figure", label, max_side, max_bytes)
-    return replace(prepared, original_size=None)  # the PNG was made here, not given
+    encoded = encode_bytes(buffer.getvalue(), label, max_side, max_bytes)
+    return _result(encoded, "matplotlib figure", None)  # the PNG was made here, not given
 
 
-def _from_bytes(
-    data: bytes, source: str, label: str, max_side: int, max_bytes: int
-) -> PreparedImage:
-    """Encoded bytes from any input that arrives as bytes (path, URL data, file, upload)."""
+def _from_bytes(data: bytes, source: str, label: str, max_side: int, max_bytes: int) -> Media:
+    """Encoded bytes from any input that arrives as bytes (path, URL data, file, upload);
+    a video container is recognised from its first bytes and sent as it is."""
+    if sniff_video(data) is not None:
+        return prepare_video(data, source, label)
     return _result(encode_bytes(data, label, max_side, max_bytes), source, len(data))
 
 

@@ -31,7 +31,7 @@ from .._async_client import AsyncRekaClient
 from .._client import RekaClient
 from .._exceptions import ImageError, RekaError
 from .._settings import DEFAULT_MODEL, redact
-from ..images import THUMBNAIL_SIDE, PreparedImage
+from ..images import THUMBNAIL_SIDE, Media
 from . import background
 from .uploader_job import (
     JUPYTER_MESSAGE_LIMIT,
@@ -136,7 +136,7 @@ class Uploader(widgets.VBox):
     # -- public API -------------------------------------------------------------------------
 
     @property
-    def images(self) -> list[PreparedImage]:
+    def images(self) -> list[Media]:
         """The images chosen, as they will be sent."""
         return [chosen.image for chosen in self._files]
 

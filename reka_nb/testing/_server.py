@@ -84,8 +84,10 @@ class OfflineServer:
     """A local HTTP/1.1 server that imitates Reka's API; use it as a context manager.
 
     ``token_delay`` (seconds between streamed events) and ``reply`` (text that replaces the
-    generated answer) can be changed at any time. ``queue()`` scripts faults for the following
-    requests; ``requests`` is the log; ``reset()`` restores the state after construction.
+    generated answer) can be changed at any time. ``model_metadata=False`` makes ``/v1/models``
+    list ids only and accept any input, as local OpenAI-compatible servers do. ``queue()``
+    scripts faults for the following requests; ``requests`` is the log; ``reset()`` restores
+    the state after construction.
     """
 
     def __init__(
@@ -98,12 +100,14 @@ class OfflineServer:
         host: str = "127.0.0.1",
         port: int = 0,
         reply: str | None = None,
+        model_metadata: bool = True,
     ) -> None:
         self.api_key = api_key
         self.token_delay = token_delay
         self.reply = reply
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
+        self.model_metadata = model_metadata
         self._initial = (token_delay, reply)
         self._address = (host, port)
         self._lock = threading.Lock()
