@@ -3,7 +3,8 @@
 ``describe(image)`` streams an answer into the notebook (images, and short MP4/MOV/WebM
 videos), ``%load_ext reka_nb`` adds the ``%reka`` / ``%%reka`` magics, and ``uploader()`` shows
 an upload-and-describe panel; all of them use one client. ``models()`` tells what each model
-takes and costs, ``usage()`` what this session's answers cost. IPython and ipywidgets are imported only when those parts are used.
+takes and costs, ``usage()`` what this session's answers cost. IPython, ipywidgets and video
+decoders are imported only when those parts are used.
 """
 
 from __future__ import annotations

@@ -135,9 +135,12 @@ class AsyncRekaClient(BaseClient):
 
     async def model_info(self, model: str | None = None) -> Model | None:
         """What the server says of ``model`` (its inputs and prices), from the kept list or
-        one request without retries; None when the server does not list it or cannot list."""
+        one request without retries (unless the lookup is off: ``model_info=False`` or
+        ``REKA_NB_MODEL_INFO=off``); None when unknown."""
         settings = self.settings(model)
         found, models = self._cached_models(settings)
+        if not found and not self._looks_up_models():
+            return None
         if not found:
             try:
                 models = await self._models(retries=0)

@@ -21,7 +21,7 @@ from ._exceptions import (
     ServerError,
     StreamInterrupted,
 )
-from ._settings import Settings, check_base_url, redact, resolve
+from ._settings import Settings, check_base_url, model_info_wanted, redact, resolve
 from ._version import __version__
 from .protocol.errors import parse_retry_after
 from .protocol.messages import build_body
@@ -71,6 +71,7 @@ class BaseClient:
         read_timeout: float = 120.0,
         max_retries: int = 2,
         backoff: float = 0.5,
+        model_info: bool | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
@@ -82,6 +83,7 @@ class BaseClient:
         self.read_timeout = read_timeout
         self.max_retries = max_retries
         self.backoff = backoff
+        self.model_info_lookup = model_info  # None: REKA_NB_MODEL_INFO (default on)
         self._lock = threading.Lock()  # the connection pool is made once, even across threads
         self._model_lists: dict[tuple[str, str, str], tuple[float, ModelList | None]] = {}
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
@@ -109,6 +111,7 @@ class BaseClient:
             "read_timeout": self.read_timeout,
             "max_retries": self.max_retries,
             "backoff": self.backoff,
+            "model_info": self.model_info_lookup,
         }
 
     def settings(self, model: str | None = None) -> Settings:
@@ -178,6 +181,13 @@ class BaseClient:
 
     def _keep_models(self, settings: Settings, models: ModelList | None) -> None:
         self._model_lists[self._list_key(settings)] = (time.monotonic(), models)
+
+    def _looks_up_models(self) -> bool:
+        """Whether a question first asks ``GET /models`` (once per MODELS_TTL) when the list
+        is not known: the ``model_info`` argument, else ``REKA_NB_MODEL_INFO`` (default on)."""
+        if self.model_info_lookup is not None:
+            return self.model_info_lookup
+        return model_info_wanted()
 
     def known_model(self, model: str | None = None) -> Model | None:
         """What the last model list said about ``model`` (no request); None when unknown."""

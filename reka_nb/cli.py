@@ -58,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int)
     d.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
 
-    sub.add_parser("models", parents=[common], help="list the models the key can use")
+    sub.add_parser(
+        "models",
+        parents=[common],
+        help="the models the key can use: inputs, context, prices (--json: as the server said)",
+    )
     return parser
 
 
@@ -89,10 +93,13 @@ def _run(args: argparse.Namespace) -> int:
         from ._offline import use_offline_server
 
         use_offline_server()
-    with RekaClient(api=args.api) as client:
+    with RekaClient(api=args.api, model_info=False) as client:  # one question: no extra request
         if args.command == "models":
             models = client.models()
-            print(json.dumps(models) if args.json else "\n".join(models))
+            if args.json:  # every field as the server sent it
+                print(json.dumps(models.to_json(), ensure_ascii=False))
+            else:
+                print(models.table(client.settings().model))
             return 0
         params: dict[str, Any] = {
             "max_tokens": args.max_tokens,

@@ -326,6 +326,13 @@ def test_models_list(client: httpx.Client) -> None:
         "object": "model",
         "created": 1714521600,
         "owned_by": "reka",
+        "name": "Reka Core",
+        "input_modalities": ["text", "image", "video", "audio"],
+        "output_modalities": ["text"],
+        "context_length": 128000,
+        "max_output_length": 8192,
+        "supported_sampling_parameters": ["max_tokens", "temperature", "top_p", "stop", "seed"],
+        "pricing": {"prompt": "0.00001", "completion": "0.000025"},
     }
 
 

@@ -250,7 +250,8 @@ def _from_data_url(url: str, max_side: int, max_bytes: int) -> Media:
     mime = params[0]
     if mime and not mime.startswith(("image/", "video/")):
         raise ImageError(
-            f"the data URL has type '{mime}', not an image or video type (image/..., video/...)"
+            f"the data URL has type '{mime}', not an image type (image/...) or a video type "
+            "(video/...)"
         )
     if params[-1] == "base64" and len(params) > 1:
         packed = re.sub(r"\s+", "", payload).rstrip("=").translate(str.maketrans("-_", "+/"))

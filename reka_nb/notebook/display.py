@@ -182,6 +182,7 @@ def _untimed(description: Description) -> Description:
         model=description.model,
         usage=description.usage,
         finish_reason=description.finish_reason,
+        model_info=description.model_info,
     )
 
 

@@ -316,7 +316,7 @@ class Uploader(widgets.VBox):
         """Fill the model dropdown from the server; close() cancels it, then no trait is set."""
         self._models_task = asyncio.current_task()
         try:
-            names = await self._client.models()
+            names = [str(model) for model in await self._client.models()]  # ids, as str
         except Exception as exc:  # the list is a convenience: the configured model still works
             if not self._closed:
                 why = error_text(exc)

@@ -153,7 +153,7 @@ def _shape_part(part: Any, index: int, api: Api) -> dict[str, Any]:
         if isinstance(url, str) and url:
             return media_part(kind[:-4], url, api)
     raise InvalidRequestError(
-        f"message {index} has a content part that is none of "
-        f"{{'type': 'text', 'text': ...}}, {{'type': 'image_url', 'image_url': ...}} "
-        f"and {{'type': 'video_url', 'video_url': ...}}"
+        f"message {index} has a content part that is neither {{'type': 'text', 'text': ...}} "
+        f"nor a media part ({{'type': 'image_url', 'image_url': ...}} or "
+        f"{{'type': 'video_url', 'video_url': ...}})"
     )
