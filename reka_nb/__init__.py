@@ -9,7 +9,9 @@ decoders are imported only when those parts are used.
 
 from __future__ import annotations
 
-from . import _answer
+import sys
+
+from . import _answer, batch
 from ._answer import Description
 from ._async_client import AsyncChatStream, AsyncRekaClient
 from ._client import ChatStream, RekaClient
@@ -20,6 +22,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CacheWarning,
     ConfigurationError,
     ImageError,
     InvalidRequestError,
@@ -34,6 +37,7 @@ from ._exceptions import (
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
+from .batch import Result, Results, adescribe_many, cache, describe_many
 from .compat import AsyncClient, Client, Reka
 from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
 from .protocol.costs import UsageTotals
@@ -49,6 +53,7 @@ __all__ = [
     "AsyncRekaClient",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ChatStream",
     "Client",
     "Completion",
@@ -67,6 +72,8 @@ __all__ = [
     "Reka",
     "RekaClient",
     "RekaError",
+    "Result",
+    "Results",
     "ServerError",
     "StreamInterrupted",
     "Uploader",
@@ -75,7 +82,10 @@ __all__ = [
     "VideoError",
     "__version__",
     "adescribe",
+    "adescribe_many",
+    "cache",
     "describe",
+    "describe_many",
     "load_ipython_extension",
     "models",
     "prepare_image",
@@ -88,7 +98,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """The upload panel loads ipywidgets, so it is imported on first use."""
+    """The upload panel loads ipywidgets, so it is imported on first use; ``last_results`` is
+    the Results of the latest describe_many run (kept after an interrupt too)."""
+    if name == "last_results":
+        from .batch import last_results
+
+        return last_results()
     if name in ("Uploader", "uploader"):
         from .notebook import uploader
 
@@ -104,6 +119,18 @@ def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
 
 
 _answer.set_notebook_presenter(_notebook_presenter)
+
+
+def _notebook_progress() -> batch.Progress | None:
+    """describe_many's progress display in a notebook whose frontend can update outputs."""
+    if "ipykernel" not in sys.modules:
+        return None
+    from .notebook.progress import notebook_progress
+
+    return notebook_progress()
+
+
+batch.set_progress_factory(_notebook_progress)
 
 
 def load_ipython_extension(ipython: object) -> None:

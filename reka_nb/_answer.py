@@ -45,6 +45,7 @@ class Description(str):
     images: tuple[Media, ...]
     message: dict[str, Any]
     model_info: Model | None
+    cached: bool
 
     def __new__(
         cls,
@@ -59,6 +60,7 @@ class Description(str):
         images: Sequence[Media] = (),
         message: Mapping[str, Any] | None = None,
         model_info: Model | None = None,
+        cached: bool = False,
     ) -> Description:
         self = super().__new__(cls, text)
         self.model = model
@@ -70,6 +72,7 @@ class Description(str):
         self.images = tuple(images)
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
         self.model_info = model_info  # what the server said of the model asked: its prices
+        self.cached = cached  # True when the answer came from the answer cache, not the server
         return self
 
     @classmethod
@@ -107,7 +110,7 @@ class Description(str):
         return None if self.model_info is None else self.model_info.cost(self.usage)
 
     def footer(self) -> str:
-        """One line: model, tokens in/out, cost, seconds."""
+        """One line: model, tokens in/out, cost, seconds; "cached" for an answer from the cache."""
         parts = [self.model or "unknown model"]
         if self.usage is not None:
             inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
@@ -120,6 +123,8 @@ class Description(str):
             parts.append(f"{self.elapsed:.1f} s")
         if self.finish_reason not in (None, "stop"):
             parts.append(f"finish: {self.finish_reason}")
+        if self.cached:
+            parts.append("cached")
         return " · ".join(parts)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -118,6 +118,7 @@ class AsyncRekaClient(BaseClient):
             response.content,
             request_id=request_id_of(response),
             retry_after=response.headers.get("retry-after"),
+            reset=response.headers.get("x-ratelimit-reset"),
             model=model,
             available_models=available,
         )
@@ -157,17 +158,32 @@ class AsyncRekaClient(BaseClient):
         return json_models(response)
 
     def stream(
-        self, messages: Messages, *, model: str | None = None, **params: Any
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        retries: int | None = None,
+        **params: Any,
     ) -> AsyncChatStream:
-        """Start a streamed answer; ``async for`` over it for text deltas. Checks happen now."""
-        return AsyncChatStream(self, messages, model, params)
+        """Start a streamed answer; ``async for`` over it for text deltas. Checks happen now.
+
+        ``retries`` replaces the client's ``max_retries`` for this request (0: one attempt,
+        for callers that retry themselves).
+        """
+        return AsyncChatStream(self, messages, model, params, retries)
 
     async def complete(
-        self, messages: Messages, *, model: str | None = None, stream: bool = False, **params: Any
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        retries: int | None = None,
+        **params: Any,
     ) -> Completion:
         """The whole answer at once (``stream=True`` streams it and gathers the text)."""
         if stream:
-            async with self.stream(messages, model=model, **params) as chat:
+            async with self.stream(messages, model=model, retries=retries, **params) as chat:
                 async for _ in chat:
                     pass
             assert chat.completion is not None
@@ -175,7 +191,9 @@ class AsyncRekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = await self._send("POST", url, settings, headers, body, read=True)
+        response = await self._send(
+            "POST", url, settings, headers, body, read=True, retries=retries
+        )
         return json_completion(response)
 
     async def describe(
@@ -199,9 +217,15 @@ class AsyncChatStream:
     """A streamed answer for asyncio: ``async for`` text deltas; then ``completion``."""
 
     def __init__(
-        self, client: AsyncRekaClient, messages: Messages, model: str | None, params: dict
+        self,
+        client: AsyncRekaClient,
+        messages: Messages,
+        model: str | None,
+        params: dict,
+        retries: int | None = None,
     ) -> None:
         self._client = client
+        self._retries = retries
         self.settings, self._url, self._headers, self._body = client._chat_request(
             messages, model=model, stream=True, params=params
         )
@@ -218,6 +242,11 @@ class AsyncChatStream:
         return self._state.request_id if self._state else None
 
     @property
+    def headers(self) -> Mapping[str, str]:
+        """The response's headers once it is open (rate-limit state, request id), else empty."""
+        return self._response.headers if self._response is not None else {}
+
+    @property
     def text(self) -> str:
         """The text received so far."""
         return self._state.acc.text if self._state else ""
@@ -226,7 +255,7 @@ class AsyncChatStream:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
             self._response = await self._client._send(
-                "POST", self._url, self.settings, self._headers, self._body
+                "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
             )
             rid = request_id_of(self._response)
             self._state = StreamState(self.settings, rid, self._client.read_timeout)

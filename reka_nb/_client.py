@@ -9,7 +9,7 @@ partial text.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -124,6 +124,7 @@ class RekaClient(BaseClient):
             response.content,
             request_id=request_id_of(response),
             retry_after=response.headers.get("retry-after"),
+            reset=response.headers.get("x-ratelimit-reset"),
             model=model,
             available_models=available,
         )
@@ -162,16 +163,33 @@ class RekaClient(BaseClient):
         response = self._send("GET", url, settings, headers, read=True, retries=retries)
         return json_models(response)
 
-    def stream(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:
-        """Start a streamed answer; iterate the result for text deltas. Checks happen now."""
-        return ChatStream(self, messages, model, params)
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        retries: int | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """Start a streamed answer; iterate the result for text deltas. Checks happen now.
+
+        ``retries`` replaces the client's ``max_retries`` for this request (0: one attempt,
+        for callers that retry themselves).
+        """
+        return ChatStream(self, messages, model, params, retries)
 
     def complete(
-        self, messages: Messages, *, model: str | None = None, stream: bool = False, **params: Any
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        retries: int | None = None,
+        **params: Any,
     ) -> Completion:
         """The whole answer at once (``stream=True`` streams it and gathers the text)."""
         if stream:
-            with self.stream(messages, model=model, **params) as chat:
+            with self.stream(messages, model=model, retries=retries, **params) as chat:
                 for _ in chat:
                     pass
             assert chat.completion is not None
@@ -179,7 +197,7 @@ class RekaClient(BaseClient):
         settings, url, headers, body = self._chat_request(
             messages, model=model, stream=False, params=params
         )
-        response = self._send("POST", url, settings, headers, body, read=True)
+        response = self._send("POST", url, settings, headers, body, read=True, retries=retries)
         return json_completion(response)
 
     def describe(
@@ -201,9 +219,15 @@ class ChatStream:
     """A streamed answer: iterate for text deltas; ``completion`` is set once it finished."""
 
     def __init__(
-        self, client: RekaClient, messages: Messages, model: str | None, params: dict
+        self,
+        client: RekaClient,
+        messages: Messages,
+        model: str | None,
+        params: dict,
+        retries: int | None = None,
     ) -> None:
         self._client = client
+        self._retries = retries
         self.settings, self._url, self._headers, self._body = client._chat_request(
             messages, model=model, stream=True, params=params
         )
@@ -220,6 +244,11 @@ class ChatStream:
         return self._state.request_id if self._state else None
 
     @property
+    def headers(self) -> Mapping[str, str]:
+        """The response's headers once it is open (rate-limit state, request id), else empty."""
+        return self._response.headers if self._response is not None else {}
+
+    @property
     def text(self) -> str:
         """The text received so far."""
         return self._state.acc.text if self._state else ""
@@ -228,7 +257,7 @@ class ChatStream:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
             self._response = self._client._send(
-                "POST", self._url, self.settings, self._headers, self._body
+                "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
             )
             rid = request_id_of(self._response)
             self._state = StreamState(self.settings, rid, self._client.read_timeout)

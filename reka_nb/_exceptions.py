@@ -17,6 +17,10 @@
     └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
 
     LongVideoWarning                a warning (UserWarning): a clip longer than Reka answers best
+    CacheWarning (a UserWarning)    the answer cache cannot be used; the run goes on without it
+
+A run over many images that stops early (out of credits, or interrupted with Ctrl-C) raises
+the usual exception with the finished answers attached as ``exc.results``.
 
 No message ever contains the API key: messages are built from the server's reply, which
 never echoes it, and from our own text.
@@ -32,6 +36,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheWarning",
     "ConfigurationError",
     "ImageError",
     "InvalidRequestError",
@@ -182,3 +187,7 @@ class StreamInterrupted(RekaError):
         n = len(partial_text)
         rid = request_id or "none"
         super().__init__(f"The answer stopped after {n} characters: {reason} (request id {rid})")
+
+
+class CacheWarning(UserWarning):
+    """Warned when the answer cache is corrupt or locked; the run goes on without it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +21,14 @@ _SETTINGS = (
 
 
 @pytest.fixture(autouse=True)
-def _clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's REKA_* variables, and offline mode never leaks between tests."""
+def _clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's REKA_* variables, and offline mode never leaks between tests.
+
+    The answer cache of each test is a folder of its own, never the user's.
+    """
     for name in _SETTINGS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "reka-nb-cache"))
     yield
     from reka_nb import _offline
 

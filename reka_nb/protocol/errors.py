@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,12 +28,22 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "error_from_response",
     "is_retryable",
+    "parse_reset",
+    "rate_limit_pause",
     "retry_delay",
 ]
 
 MAX_RETRY_AFTER = 60.0
 _RETRY_STATUSES = {408, 409, 429}
-_CREDIT_WORDS = ("credit", "insufficient_quota", "billing")
+_CREDIT_WORDS = (
+    "credit",
+    "insufficient_quota",
+    "billing",
+    "insufficient balance",
+    "insufficient_balance",
+)
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+_EPOCH = 1e9  # a reset above this is a Unix time, not seconds from now
 
 
 def parse_error_body(body: bytes | str) -> tuple[str | None, list[str], str | None]:
@@ -77,10 +88,12 @@ def error_from_response(
     *,
     request_id: str | None,
     retry_after: str | None = None,
+    reset: str | None = None,
     model: str | None = None,
     available_models: Sequence[str] = (),
 ) -> APIError:
-    """The typed exception for an error reply."""
+    """The typed exception for an error reply (a 429's wait: ``Retry-After``, else
+    ``x-ratelimit-reset``)."""
     error_type, messages, param = parse_error_body(body)
     joined = "; ".join(messages)
     kw: dict[str, Any] = {
@@ -105,6 +118,8 @@ def error_from_response(
     if status == 429:
         credits = _about_credits(error_type, joined)
         seconds = parse_retry_after(retry_after)
+        if seconds is None:
+            seconds = parse_reset(reset)
         prefix = "Out of credits" if credits else "Rate limited"
         return RateLimitError(
             f"{prefix}: {joined or 'too many requests'}",
@@ -147,6 +162,46 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def parse_reset(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from an ``x-ratelimit-reset`` header, capped; None if unusable.
+
+    Its form is *unconfirmed* for Reka, so all the common ones are read: seconds (``1.5``),
+    a Unix time (``1767225600``) and a duration (``1s``, ``6m0s``, ``250ms``).
+    """
+    if not value:
+        return None
+    text = value.strip().lower()
+    seconds: float | None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _duration(text)
+    if seconds is None or seconds != seconds:  # unreadable or NaN
+        return None
+    if seconds > _EPOCH:
+        seconds -= time.time() if now is None else now
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _duration(text: str) -> float | None:
+    if text.endswith("ms") and text[:-2].replace(".", "", 1).isdigit():
+        return float(text[:-2]) / 1000
+    match = _DURATION.match(text)
+    if match is None or not any(match.groups()):
+        return None
+    hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+def rate_limit_pause(headers: Mapping[str, str]) -> float | None:
+    """Seconds to hold every request after a successful reply that used up the limit
+    (``x-ratelimit-remaining: 0``): its ``x-ratelimit-reset``; None when there is room."""
+    remaining = headers.get("x-ratelimit-remaining")
+    if remaining is None or remaining.strip() not in ("0", "0.0"):
+        return None
+    return parse_reset(headers.get("x-ratelimit-reset"))
 
 
 def retry_delay(

@@ -21,10 +21,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--delay", type=float, default=0.0, help="seconds between streamed events (default: 0)"
     )
     parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before each answer starts (default: 0)"
+    )
+    parser.add_argument(
+        "--rpm", type=float, help="requests a minute allowed; more get 429 (default: no limit)"
+    )
+    parser.add_argument(
+        "--credits", type=int, help="answers the account can pay for; then 429 (default: no end)"
+    )
+    parser.add_argument(
         "--key", default=TEST_API_KEY, help="API key the server accepts (default: the test key)"
     )
     args = parser.parse_args(argv)
-    server = OfflineServer(api_key=args.key, token_delay=args.delay, host=args.host, port=args.port)
+    server = OfflineServer(
+        api_key=args.key,
+        token_delay=args.delay,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        requests_per_minute=args.rpm,
+        credits=args.credits,
+    )
     server.start()
     # The default key is the offline server's own, public test key; a key given with --key
     # is not printed.

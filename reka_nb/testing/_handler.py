@@ -25,6 +25,7 @@ from ._events import (
     openai_events,
 )
 from ._faults import Fault, error_envelope
+from ._limits import INSUFFICIENT_BALANCE, question_of
 from ._request import ChatRequest, Rejection
 from ._validate import InvalidJSON, parse_body, validate_chat
 
@@ -71,6 +72,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
     _chunked = False
     _first_byte_delay = 0.0
     _record_args: dict[str, Any] | None = None
+    _limit_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
 
     @property
     def owner(self) -> OfflineServer:
@@ -108,6 +110,8 @@ class OfflineHandler(BaseHTTPRequestHandler):
         self._started = False
         self._chunked = False
         self._first_byte_delay = 0.0
+        self._limit_headers = {}
+        received = time.monotonic()
         path = urlsplit(self.path).path
         fault = self.owner._next_fault()
         headers = {k.lower(): _redact(k.lower(), v) for k, v in self.headers.items()}
@@ -119,6 +123,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
             "body": None,
             "auth_ok": auth_ok,
             "fault": None if fault is None or fault.kind == "ok" else fault.kind,
+            "received": received,
         }
         try:
             try:
@@ -129,7 +134,10 @@ class OfflineHandler(BaseHTTPRequestHandler):
                 return
             body = parse_body(raw) if raw else InvalidJSON("empty body")
             if not isinstance(body, InvalidJSON):
-                self._record_args["body"] = body
+                self._record_args["body"] = body if self.owner.keep_bodies else None
+                if path in _ROUTES and _ROUTES[path][1] != "models":
+                    prompt, images = question_of(body)
+                    self._record_args.update(prompt=prompt, images=images)
             self._respond(path.rstrip("/") or "/", raw is None, body, fault, auth_ok)
         except _DISCONNECTS:
             self.close_connection = True
@@ -233,6 +241,12 @@ class OfflineHandler(BaseHTTPRequestHandler):
         if isinstance(request, Rejection):
             self._send_json(request.status, request.body)
             return
+        refused, self._limit_headers = owner._admit()
+        if refused is not None:
+            message = "Too many requests" if refused == "rate" else INSUFFICIENT_BALANCE
+            self._send_json(429, error_envelope(429, message))
+            return
+        owner._sleep(owner.latency)
         self._answer(request, complete(request, owner.reply), native, fault)
 
     # -- answers --------------------------------------------------------------------------
@@ -367,7 +381,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("X-Request-ID", self.request_id)
-        for name, value in (headers or {}).items():
+        for name, value in {**self._limit_headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
 

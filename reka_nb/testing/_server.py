@@ -22,6 +22,7 @@ from typing import Any
 
 from ._faults import Fault
 from ._handler import OfflineHandler
+from ._limits import RateBucket, image_digest
 
 __all__ = ["DEFAULT_MODELS", "TEST_API_KEY", "OfflineServer", "RecordedRequest"]
 
@@ -47,6 +48,9 @@ class RecordedRequest:
 
     ``status`` is what the server answered (0 when a fault closed the connection first);
     ``fault`` names the queued fault this request took (None for none or ``Fault.ok()``).
+    ``received`` is when it arrived (``time.monotonic()`` in the server's process); for a
+    chat request, ``prompt`` is the last user message's text and ``images`` the SHA-256 of
+    each of its images (a remote image: its URL). ``body`` is None when bodies are not kept.
     """
 
     method: str
@@ -57,6 +61,14 @@ class RecordedRequest:
     status: int
     request_id: str
     fault: str | None
+    received: float = 0.0
+    prompt: str | None = None
+    images: tuple[str, ...] = ()
+
+    @property
+    def is_chat(self) -> bool:
+        """True for a request to one of the chat endpoints."""
+        return self.path in ("/v1/chat/completions", "/v1/chat")
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -84,10 +96,16 @@ class OfflineServer:
     """A local HTTP/1.1 server that imitates Reka's API; use it as a context manager.
 
     ``token_delay`` (seconds between streamed events) and ``reply`` (text that replaces the
-    generated answer) can be changed at any time. ``model_metadata=False`` makes ``/v1/models``
-    list ids only and accept any input, as local OpenAI-compatible servers do. ``queue()``
-    scripts faults for the following requests; ``requests`` is the log; ``reset()`` restores
-    the state after construction.
+    generated answer) can be changed at any time. ``model_metadata=False`` makes
+    ``/v1/models`` list ids only and accept any input, as local OpenAI-compatible servers do.
+    ``queue()`` scripts faults for the following requests; ``requests`` is the log;
+    ``reset()`` restores the state after construction.
+
+    Account limits, also changeable at any time: ``latency`` (seconds before each chat answer
+    starts), ``requests_per_minute`` (over it: 429 with ``Retry-After``; every chat answer
+    carries ``x-ratelimit-*`` headers) and ``credits`` (chat answers the account can still
+    pay for; at 0, 429 "insufficient balance"; None for no end). ``keep_bodies=False`` keeps
+    the log small when many large images are sent (``prompt`` and ``images`` stay).
     """
 
     def __init__(
@@ -101,14 +119,23 @@ class OfflineServer:
         port: int = 0,
         reply: str | None = None,
         model_metadata: bool = True,
+        latency: float = 0.0,
+        requests_per_minute: float | None = None,
+        credits: int | None = None,
+        keep_bodies: bool = True,
     ) -> None:
         self.api_key = api_key
         self.token_delay = token_delay
         self.reply = reply
+        self.latency = latency
+        self.credits = credits
+        self.keep_bodies = keep_bodies
+        self._bucket: RateBucket | None = None
+        self.requests_per_minute = requests_per_minute
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
         self.model_metadata = model_metadata
-        self._initial = (token_delay, reply)
+        self._initial = (token_delay, reply, latency, requests_per_minute, credits)
         self._address = (host, port)
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
@@ -200,12 +227,42 @@ class OfflineServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def requests_per_minute(self) -> float | None:
+        """The account's limit (None: no limit); setting it starts a full bucket."""
+        return None if self._bucket is None else self._bucket.rpm
+
+    @requests_per_minute.setter
+    def requests_per_minute(self, value: float | None) -> None:
+        self._bucket = None if value is None else RateBucket(value)
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        """The requests to the chat endpoints, in arrival order."""
+        return [r for r in self.requests if r.is_chat]
+
+    def times_asked(self, *, prompt: str | None = None, image: bytes | None = None) -> int:
+        """How many chat requests asked ``prompt`` (the last user text) about ``image`` (its
+        bytes, among the question's images); either may be left out."""
+        digest = None if image is None else image_digest(image)
+        return sum(
+            1
+            for r in self.chat_requests()
+            if (prompt is None or r.prompt == prompt) and (digest is None or digest in r.images)
+        )
+
     def reset(self) -> None:
-        """Forget requests and queued faults; restore ``token_delay`` and ``reply``."""
+        """Forget requests and queued faults; restore the delays, reply and account limits."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
-            self.token_delay, self.reply = self._initial
+            delay, reply, latency, rpm, credits = self._initial
+            self.token_delay, self.reply, self.latency, self.credits = (
+                delay,
+                reply,
+                latency,
+                credits,
+            )
+            self.requests_per_minute = rpm
 
     def check_errors(self) -> None:
         """Re-raise the first exception a handler raised since the last check, then forget them.
@@ -218,6 +275,20 @@ class OfflineServer:
             raise errors[0]
 
     # -- called from handler threads ------------------------------------------------------
+
+    def _admit(self) -> tuple[str | None, dict[str, str]]:
+        """For a chat request: None to answer it, or why not ("rate" / "credits"), and the
+        rate-limit headers to send either way."""
+        bucket = self._bucket
+        allowed, headers = (True, {}) if bucket is None else bucket.take()
+        if not allowed:
+            return "rate", headers
+        with self._lock:
+            if self.credits is not None:
+                if self.credits <= 0:
+                    return "credits", headers
+                self.credits -= 1
+        return None, headers
 
     def _next_fault(self) -> Fault | None:
         with self._lock:

@@ -1,0 +1,39 @@
+"""Many images: ``describe_many`` with a shared rate limit, an answer cache, progress and a
+results table.
+
+Layers inside: ``sources`` (what users pass -> items), ``engine`` (the async run on one
+client, reusable by other runners), ``limiter`` (the per-account rate limit), ``cache``
+(SQLite answers), ``results`` (the table), ``progress`` (tqdm, or the notebook's display
+registered from above), ``api`` (the public functions).
+"""
+
+from __future__ import annotations
+
+from . import cache
+from .api import adescribe_many, describe_many, last_results
+from .cache import AnswerCache, CacheInfo
+from .engine import Item, run_items
+from .limiter import Limiter, RateLimiter, shared_limiter
+from .progress import Progress, ProgressStats, TerminalProgress, set_progress_factory
+from .results import COLUMNS, Result, Results
+
+__all__ = [
+    "COLUMNS",
+    "AnswerCache",
+    "CacheInfo",
+    "Item",
+    "Limiter",
+    "Progress",
+    "ProgressStats",
+    "RateLimiter",
+    "Result",
+    "Results",
+    "TerminalProgress",
+    "adescribe_many",
+    "cache",
+    "describe_many",
+    "last_results",
+    "run_items",
+    "set_progress_factory",
+    "shared_limiter",
+]

@@ -1,0 +1,296 @@
+"""``describe_many`` and ``adescribe_many``: many images, one table of answers.
+
+The sync function runs the async engine on its own event loop in a helper thread (so it
+works the same in a script and inside a notebook's running loop) and shows progress from the
+calling thread. Ctrl-C or the notebook's stop button cancels the requests in flight at once;
+the finished answers stay reachable on the exception (``exc.results``) and as
+``reka_nb.last_results``, and the cache makes the same call ask only for what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._answer import DEFAULT_PROMPT
+from .._async_client import AsyncRekaClient
+from .._client import RekaClient
+from .._exceptions import InvalidRequestError
+from ..protocol.messages import check_params
+from .cache import AnswerCache, default_cache
+from .engine import Item, run_items
+from .limiter import Limiter, shared_limiter
+from .progress import Progress, make_progress
+from .results import Result, Results
+from .sources import Prompt, make_items
+
+__all__ = ["adescribe_many", "describe_many", "last_results"]
+
+_last: Results | None = None
+_DONE = object()
+
+
+def last_results() -> Results | None:
+    """The Results of the latest run in this process (also after an interrupt)."""
+    return _last
+
+
+def _remember(results: Results | None) -> None:
+    global _last
+    if results is not None:
+        _last = results
+
+
+@dataclass
+class _Run:
+    """A run's settings, kept so ``Results.retry_failed`` can ask again the same way."""
+
+    client: RekaClient | AsyncRekaClient | None
+    model: str | None
+    concurrency: int
+    requests_per_minute: float | None
+    cache: AnswerCache | None
+    retries: int
+    stream: bool
+    limiter: Limiter | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        return {} if self.client is None else self.client.options()
+
+    async def arun(
+        self, items: Sequence[Item], client: AsyncRekaClient, progress: Progress | None
+    ) -> Results:
+        """Run on ``client`` in the current event loop; progress is shown from this loop."""
+        settings = client.settings(self.model)
+        limiter = self.limiter
+        shared = None
+        if limiter is None:
+            shared = shared_limiter(settings.base_url, settings.api_key)
+            limiter = shared
+        if progress is not None:
+            progress.start(len(items))
+        results: Results | None = None
+        error: BaseException | None = None
+        by_index = {item.index: item for item in items}
+        try:
+            if shared is not None:
+                with shared.limit(self.requests_per_minute):
+                    results = await self._engine(items, client, limiter, progress)
+            else:
+                results = await self._engine(items, client, limiter, progress)
+        except BaseException as exc:
+            error = exc
+            results = getattr(exc, "results", None)
+            if isinstance(results, Results):
+                results = self._wrap(results, by_index)
+                exc.results = results  # type: ignore[attr-defined]
+            raise
+        finally:
+            _remember(results)
+            if progress is not None:
+                progress.close(results, error)
+        assert results is not None
+        results = self._wrap(results, by_index)
+        _remember(results)
+        return results
+
+    async def _engine(
+        self,
+        items: Sequence[Item],
+        client: AsyncRekaClient,
+        limiter: Limiter,
+        progress: Progress | None,
+    ) -> Results:
+        return await run_items(
+            items,
+            client,
+            limiter=limiter,
+            model=self.model,
+            concurrency=self.concurrency,
+            retries=self.retries,
+            cache=self.cache,
+            stream=self.stream,
+            on_result=None if progress is None else progress.update,
+            params=self.params,
+        )
+
+    def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
+        """The results, knowing how to ask again for the failed ones (``retry_failed``)."""
+
+        def retry(failed: list[Result]) -> Results:
+            return self.run_sync([items[r.index] for r in failed], None)
+
+        return Results(list(results), total=results.total, retry=retry)
+
+    def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
+        """Run on a fresh event loop in a helper thread; progress is shown from this thread."""
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        outcome: dict[str, Any] = {}
+        loop = asyncio.new_event_loop()
+        options = self.options()
+
+        async def main() -> Results:
+            async with AsyncRekaClient(**options) as client:
+                return await self.arun(items, client, _Relay(events, progress))
+
+        task = loop.create_task(main())
+
+        def target() -> None:
+            try:
+                outcome["results"] = loop.run_until_complete(task)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                loop.close()
+                events.put(_DONE)
+
+        thread = threading.Thread(target=target, name="reka-nb-describe-many", daemon=True)
+        thread.start()
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                event = events.get(timeout=0.1) if interrupted is None else events.get()
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                loop.call_soon_threadsafe(task.cancel)
+                continue
+            if event is _DONE:
+                break
+            method, args = event
+            if progress is not None:
+                getattr(progress, method)(*args)
+        thread.join()
+        if interrupted is not None or isinstance(outcome.get("error"), asyncio.CancelledError):
+            stop = interrupted or KeyboardInterrupt()
+            stop.results = getattr(outcome.get("error"), "results", None)  # type: ignore[attr-defined]
+            raise stop
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["results"]  # type: ignore[no-any-return]
+
+
+class _Relay:
+    """Progress calls from the run's thread, queued for the calling thread to show."""
+
+    def __init__(self, events: queue.SimpleQueue[Any], progress: Progress | None) -> None:
+        self._events = events
+        self._on = progress is not None
+
+    def start(self, total: int) -> None:
+        if self._on:
+            self._events.put(("start", (total,)))
+
+    def update(self, result: Result) -> None:
+        if self._on:
+            self._events.put(("update", (result,)))
+
+    def close(self, results: Results | None, error: BaseException | None = None) -> None:
+        if self._on:
+            self._events.put(("close", (results, error)))
+
+
+def _setup(
+    client: Any,
+    model: str | None,
+    concurrency: int,
+    requests_per_minute: float | None,
+    cache: bool | AnswerCache,
+    retries: int,
+    stream: bool,
+    limiter: Limiter | None,
+    params: Mapping[str, Any],
+) -> _Run:
+    """Check every argument before anything is read or sent."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequestError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidRequestError(f"retries must be a whole number >= 0, not {retries!r}")
+    if requests_per_minute is not None and (
+        isinstance(requests_per_minute, bool)
+        or not isinstance(requests_per_minute, (int, float))
+        or not requests_per_minute > 0
+    ):
+        raise InvalidRequestError(
+            f"requests_per_minute must be a number above 0 (or None), not {requests_per_minute!r}"
+        )
+    if client is not None and not isinstance(client, (RekaClient, AsyncRekaClient)):
+        raise InvalidRequestError(
+            f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
+        )
+    checked = check_params(params)
+    store = default_cache() if cache is True else (cache or None)
+    return _Run(
+        client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
+    )
+
+
+def describe_many(
+    images: Any,
+    prompt: Prompt = DEFAULT_PROMPT,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    requests_per_minute: float | None = None,
+    cache: bool | AnswerCache = True,
+    show: bool | Progress = True,
+    client: RekaClient | AsyncRekaClient | None = None,
+    retries: int = 2,
+    stream: bool = True,
+    limiter: Limiter | None = None,
+    **params: Any,
+) -> Results:
+    """Ask the same question (or ``prompt(item)``) about many images; return ``Results``.
+
+    ``images``: a list of anything ``describe()`` takes (a list inside it is several images in
+    one question), a folder, a glob pattern, or a pandas Series. At most ``concurrency``
+    requests are in flight; ``requests_per_minute`` caps the rate of every run sharing this
+    key. Answers are cached (``cache=False`` to ask anew), so re-running asks only for what is
+    missing. ``show=False`` is silent. Params as for describe(): max_tokens, temperature, ...
+    """
+    run = _setup(
+        client, model, concurrency, requests_per_minute, cache, retries, stream, limiter, params
+    )
+    items = make_items(images, prompt)
+    _check_key(run)
+    return run.run_sync(items, make_progress(show))
+
+
+async def adescribe_many(
+    images: Any,
+    prompt: Prompt = DEFAULT_PROMPT,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    requests_per_minute: float | None = None,
+    cache: bool | AnswerCache = True,
+    show: bool | Progress = True,
+    client: RekaClient | AsyncRekaClient | None = None,
+    retries: int = 2,
+    stream: bool = True,
+    limiter: Limiter | None = None,
+    **params: Any,
+) -> Results:
+    """``await adescribe_many(...)``: describe_many for a running event loop."""
+    run = _setup(
+        client, model, concurrency, requests_per_minute, cache, retries, stream, limiter, params
+    )
+    items = make_items(images, prompt)
+    _check_key(run)
+    progress = make_progress(show)
+    if isinstance(client, AsyncRekaClient):
+        return await run.arun(items, client, progress)
+    async with AsyncRekaClient(**run.options()) as own:
+        return await run.arun(items, own, progress)
+
+
+def _check_key(run: _Run) -> None:
+    """A missing key (or bad settings) is an error before anything is read or sent."""
+    probe = run.client if run.client is not None else RekaClient()
+    probe.settings(run.model).require_key()

@@ -1,0 +1,254 @@
+"""The engine: many questions on one AsyncRekaClient, at most ``concurrency`` at a time.
+
+``run_items`` is what ``describe_many`` and any other runner (a cluster integration) call:
+give it the items, a client and a ``Limiter``; it returns ``Results`` in input order.
+
+Each worker takes the next item, prepares its images in a worker thread (Pillow releases the
+GIL), looks the question up in the cache, and only then waits for the limiter and asks. So at
+most ``concurrency`` prepared images exist at once, whatever the number of items. Failures
+stay with their item (retried first when worth it); an out-of-credits answer stops the run
+at once, and so does cancelling it: in both cases the finished results travel on the
+exception (``exc.results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._answer import Description
+from .._async_client import AsyncRekaClient
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    RateLimitError,
+    RekaError,
+    StreamInterrupted,
+)
+from .._settings import Settings
+from ..images import PreparedImage, prepare_images
+from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
+from ..protocol.messages import check_params, user_message
+from ..protocol.stream import Completion, Usage
+from .cache import AnswerCache, CachedAnswer, cache_key
+from .limiter import Limiter
+from .results import THUMBNAIL, Result, Results
+
+__all__ = ["MAX_RATE_LIMIT_WAITS", "Item", "run_items"]
+
+#: 429s an item may wait out (each pausing every worker) on top of its ``retries``.
+MAX_RATE_LIMIT_WAITS = 8
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question: ``image`` is anything ``describe()`` takes (a list = several images in
+    one question), ``source`` its short name, ``prompt`` the text asked."""
+
+    index: int
+    image: Any
+    source: str
+    prompt: str | BaseException
+
+
+async def run_items(
+    items: Sequence[Item],
+    client: AsyncRekaClient,
+    *,
+    limiter: Limiter,
+    model: str | None = None,
+    concurrency: int = 8,
+    retries: int = 2,
+    cache: AnswerCache | None = None,
+    stream: bool = True,
+    on_result: Callable[[Result], None] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Results:
+    """Ask every item's question; return ``Results`` in input order.
+
+    Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits,
+    a cancellation or an interrupt stops every worker at once and is re-raised with the
+    finished ``Results`` as ``exc.results``.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, not {retries}")
+    params = check_params(params or {}, client.settings(model).api)
+    settings = client.settings(model)  # the key is checked here, before anything is sent
+    settings.require_key()
+    done: list[Result] = []
+    queue = iter(items)
+
+    def finish(result: Result) -> None:
+        done.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    async def worker() -> None:
+        for item in queue:  # shared iterator: each item is taken by exactly one worker
+            finish(await _one(item))
+
+    async def _one(item: Item) -> Result:
+        started = time.monotonic()
+        try:
+            images, message, key, thumb = await asyncio.to_thread(
+                _prepare, item, settings, cache is not None, params
+            )
+        except RekaError as exc:  # a bad input: nothing is sent for it
+            return Result(item.index, item.image, item.source, error=exc)
+        del images  # the message holds what is sent; nothing else keeps the bytes
+        if cache is not None and key is not None:
+            hit = await asyncio.to_thread(cache.get, key)
+            if hit is not None:
+                seconds = time.monotonic() - started
+                return Result(
+                    item.index,
+                    item.image,
+                    item.source,
+                    _from_cache(hit, item),
+                    None,
+                    seconds,
+                    thumb,
+                )
+        try:
+            completion = await _ask(
+                client, limiter, message, settings.model, retries, stream, params
+            )
+        except RateLimitError as exc:
+            if exc.out_of_credits:
+                raise  # stops every worker: waiting does not bring credits back
+            error: RekaError = exc
+        except RekaError as exc:
+            error = exc
+        else:
+            seconds = time.monotonic() - started
+            description = Description.from_completion(
+                completion, elapsed=seconds, prompt=str(item.prompt)
+            )
+            if description.model is None:
+                description.model = settings.model
+            if cache is not None and key is not None:
+                await asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
+            return Result(item.index, item.image, item.source, description, None, seconds, thumb)
+        seconds = time.monotonic() - started
+        return Result(item.index, item.image, item.source, None, error, seconds, thumb)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 0)]
+    try:
+        if tasks:
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in finished:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+    except BaseException as exc:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        exc.results = Results(done, total=len(items))  # type: ignore[attr-defined]
+        raise
+    return Results(done, total=len(items))
+
+
+def _prepare(
+    item: Item, settings: Settings, keyed: bool, params: Mapping[str, Any]
+) -> tuple[list[PreparedImage], dict, str | None, tuple[bytes, str] | None]:
+    """In a worker thread: the images, the user message, the cache key and a thumbnail."""
+    if isinstance(item.prompt, BaseException):
+        raise item.prompt
+    images = prepare_images(item.image)
+    message = user_message(item.prompt, images, settings.api)
+    key = None
+    if keyed:
+        key = cache_key(
+            base_url=settings.base_url,
+            api=settings.api,
+            model=settings.model,
+            prompt=item.prompt,
+            images=[(im.data, im.url) for im in images],
+            params=params,
+        )
+    try:
+        thumb = images[0].thumbnail(THUMBNAIL) if images else None
+    except RekaError:  # a table without this thumbnail is still a table
+        thumb = None
+    return images, message, key, thumb
+
+
+async def _ask(
+    client: AsyncRekaClient,
+    limiter: Limiter,
+    message: dict,
+    model: str,
+    retries: int,
+    stream: bool,
+    params: Mapping[str, Any],
+) -> Completion:
+    """One question with retries; every attempt waits for the limiter first."""
+    attempt = waits = 0
+    while True:
+        await limiter.acquire()
+        try:
+            if stream:
+                chat = client.stream([message], model=model, retries=0, **params)
+                await chat.open()
+                pause = rate_limit_pause(chat.headers)
+                if pause is not None:  # the last request the limit allows: hold everyone
+                    await limiter.pause(pause)
+                async for _ in chat:
+                    pass
+                assert chat.completion is not None
+                return chat.completion
+            return await client.complete([message], model=model, retries=0, **params)
+        except RateLimitError as exc:
+            if exc.out_of_credits:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else retry_delay(waits)
+            await limiter.pause(wait)
+            waits += 1
+            if waits > MAX_RATE_LIMIT_WAITS:
+                raise
+            continue
+        except (APIConnectionError, StreamInterrupted) as exc:
+            error: RekaError = exc
+        except APIError as exc:
+            if not is_retryable(exc):
+                raise
+            error = exc
+        if attempt >= retries:
+            raise error
+        await asyncio.sleep(retry_delay(attempt, getattr(error, "retry_after", None)))
+        attempt += 1
+
+
+def _to_cache(completion: Completion, seconds: float) -> CachedAnswer:
+    usage = completion.usage
+    return CachedAnswer(
+        text=completion.text,
+        model=completion.model,
+        finish_reason=completion.finish_reason,
+        input_tokens=None if usage is None else usage.input_tokens,
+        output_tokens=None if usage is None else usage.output_tokens,
+        request_id=completion.request_id,
+        seconds=seconds,
+        stored_at=time.time(),
+    )
+
+
+def _from_cache(hit: CachedAnswer, item: Item) -> Description:
+    usage = None
+    if hit.input_tokens is not None or hit.output_tokens is not None:
+        usage = Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens)
+    return Description(
+        hit.text,
+        model=hit.model,
+        usage=usage,
+        finish_reason=hit.finish_reason,
+        request_id=hit.request_id,
+        elapsed=hit.seconds,
+        prompt=str(item.prompt),
+        cached=True,
+    )

@@ -1,0 +1,246 @@
+"""What a run over many images returns: one ``Result`` per item, in input order.
+
+``Results.records()`` gives plain dicts with exactly the columns of ``to_pandas()``, so a
+caller (a CLI writing JSON lines, a cluster runner) needs no pandas; pandas is imported only
+by ``to_pandas()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+from .._answer import Description
+from ..protocol.stream import Usage
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["COLUMNS", "THUMBNAIL", "Result", "Results", "results_table"]
+
+#: The longest side of a row's thumbnail, in pixels.
+THUMBNAIL = 64
+
+#: The columns of ``Results.to_pandas()`` and the keys of each ``Results.records()`` row.
+COLUMNS = (
+    "image",
+    "text",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "finish_reason",
+    "request_id",
+    "cached",
+    "seconds",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One item's outcome: its answer (``description``) or what went wrong (``error``).
+
+    ``item`` is what was given, ``source`` its short name (a path, a URL, ``#3``),
+    ``index`` its position in the input, ``seconds`` the time it took, ``thumbnail`` a small
+    JPEG or PNG of its first image (bytes, mime type) for tables. The answer holds no image
+    bytes, so a run's memory does not grow with the size of its images.
+    """
+
+    index: int
+    item: Any = field(repr=False)
+    source: str
+    description: Description | None = field(default=None, repr=False)
+    error: BaseException | None = None
+    seconds: float = 0.0
+    thumbnail: tuple[bytes, str] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.description is not None
+
+    @property
+    def text(self) -> str | None:
+        return None if self.description is None else self.description.text
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.description is not None and self.description.cached)
+
+    def __repr__(self) -> str:
+        if self.description is not None:
+            text = self.description.text
+            text = text if len(text) <= 50 else text[:47] + "..."
+            what = f"text={text!r}"
+            if self.cached:
+                what += ", cached=True"
+        else:
+            what = f"error={type(self.error).__name__}: {self.error}"
+        return f"Result({self.index}, {self.source!r}, {what})"
+
+    def record(self) -> dict[str, Any]:
+        """This row as a dict with exactly the ``COLUMNS`` keys."""
+        d = self.description
+        usage = d.usage if d is not None else None
+        return {
+            "image": self.source,
+            "text": None if d is None else d.text,
+            "model": None if d is None else d.model,
+            "input_tokens": None if usage is None else usage.input_tokens,
+            "output_tokens": None if usage is None else usage.output_tokens,
+            "finish_reason": None if d is None else d.finish_reason,
+            "request_id": None if d is None else d.request_id,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+        }
+
+
+class Results(Sequence[Result]):
+    """The outcome of ``describe_many``: a sequence of ``Result`` in input order.
+
+    ``complete`` is False when the run stopped early (interrupted, out of credits); it then
+    holds the items that finished. ``errors`` lists the failed items, ``usage`` the tokens
+    this run spent (answers from the cache cost nothing), ``to_pandas()`` a DataFrame.
+    """
+
+    def __init__(
+        self,
+        results: Sequence[Result],
+        *,
+        total: int | None = None,
+        retry: Callable[[list[Result]], Results] | None = None,
+    ) -> None:
+        self._results = sorted(results, key=lambda r: r.index)
+        self.total = len(self._results) if total is None else total
+        self._retry = retry
+
+    @overload
+    def __getitem__(self, index: int) -> Result: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Result]: ...
+
+    def __getitem__(self, index: int | slice) -> Result | list[Result]:
+        return self._results[index]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self._results)
+
+    @property
+    def complete(self) -> bool:
+        """True when every item given has a result."""
+        return len(self._results) == self.total
+
+    @property
+    def errors(self) -> list[Result]:
+        """The items that failed, in input order."""
+        return [r for r in self._results if r.error is not None]
+
+    @property
+    def texts(self) -> list[str | None]:
+        """Each item's answer text (None where it failed)."""
+        return [r.text for r in self._results]
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens this run spent, summed over the answers asked (not those from the cache)."""
+        inp = out = 0
+        for r in self._results:
+            if r.description is None or r.cached or r.description.usage is None:
+                continue
+            inp += r.description.usage.input_tokens or 0
+            out += r.description.usage.output_tokens or 0
+        return Usage(input_tokens=inp, output_tokens=out)
+
+    @property
+    def cached_count(self) -> int:
+        return sum(r.cached for r in self._results)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per row, with exactly the ``COLUMNS`` keys (no pandas needed)."""
+        return [r.record() for r in self._results]
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "Results.to_pandas() needs pandas: pip install pandas "
+                "(or use Results.records(), which needs nothing)"
+            ) from None
+        return pandas.DataFrame(self.records(), columns=list(COLUMNS))
+
+    def retry_failed(self) -> Results:
+        """Ask again for the failed items only; return these results with them replaced."""
+        failed = self.errors
+        if not failed:
+            return self
+        if self._retry is None:
+            raise RuntimeError("these results do not know how they were made: run them again")
+        again = self._retry(failed)
+        by_index = {r.index: r for r in self._results}
+        by_index.update({r.index: r for r in again})
+        return Results(list(by_index.values()), total=self.total, retry=self._retry)
+
+    def summary(self) -> str:
+        """One line: answers, cached, errors, tokens."""
+        usage = self.usage
+        parts = [f"{len(self) - len(self.errors)} of {self.total} answered"]
+        if self.cached_count:
+            parts.append(f"{self.cached_count} from the cache")
+        parts.append(f"{len(self.errors)} failed")
+        parts.append(f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<Results {self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        return results_table(self._results, caption=self.summary())
+
+
+def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = True) -> str:
+    """An HTML table: a thumbnail per row, the source, the answer or the error, tokens."""
+    out = ['<table class="reka-nb-results">']
+    if caption:
+        out.append(f"<caption>{html.escape(caption)}</caption>")
+    out.append(
+        "<thead><tr><th></th><th>image</th><th>answer</th><th>tokens in/out</th>"
+        "<th>seconds</th></tr></thead><tbody>"
+    )
+    for r in rows:
+        thumb = _thumbnail_tag(r) if thumbnails else ""
+        if r.description is not None:
+            answer = html.escape(r.description.text)
+            if r.cached:
+                answer += " <em>(cached)</em>"
+            u = r.description.usage
+            tokens = "" if u is None else f"{u.input_tokens}/{u.output_tokens}"
+        else:
+            answer = (
+                f'<span style="color:#b00">{html.escape(type(r.error).__name__)}: '
+                f"{html.escape(str(r.error))}</span>"
+            )
+            tokens = ""
+        out.append(
+            f"<tr><td>{thumb}</td><td>{html.escape(r.source)}</td>"
+            f'<td style="text-align:left">{answer}</td><td>{tokens}</td>'
+            f"<td>{r.seconds:.2f}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _thumbnail_tag(r: Result, side: int = THUMBNAIL) -> str:
+    if r.thumbnail is None:
+        return ""
+    data, mime = r.thumbnail
+    b64 = base64.b64encode(data).decode("ascii")
+    return f'<img src="data:{mime};base64,{b64}" alt="" style="max-width:{side}px">'

@@ -1,0 +1,275 @@
+"""describe_many against the offline server over real sockets: order, errors, limits, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import reka_nb
+from reka_nb import (
+    AsyncRekaClient,
+    ImageError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    RateLimitError,
+    Result,
+    Results,
+    adescribe_many,
+    describe_many,
+)
+from reka_nb.batch import RateLimiter, run_items
+from reka_nb.batch.engine import Item
+from reka_nb.testing import Fault, OfflineServer
+
+COLUMNS = [
+    "image",
+    "text",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "finish_reason",
+    "request_id",
+    "cached",
+    "seconds",
+    "error",
+]
+
+
+def png(width: int, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Five small PNGs of different widths, so each answer names its own image."""
+    out = tmp_path / "photos"
+    out.mkdir()
+    for i in range(5):
+        (out / f"img{i}.png").write_bytes(png(10 + i))
+    (out / "notes.txt").write_text("not an image, and not taken from the folder")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("REKA_NB_CACHE", str(path))
+    return path
+
+
+def test_results_keep_the_input_order_whatever_finishes_first(env: OfflineServer) -> None:
+    images = [png(40 - i) for i in range(12)]  # later items are smaller: all finish close
+    env.latency = 0.05
+    results = describe_many(images, "Which size?", concurrency=6, show=False)
+    assert isinstance(results, Results) and len(results) == 12 and results.complete
+    for i, result in enumerate(results):
+        assert isinstance(result, Result) and result.index == i and result.error is None
+        assert f"PNG, {40 - i}×8 px" in result.text
+    assert results.errors == []
+    assert len(env.chat_requests()) == 12
+
+
+def test_a_folder_gives_its_images_sorted_and_skips_other_files(
+    env: OfflineServer, folder: Path
+) -> None:
+    results = describe_many(folder, "Size?", show=False)
+    assert [Path(r.source).name for r in results] == [f"img{i}.png" for i in range(5)]
+    assert all(f"PNG, {10 + i}×8 px" in r.text for i, r in enumerate(results))
+
+
+def test_a_glob_and_a_list_item_with_several_images(env: OfflineServer, folder: Path) -> None:
+    results = describe_many(str(folder / "img[0-1].png"), show=False)
+    assert [Path(r.source).name for r in results] == ["img0.png", "img1.png"]
+    pair = describe_many([[png(11), png(12)]], "Compare", show=False)
+    assert "Image 1: PNG, 11×8 px" in pair[0].text and "Image 2: PNG, 12×8 px" in pair[0].text
+
+
+def test_bad_items_fail_alone_and_nothing_is_sent_for_them(
+    env: OfflineServer, folder: Path
+) -> None:
+    (folder / "img2.png").write_bytes(b"not a png at all")
+    results = describe_many(folder, "Size?", show=False)
+    assert [r.ok for r in results] == [True, True, False, True, True]
+    assert isinstance(results[2].error, ImageError)
+    assert "img2.png" in str(results[2].error)
+    assert len(env.chat_requests()) == 4
+    rows = results.records()
+    assert list(rows[2]) == COLUMNS
+    assert rows[2]["text"] is None and rows[2]["error"].startswith("ImageError: ")
+
+
+def test_server_errors_are_retried_then_recorded_and_the_rest_finishes(
+    env: OfflineServer,
+) -> None:
+    env.queue(Fault.status(503), Fault.status(503), Fault.status(503))
+    results = describe_many([png(10)], "Size?", retries=2, show=False)
+    assert isinstance(results[0].error, reka_nb.ServerError)
+    assert len(env.chat_requests()) == 3
+    env.reset()
+    env.queue(Fault.status(500), Fault.break_after(2))
+    results = describe_many([png(10)], "Size?", retries=2, show=False, cache=False)
+    assert results[0].ok and "PNG, 10×8 px" in results[0].text
+    assert len(env.chat_requests()) == 3
+
+
+def test_a_400_is_not_retried(env: OfflineServer) -> None:
+    env.queue(Fault.status(400))
+    results = describe_many([png(10), png(11)], "Size?", concurrency=1, show=False)
+    assert isinstance(results[0].error, reka_nb.BadRequestError)
+    assert results[1].ok
+    assert len(env.chat_requests()) == 2
+
+
+def test_a_429_pauses_every_worker_for_its_retry_after(env: OfflineServer) -> None:
+    env.latency = 0.05
+    env.queue(Fault.status(429, retry_after=1))
+    results = describe_many([png(10 + i) for i in range(8)], "Size?", concurrency=4, show=False)
+    assert all(r.ok for r in results)
+    chats = env.chat_requests()
+    assert len(chats) == 9
+    limited = next(r for r in chats if r.status == 429)
+    # Requests already on their way may arrive just after the 429; no new one starts
+    # until the second the server asked for has passed.
+    later = [r.received - limited.received for r in chats if r.received > limited.received]
+    assert all(gap < 0.1 or gap >= 0.95 for gap in later), later
+    assert sum(gap >= 0.95 for gap in later) >= 5
+
+
+def test_requests_per_minute_spaces_the_requests(env: OfflineServer) -> None:
+    env.requests_per_minute = 600
+    results = describe_many(
+        [png(10 + i) for i in range(12)],
+        "Size?",
+        concurrency=8,
+        requests_per_minute=600,
+        show=False,
+    )
+    assert all(r.ok for r in results)
+    chats = env.chat_requests()
+    assert [r.status for r in chats] == [200] * 12
+    times = sorted(r.received for r in chats)
+    # From the second arrival on (the first also opens the connection pool): 0.1 s apart.
+    assert times[-1] - times[1] >= 10 * 0.1 * 0.95
+
+
+def test_the_server_limit_is_obeyed_without_a_client_rate(env: OfflineServer) -> None:
+    """An unlimited client at concurrency 8 meets the server's 429s and still finishes."""
+    env.requests_per_minute = 120  # 2 a second, a bucket of 2
+    results = describe_many([png(10 + i) for i in range(6)], "Size?", concurrency=6, show=False)
+    assert all(r.ok for r in results), results.errors
+    statuses = [r.status for r in env.chat_requests()]
+    assert statuses.count(200) == 6 and 429 in statuses
+
+
+def test_out_of_credits_stops_the_run_and_keeps_the_finished(env: OfflineServer) -> None:
+    env.credits = 3
+    with pytest.raises(RateLimitError) as caught:
+        describe_many([png(10 + i) for i in range(10)], "Size?", concurrency=1, show=False)
+    assert caught.value.out_of_credits
+    assert "insufficient balance" in str(caught.value).lower()
+    kept = caught.value.results  # type: ignore[attr-defined]
+    assert isinstance(kept, Results) and not kept.complete
+    assert [r.index for r in kept] == [0, 1, 2] and all(r.ok for r in kept)
+    assert reka_nb.last_results is not None and len(reka_nb.last_results) == 3
+    assert [r.status for r in env.chat_requests()] == [200, 200, 200, 429]
+
+
+def test_a_missing_key_or_bad_argument_sends_nothing(server: OfflineServer) -> None:
+    with pytest.raises(MissingAPIKeyError):
+        describe_many([png(10)], show=False)
+    with pytest.raises(InvalidRequestError, match="concurrency must be"):
+        describe_many([png(10)], concurrency=0, show=False)
+    with pytest.raises(InvalidRequestError, match="unknown parameter 'temprature'"):
+        describe_many([png(10)], show=False, temprature=0.2)
+    with pytest.raises(ImageError, match="no images given"):
+        describe_many([], show=False)
+    assert server.requests == []
+
+
+def test_per_item_prompts_and_params(env: OfflineServer) -> None:
+    results = describe_many(
+        [png(10), png(11)], lambda item: f"Item of {len(item)} bytes?", show=False, max_tokens=5
+    )
+    assert [r.description.prompt for r in results] == [  # type: ignore[union-attr]
+        f"Item of {len(png(10))} bytes?",
+        f"Item of {len(png(11))} bytes?",
+    ]
+    assert all(r.description.finish_reason == "length" for r in results)  # type: ignore[union-attr]
+    assert [r.body["max_tokens"] for r in env.chat_requests()] == [5, 5]
+
+
+def test_retry_failed_asks_only_for_the_failed(env: OfflineServer) -> None:
+    env.queue(Fault.ok(), Fault.status(400))
+    first = describe_many([png(10), png(11), png(12)], "Size?", concurrency=1, show=False)
+    assert [r.ok for r in first] == [True, False, True]
+    again = first.retry_failed()
+    assert [r.ok for r in again] == [True, True, True]
+    assert "PNG, 11×8 px" in again[1].text
+    assert len(env.chat_requests()) == 4
+    assert env.times_asked(prompt="Size?", image=png(11)) == 2
+
+
+def test_to_pandas_has_the_columns(env: OfflineServer) -> None:
+    pandas = pytest.importorskip("pandas")
+    results = describe_many([png(10), b"junk"], "Size?", show=False)
+    frame = results.to_pandas()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns) == COLUMNS
+    assert frame["cached"].tolist() == [False, False]
+    assert frame.loc[0, "model"] == "reka-flash" and frame.loc[0, "input_tokens"] > 0
+    assert frame.loc[1, "error"].startswith("ImageError: ")
+
+
+def test_html_table_has_a_thumbnail_per_answered_row(env: OfflineServer) -> None:
+    results = describe_many([png(10), png(11)], "Size?", show=False)
+    table = results._repr_html_()
+    assert table.count("<tr>") == 3 and table.count('<img src="data:image/') == 2
+    assert "2 of 2 answered" in table
+
+
+def test_adescribe_many_runs_in_a_running_loop(env: OfflineServer) -> None:
+    async def main() -> Results:
+        async with AsyncRekaClient() as client:
+            return await adescribe_many([png(10), png(11)], "Size?", client=client, show=False)
+
+    assert [r.ok for r in asyncio.run(main())] == [True, True]
+
+
+def test_run_items_takes_any_limiter(env: OfflineServer) -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.acquired = 0
+            self.paused: list[float] = []
+
+        async def acquire(self) -> None:
+            self.acquired += 1
+
+        async def pause(self, seconds: float) -> None:
+            self.paused.append(seconds)
+
+    limiter = Counting()
+    env.queue(Fault.status(429, retry_after=0.2))
+    items = [Item(i, png(10 + i), f"#{i}", "Size?") for i in range(3)]
+
+    async def main() -> Results:
+        async with AsyncRekaClient() as client:
+            return await run_items(items, client, limiter=limiter, concurrency=2)
+
+    results = asyncio.run(main())
+    assert [r.ok for r in results] == [True] * 3
+    assert limiter.acquired == 4 and limiter.paused == [0.2]
+
+
+def test_one_limiter_per_account_in_a_process() -> None:
+    from reka_nb.batch import shared_limiter
+
+    a = shared_limiter("http://127.0.0.1:1/v1", "key-one")
+    assert shared_limiter("http://127.0.0.1:1/v1", "key-one") is a
+    assert shared_limiter("http://127.0.0.1:1/v1", "key-two") is not a
+    assert isinstance(a, RateLimiter) and "key-one" not in repr(a)
