@@ -1,4 +1,5 @@
-"""Tokens and cost added up per model: for a session, or for a run over many images (no I/O)."""
+"""Tokens and cost added up per model (a session, a run over many images), and the budget
+that stops a run before its cost passes a limit (no I/O)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from .models import format_usd
+from .models import Model, format_usd
 from .stream import Usage
 
-__all__ = ["ModelUsage", "UsageTotals"]
+__all__ = ["Budget", "ModelUsage", "UsageTotals", "first_estimate"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,70 @@ class UsageTotals:
         return (
             f"<table class='reka-usage'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
+
+
+#: Prompt tokens assumed for one image before any answer has shown what images cost.
+IMAGE_TOKENS_GUESS = 1_000
+#: Answer tokens assumed when ``max_tokens`` is not set (the native endpoint's default).
+ANSWER_TOKENS_GUESS = 1_024
+
+
+def first_estimate(model: Model, prompt: str, images: int, max_tokens: int | None) -> Decimal:
+    """A generous cost of one question before any answer: the prompt at 4 characters a
+    token, ``IMAGE_TOKENS_GUESS`` per image and the longest answer allowed."""
+    inp, out = model.input_price, model.output_price
+    assert inp is not None and out is not None, "a budget needs the model's prices"
+    prompt_tokens = -(-len(prompt) // 4) + IMAGE_TOKENS_GUESS * images
+    return prompt_tokens * inp + (max_tokens or ANSWER_TOKENS_GUESS) * out
+
+
+class Budget:
+    """Decides whether one more request may start without the total passing ``limit``.
+
+    Spent money is exact (each answer's cost); a request in flight holds its estimate: the
+    dearest answer so far, or before any answer ``first_estimate`` of its own question. When
+    the spent and held money plus one more estimate would pass the limit, no request starts:
+    with requests in flight it waits for them (their true cost may leave room), with none it
+    stops for good and says why in ``stopped``.
+    """
+
+    def __init__(self, limit: Decimal) -> None:
+        self.limit = limit
+        self.spent = Decimal(0)
+        self.held = Decimal(0)
+        self.in_flight = 0
+        self._dearest: Decimal | None = None
+        self.stopped: str | None = None
+
+    def start(self, first: Decimal) -> Decimal | None:
+        """The estimate held for a new request, or None when it may not start now."""
+        if self.stopped is not None:
+            return None
+        estimate = first if self._dearest is None else self._dearest
+        if self.spent + self.held + estimate <= self.limit:
+            self.held += estimate
+            self.in_flight += 1
+            return estimate
+        if self.in_flight == 0:
+            self.stopped = (
+                f"stopped before max_cost ${_plain(self.limit)}: ${_plain(self.spent)} spent, "
+                f"and the next answer may cost about {format_usd(estimate)}"
+            )
+        return None
+
+    def finish(self, held: Decimal, cost: Decimal | None, answered: bool) -> None:
+        """A request ended: an answer's true cost replaces its estimate (the estimate when
+        its tokens are unknown); a request that failed spent nothing."""
+        self.held -= held
+        self.in_flight -= 1
+        if not answered:
+            return
+        self.spent += held if cost is None else cost
+        if cost is not None and (self._dearest is None or cost > self._dearest):
+            self._dearest = cost
+
+
+def _plain(amount: Decimal) -> str:
+    """An exact amount without exponent or trailing zeros: ``0.0009984``, ``2.5``."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
