@@ -316,7 +316,7 @@ def _webm_info(data: bytes) -> VideoInfo:
                 for entry, s, e in _elements(data, start, end):
                     if entry == _TRACK_ENTRY and width is None:
                         width, height, frame = _video_track(data, s, e) or (None, None, 0)
-            elif kind == _CLUSTER:
+            elif kind == _CLUSTER and duration is None:  # only a recording without one
                 last = _latest_block(data, start, end, last)
     if duration is not None:
         seconds: float | None = duration * scale / 1e9
