@@ -141,12 +141,12 @@ class AsyncRekaClient(BaseClient):
         settings = self.settings(model)
         found, models = self._cached_models(settings)
         if not found and not self._looks_up_models():
-            return None
+            return self.known_model(model)  # a list got earlier, however old
         if not found:
             try:
                 models = await self._models(retries=0)
             except RekaError:  # metadata is a courtesy: without it the question goes as before
-                models = None
+                models = self._cached_models(settings, stale=True)[1]  # what was known stays
             self._keep_models(settings, models)
         return models.get(settings.model) if models else None
 

@@ -172,11 +172,16 @@ class BaseClient:
         key = settings.api_key or ""
         return settings.base_url, settings.api, hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def _cached_models(self, settings: Settings) -> tuple[bool, ModelList | None]:
-        """(found, list): a list, or None for a recent failure to get one, when still fresh."""
+    def _cached_models(
+        self, settings: Settings, *, stale: bool = False
+    ) -> tuple[bool, ModelList | None]:
+        """(found, list): a list, or None for a recent failure to get one, when still fresh
+        (or, with ``stale``, the last list got, however old: prices outlive the TTL)."""
         entry = self._model_lists.get(self._list_key(settings))
-        if entry is None or time.monotonic() - entry[0] > MODELS_TTL:
+        if entry is None:
             return False, None
+        if time.monotonic() - entry[0] > MODELS_TTL:
+            return (True, entry[1]) if stale and entry[1] is not None else (False, None)
         return True, entry[1]
 
     def _keep_models(self, settings: Settings, models: ModelList | None) -> None:
@@ -192,12 +197,12 @@ class BaseClient:
     def known_model(self, model: str | None = None) -> Model | None:
         """What the last model list said about ``model`` (no request); None when unknown."""
         settings = self.settings(model)
-        _, models = self._cached_models(settings)
+        _, models = self._cached_models(settings, stale=True)
         return models.get(settings.model) if models else None
 
     def _check_inputs(self, settings: Settings, messages: Any) -> None:
         """Refuse an input the model does not take, when the cached list describes the model."""
-        _, models = self._cached_models(settings)
+        _, models = self._cached_models(settings, stale=True)
         info = models.get(settings.model) if models else None
         if info is not None and models is not None:
             check_inputs(info, messages, [m for m in models if m != info])

@@ -226,7 +226,9 @@ def test_a_refused_modality_sends_nothing(env: OfflineServer, monkeypatch) -> No
         assert paths(env) == ["/v1/models"]
 
 
-def test_a_listed_model_is_checked_even_with_the_lookup_off(server: OfflineServer) -> None:
+def test_a_listed_model_is_checked_even_with_the_lookup_off(
+    server: OfflineServer, monkeypatch
+) -> None:
     with client_for(server, model_info=False) as client:
         with pytest.raises(BadRequestError) as info:  # unknown here: sent, as before
             client.describe(CAT, model="reka-flash-3", show=False)
@@ -238,7 +240,11 @@ def test_a_listed_model_is_checked_even_with_the_lookup_off(server: OfflineServe
         client.models()
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
-    assert paths(server) == ["/v1/chat/completions", "/v1/models"]
+        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)  # old, but still what is known
+        with pytest.raises(InvalidRequestError, match="does not take image input"):
+            client.describe(CAT, model="reka-flash-3", show=False)
+        assert client.describe(CAT, show=False).cost == Decimal("0.0001248")
+    assert paths(server) == ["/v1/chat/completions", "/v1/models", "/v1/chat/completions"]
     assert server.requests[0].status == 400  # what the server says when asked anyway
 
 
