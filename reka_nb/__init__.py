@@ -131,6 +131,7 @@ def _notebook_progress() -> batch.Progress | None:
 
 
 batch.set_progress_factory(_notebook_progress)
+_answer.set_answer_store(batch.cache.describe_store)
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -20,10 +20,13 @@ from .protocol.stream import Completion, Usage
 __all__ = [
     "DEFAULT_PROMPT",
     "SESSION_USAGE",
+    "AnswerStore",
     "Description",
     "Presenter",
     "StdoutPresenter",
+    "answer_store",
     "default_presenter",
+    "set_answer_store",
     "set_notebook_presenter",
 ]
 
@@ -189,3 +192,37 @@ def default_presenter(raw: bool = False) -> Presenter:
         if presenter is not None:
             return presenter
     return StdoutPresenter()
+
+
+class AnswerStore(Protocol):
+    """Answers kept between runs (the answer cache), for ``describe(..., cache=True)``.
+
+    ``question`` holds what decides an answer: base_url, api, model, prompt, images (the
+    PreparedImages), params and context (earlier messages); never the API key.
+    """
+
+    def lookup(self, question: Mapping[str, Any]) -> tuple[str, Description | None]:
+        """(the question's key, its stored answer or None)."""
+        ...
+
+    def store(self, key: str, description: Description) -> None: ...
+
+    def close(self) -> None:
+        """Release the store; warn (in the caller's thread) if it could not be used."""
+        ...
+
+
+#: Opens the answer store, or returns None when it is turned off.
+AnswerStoreFactory = Callable[[], "AnswerStore | None"]
+_answer_store: AnswerStoreFactory | None = None
+
+
+def set_answer_store(factory: AnswerStoreFactory | None) -> None:
+    """Register the answer cache; the batch layer's is registered at import of reka_nb."""
+    global _answer_store
+    _answer_store = factory
+
+
+def answer_store() -> AnswerStore | None:
+    """The registered answer store, or None (none registered, or the cache is off)."""
+    return _answer_store() if _answer_store is not None else None

@@ -15,10 +15,18 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, default_presenter
+from ._answer import (
+    DEFAULT_PROMPT,
+    SESSION_USAGE,
+    AnswerStore,
+    Description,
+    Presenter,
+    answer_store,
+    default_presenter,
+)
 from ._exceptions import ImageError
 from .images import Media, prepare_images
-from .protocol.messages import user_message
+from .protocol.messages import check_params, user_message
 from .protocol.models import Model
 from .protocol.stream import Completion
 
@@ -66,14 +74,22 @@ def run_describe(
     show: bool | Presenter = True,
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    cache: bool = False,
     **params: Any,
 ) -> Description:
-    """describe() on an explicit client; everything is checked before anything is sent."""
+    """describe() on an explicit client; everything is checked before anything is sent.
+
+    ``cache=True`` answers from the answer cache when the same question was asked before
+    (the answer says ``cached``), and stores a new answer there.
+    """
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history
     )
     info = client.model_info(model_name)
     presenter = _presenter(show)
+    store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
+    if hit is not None:
+        return _replay(hit, presenter, text, images, message, model_name)
     started = time.monotonic()
     if stream:
         chat = client.stream(messages, model=model_name, **params)
@@ -98,7 +114,9 @@ def run_describe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    return _finish(completion, presenter, started, text, images, message, model_name, info)
+    description = _finish(completion, presenter, started, text, images, message, model_name, info)
+    _keep(store, key, description)
+    return description
 
 
 async def run_adescribe(
@@ -111,14 +129,22 @@ async def run_adescribe(
     show: bool | Presenter = True,
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    cache: bool = False,
     **params: Any,
 ) -> Description:
-    """adescribe() on an explicit client; the mirror of run_describe."""
+    """adescribe() on an explicit client; the mirror of run_describe.
+
+    ``cache=True`` answers from the answer cache when the same question was asked before
+    (the answer says ``cached``), and stores a new answer there.
+    """
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history
     )
     info = await client.model_info(model_name)
     presenter = _presenter(show)
+    store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
+    if hit is not None:
+        return _replay(hit, presenter, text, images, message, model_name)
     started = time.monotonic()
     if stream:
         chat = client.stream(messages, model=model_name, **params)
@@ -143,7 +169,78 @@ async def run_adescribe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    return _finish(completion, presenter, started, text, images, message, model_name, info)
+    description = _finish(completion, presenter, started, text, images, message, model_name, info)
+    _keep(store, key, description)
+    return description
+
+
+def _lookup(
+    cache: bool,
+    client: RekaClient | AsyncRekaClient,
+    model: str,
+    prompt: str,
+    images: list[Media],
+    messages: list[dict],
+    params: Mapping[str, Any],
+) -> tuple[AnswerStore | None, str | None, Description | None]:
+    """With ``cache``: the store, the question's key and its stored answer (if any)."""
+    store = answer_store() if cache else None
+    if store is None:
+        return None, None, None
+    settings = client.settings(model)
+    question = {
+        "base_url": settings.base_url,
+        "api": settings.api,
+        "model": model,
+        "prompt": prompt,
+        "images": images,
+        "params": check_params(params, settings.api),
+        "context": messages[:-1],  # a system message and earlier turns change the answer
+    }
+    try:
+        key, hit = store.lookup(question)
+    except BaseException:
+        store.close()
+        raise
+    if hit is not None:
+        store.close()
+        return None, None, hit
+    return store, key, None
+
+
+def _keep(store: AnswerStore | None, key: str | None, description: Description) -> None:
+    if store is not None and key is not None:
+        try:
+            store.store(key, description)
+        finally:
+            store.close()
+
+
+def _replay(
+    hit: Description,
+    presenter: Presenter | None,
+    prompt: str,
+    images: list[Media],
+    message: dict,
+    model: str,
+) -> Description:
+    """A cached answer, shown like a new one (its footer says ``cached``)."""
+    description = Description(
+        hit.text,
+        model=hit.model or model,
+        usage=hit.usage,
+        finish_reason=hit.finish_reason,
+        request_id=hit.request_id,
+        elapsed=hit.elapsed,
+        prompt=prompt,
+        images=images,
+        message=message,
+        cached=True,
+    )
+    if presenter:
+        presenter.start(model=description.model or model, prompt=prompt, images=images)
+        presenter.finish(description)
+    return description
 
 
 def _presenter(show: bool | Presenter) -> Presenter | None:

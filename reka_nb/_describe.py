@@ -36,6 +36,7 @@ def describe(
     stream: bool = True,
     show: bool = True,
     client: RekaClient | None = None,
+    cache: bool = False,
     **params: Any,
 ) -> Description:
     """Ask Reka about one image (or a list of them) and return the answer.
@@ -43,10 +44,19 @@ def describe(
     ``image`` is a path, URL, bytes, open file, PIL image, numpy array, matplotlib figure or
     a list of these. The answer streams into the notebook (or stdout) as it is written;
     ``show=False`` returns quietly. Params: max_tokens, temperature, top_p, stop, seed.
+    ``cache=True`` reuses the stored answer to the same question (asking twice is sometimes
+    the point, so it is off unless asked for); see ``reka_nb.cache``.
     """
     require_image(image)
     return run_describe(
-        client or default_client(), image, prompt, model=model, stream=stream, show=show, **params
+        client or default_client(),
+        image,
+        prompt,
+        model=model,
+        stream=stream,
+        show=show,
+        cache=cache,
+        **params,
     )
 
 
@@ -58,17 +68,18 @@ async def adescribe(
     stream: bool = True,
     show: bool = True,
     client: AsyncRekaClient | None = None,
+    cache: bool = False,
     **params: Any,
 ) -> Description:
     """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
     require_image(image)
     if client is not None:
         return await run_adescribe(
-            client, image, prompt, model=model, stream=stream, show=show, **params
+            client, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
         return await run_adescribe(
-            own, image, prompt, model=model, stream=stream, show=show, **params
+            own, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )
 
 

@@ -1,7 +1,12 @@
 """The ``reka-nb`` command: describe images and list models, streaming to the terminal.
 
-Exit status: 0 on success, 1 when the API or the connection fails, 2 for a usage or input
-error (bad option, bad image, no key). Errors go to stderr as one line, without a traceback.
+``reka-nb describe --each photos/`` asks about each image on its own (folders and globs are
+expanded): a progress bar on stderr and one JSON line per answer, written as each finishes.
+``reka-nb cache info|clear`` shows or empties the answer cache.
+
+Exit status: 0 on success, 1 when the API or the connection fails (with --each: when any item
+failed, after finishing the rest), 2 for a usage or input error (bad option, bad image, no
+key), 130 when interrupted. Errors go to stderr as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from ._answer import DEFAULT_PROMPT, StdoutPresenter
 from ._ask import run_describe
+from ._client import RekaClient
 from ._exceptions import (
     APIError,
     ConfigurationError,
@@ -22,6 +28,9 @@ from ._exceptions import (
     RekaError,
     StreamInterrupted,
 )
+from .batch import Result, TerminalProgress, describe_many
+from .batch import cache as answer_cache
+from .batch.sources import expand
 
 __all__ = ["main"]
 
@@ -57,12 +66,29 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--top-p", type=float, metavar="P")
     d.add_argument("--seed", type=int)
     d.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    d.add_argument(
+        "--each",
+        action="store_true",
+        help="ask about each image on its own (folders and globs expand); one JSON line each",
+    )
+    d.add_argument("--jsonl", metavar="FILE", help="with --each: write the lines to FILE")
+    d.add_argument("--concurrency", type=int, default=8, metavar="N", help="with --each (8)")
+    d.add_argument("--rpm", type=float, metavar="N", help="with --each: requests a minute, at most")
+    d.add_argument("--retries", type=int, default=2, metavar="N", help="with --each (default 2)")
+    d.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reuse stored answers to the same question (default: on with --each, else off)",
+    )
 
     sub.add_parser(
         "models",
         parents=[common],
         help="the models the key can use: inputs, context, prices (--json: as the server said)",
     )
+    c = sub.add_parser("cache", help="show where the answer cache is, or empty it")
+    c.add_argument("action", choices=("info", "clear"))
     return parser
 
 
@@ -87,8 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._client import RekaClient
-
+    if args.command == "cache":
+        return _cache(args.action)
+    if args.command == "describe" and not args.each:
+        for option in ("jsonl", "rpm"):
+            if getattr(args, option) is not None:
+                raise InvalidRequestError(f"--{option} goes with --each")
     if args.offline:
         from ._offline import use_offline_server
 
@@ -108,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "stop": args.stop,
         }
+        if args.each:
+            return _describe_each(args, client, params)
         show = False if args.json else StdoutPresenter()
         image: Any = args.images if len(args.images) > 1 else args.images[0]
         result = run_describe(
@@ -117,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
             model=args.model,
             stream=not args.no_stream,
             show=show,
+            cache=bool(args.cache),
             **params,
         )
         if args.json:
@@ -135,11 +168,62 @@ def _run(args: argparse.Namespace) -> int:
                         },
                         "request_id": result.request_id,
                         "seconds": round(result.elapsed or 0.0, 3),
+                        "cached": result.cached,
                     },
                     ensure_ascii=False,
                 )
             )
         return 0
+
+
+class _Lines(TerminalProgress):
+    """The progress bar on stderr, and each answer as a JSON line the moment it finishes."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
+
+    def update(self, result: Result) -> None:
+        line = {"index": result.index, **result.record()}
+        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._out.flush()  # a run that is killed keeps every line it finished
+        super().update(result)
+
+
+def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[str, Any]) -> int:
+    images = [item for value in args.images for item, _ in expand(value)]
+    out: TextIO = sys.stdout
+    if args.jsonl:
+        out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        results = describe_many(
+            images,
+            args.prompt,
+            model=args.model,
+            concurrency=args.concurrency,
+            requests_per_minute=args.rpm,
+            cache=args.cache is not False,
+            show=_Lines(out),
+            client=client,
+            retries=args.retries,
+            stream=not args.no_stream,
+            **params,
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    for failed in results.errors:
+        print(f"reka-nb: {failed.source}: {failed.record()['error']}", file=sys.stderr)
+    return 1 if results.errors else 0
+
+
+def _cache(action: str) -> int:
+    if action == "clear":
+        count = answer_cache.clear()
+        print(f"Deleted {count:,} stored answers.")
+    else:
+        print(answer_cache.info())
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,11 @@ def test_one_limiter_per_account_in_a_process() -> None:
     assert shared_limiter("http://127.0.0.1:1/v1", "key-one") is a
     assert shared_limiter("http://127.0.0.1:1/v1", "key-two") is not a
     assert isinstance(a, RateLimiter) and "key-one" not in repr(a)
+
+
+def test_the_warning_filters_are_left_as_they_were(env: OfflineServer) -> None:
+    """Images are prepared in several threads at once; Pillow's quiet warnings must not leak."""
+    before = list(warnings.filters)
+    for _ in range(3):
+        describe_many([png(10 + i) for i in range(16)], "Size?", concurrency=8, show=False)
+    assert warnings.filters == before

@@ -93,6 +93,8 @@ class _Run:
                 exc.results = results  # type: ignore[attr-defined]
             raise
         finally:
+            if self.cache is not None:
+                self.cache.close()  # reopened when needed (retry_failed); no file held open
             _remember(results)
             if progress is not None:
                 progress.close(results, error)
@@ -170,6 +172,8 @@ class _Run:
             if progress is not None:
                 getattr(progress, method)(*args)
         thread.join()
+        if self.cache is not None:
+            self.cache.warn(stacklevel=3)  # here, in the caller's thread, not a worker's
         if interrupted is not None or isinstance(outcome.get("error"), asyncio.CancelledError):
             stop = interrupted or KeyboardInterrupt()
             stop.results = getattr(outcome.get("error"), "results", None)  # type: ignore[attr-defined]
@@ -330,10 +334,14 @@ async def adescribe_many(
     items = make_items(images, prompt)
     _check_key(run)
     progress = make_progress(show)
-    if isinstance(client, AsyncRekaClient):
-        return await run.arun(items, client, progress)
-    async with AsyncRekaClient(**run.options()) as own:
-        return await run.arun(items, own, progress)
+    try:
+        if isinstance(client, AsyncRekaClient):
+            return await run.arun(items, client, progress)
+        async with AsyncRekaClient(**run.options()) as own:
+            return await run.arun(items, own, progress)
+    finally:
+        if run.cache is not None:
+            run.cache.warn(stacklevel=2)
 
 
 def _check_key(run: _Run) -> None:

@@ -19,22 +19,27 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._answer import Description
 from .._exceptions import CacheWarning
+from ..protocol.stream import Usage
 
 __all__ = [
     "SCHEMA_VERSION",
     "AnswerCache",
     "CacheInfo",
     "CachedAnswer",
+    "DescribeStore",
     "cache_key",
     "clear",
     "default_cache",
+    "describe_store",
     "info",
 ]
 
@@ -56,6 +61,22 @@ class CachedAnswer:
     request_id: str | None
     seconds: float | None
     stored_at: float
+
+    def description(self, prompt: str = "") -> Description:
+        """This answer as a Description that says it came from the cache."""
+        usage = None
+        if self.input_tokens is not None or self.output_tokens is not None:
+            usage = Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+        return Description(
+            self.text,
+            model=self.model,
+            usage=usage,
+            finish_reason=self.finish_reason,
+            request_id=self.request_id,
+            elapsed=self.seconds,
+            prompt=prompt,
+            cached=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,8 +104,13 @@ def cache_key(
     prompt: str,
     images: Sequence[tuple[bytes | None, str | None]],
     params: Mapping[str, Any],
+    context: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The hex key of a question: never includes the API key; images by their bytes' hash."""
+    """The hex key of a question: never includes the API key; images by their bytes' hash.
+
+    ``context`` (a system message, earlier turns) is part of the question when there is one;
+    its ``data:`` URLs are hashed like the images.
+    """
     hashed = [
         "sha256:" + hashlib.sha256(data).hexdigest() if data is not None else f"url:{url}"
         for data, url in images
@@ -98,8 +124,18 @@ def cache_key(
         "images": hashed,
         "params": {k: params[k] for k in sorted(params) if params[k] is not None},
     }
+    if context:
+        material["context"] = json.loads(json.dumps(list(context)), object_hook=_hash_urls)
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _hash_urls(obj: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object with every ``data:`` URL replaced by the hash of its text."""
+    for name, value in obj.items():
+        if isinstance(value, str) and value.startswith("data:"):
+            obj[name] = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return obj
 
 
 def cache_folder() -> Path | None:
@@ -117,8 +153,9 @@ def cache_folder() -> Path | None:
 class AnswerCache:
     """The SQLite answer store; safe to share between threads of one process.
 
-    Every failure of the database turns the cache off for this object with one
-    ``CacheWarning``; ``get`` then finds nothing and ``put`` stores nothing.
+    Every failure of the database turns the cache off for this object and is kept in
+    ``problem`` (``warn()`` turns it into one ``CacheWarning``); ``get`` then finds nothing
+    and ``put`` stores nothing.
     """
 
     def __init__(self, path: Path) -> None:
@@ -126,6 +163,8 @@ class AnswerCache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._broken = False
+        self._warned = False
+        self.problem: str | None = None  # why the cache was turned off, if it was
 
     def __repr__(self) -> str:
         state = "off" if self._broken else "on"
@@ -163,15 +202,18 @@ class AnswerCache:
 
     def _fail(self, exc: BaseException) -> None:
         self._broken = True
+        self.problem = f"the answer cache {self.path} cannot be used ({exc}); going on without it"
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
-        warnings.warn(
-            f"the answer cache {self.path} cannot be used ({exc}); going on without it",
-            CacheWarning,
-            stacklevel=4,
-        )
+
+    def warn(self, stacklevel: int = 2) -> None:
+        """Warn (once) that the cache failed; call from the user's thread, at the end of a
+        run, because failures happen in worker threads."""
+        if self.problem is not None and not self._warned:
+            self._warned = True
+            warnings.warn(self.problem, CacheWarning, stacklevel=stacklevel + 1)
 
     def get(self, key: str) -> CachedAnswer | None:
         """The stored answer for a key, or None."""
@@ -280,3 +322,58 @@ def clear() -> int:
         return cache.clear()
     finally:
         cache.close()
+
+
+class DescribeStore:
+    """The answer cache as ``describe(cache=True)`` uses it (the ``AnswerStore`` protocol).
+
+    Each lookup and store opens the database and closes it again: a failed request leaves
+    no file open.
+    """
+
+    def __init__(self, cache: AnswerCache) -> None:
+        self._cache = cache
+
+    def lookup(self, question: Mapping[str, Any]) -> tuple[str, Description | None]:
+        images = question["images"]
+        key = cache_key(
+            base_url=question["base_url"],
+            api=question["api"],
+            model=question["model"],
+            prompt=question["prompt"],
+            images=[(image.data, image.url) for image in images],
+            params=question["params"],
+            context=question.get("context", ()),
+        )
+        try:
+            hit = self._cache.get(key)
+        finally:
+            self._cache.close()
+        return key, None if hit is None else hit.description(str(question["prompt"]))
+
+    def store(self, key: str, description: Description) -> None:
+        usage = description.usage
+        answer = CachedAnswer(
+            text=description.text,
+            model=description.model,
+            finish_reason=description.finish_reason,
+            input_tokens=None if usage is None else usage.input_tokens,
+            output_tokens=None if usage is None else usage.output_tokens,
+            request_id=description.request_id,
+            seconds=description.elapsed,
+            stored_at=time.time(),
+        )
+        try:
+            self._cache.put(key, answer)
+        finally:
+            self._cache.close()
+
+    def close(self) -> None:
+        self._cache.close()
+        self._cache.warn(stacklevel=4)
+
+
+def describe_store() -> DescribeStore | None:
+    """The store ``describe(cache=True)`` uses: the cache REKA_NB_CACHE names now, or None."""
+    cache = default_cache()
+    return None if cache is None else DescribeStore(cache)

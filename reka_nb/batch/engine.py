@@ -35,7 +35,7 @@ from ..images import Media, prepare_images
 from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
 from ..protocol.messages import check_params, user_message
-from ..protocol.stream import Completion, Usage
+from ..protocol.stream import Completion
 from .cache import AnswerCache, CachedAnswer, cache_key
 from .limiter import Limiter
 from .results import THUMBNAIL, Result, Results
@@ -150,7 +150,7 @@ async def run_items(
                     item.index,
                     item.image,
                     item.source,
-                    _from_cache(hit, item),
+                    hit.description(str(item.prompt)),
                     None,
                     seconds,
                     thumb,
@@ -246,13 +246,13 @@ async def _ask(
         await limiter.acquire()
         try:
             if stream:
-                chat = client.stream([message], model=model, retries=0, **params)
-                await chat.open()
-                pause = rate_limit_pause(chat.headers)
-                if pause is not None:  # the last request the limit allows: hold everyone
-                    await limiter.pause(pause)
-                async for _ in chat:
-                    pass
+                async with client.stream([message], model=model, retries=0, **params) as chat:
+                    await chat.open()
+                    pause = rate_limit_pause(chat.headers)
+                    if pause is not None:  # the last request the limit allows: hold everyone
+                        await limiter.pause(pause)
+                    async for _ in chat:
+                        pass
                 assert chat.completion is not None
                 return chat.completion
             return await client.complete([message], model=model, retries=0, **params)
@@ -288,20 +288,4 @@ def _to_cache(completion: Completion, seconds: float) -> CachedAnswer:
         request_id=completion.request_id,
         seconds=seconds,
         stored_at=time.time(),
-    )
-
-
-def _from_cache(hit: CachedAnswer, item: Item) -> Description:
-    usage = None
-    if hit.input_tokens is not None or hit.output_tokens is not None:
-        usage = Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens)
-    return Description(
-        hit.text,
-        model=hit.model,
-        usage=usage,
-        finish_reason=hit.finish_reason,
-        request_id=hit.request_id,
-        elapsed=hit.seconds,
-        prompt=str(item.prompt),
-        cached=True,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, KeysView, ValuesView
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,11 @@ Prompt = str | Callable[[Any], str]
 
 
 def expand(images: Any) -> list[tuple[Any, str]]:
-    """(item, source name) pairs in order; raises ImageError when nothing can be taken."""
+    """(item, source name) pairs in order; raises ImageError when nothing can be taken.
+
+    Anything that is not a list, tuple, iterator, folder, glob or Series is one image (a
+    numpy array, a PIL image, bytes, an upload widget), as describe() would take it.
+    """
     if isinstance(images, (str, os.PathLike)):
         text = os.fspath(images)
         if isinstance(images, str) and any(c in text for c in _GLOB_CHARS):
@@ -49,7 +53,7 @@ def expand(images: Any) -> list[tuple[Any, str]]:
     series = _series_pairs(images)
     if series is not None:
         return series
-    if isinstance(images, Iterable) and not isinstance(images, (bytes, bytearray, dict)):
+    if isinstance(images, (list, tuple, range, Iterator, KeysView, ValuesView)):
         pairs = [(item, _name(item, i)) for i, item in enumerate(images)]
         if not pairs:
             raise ImageError("no images given: the list is empty")

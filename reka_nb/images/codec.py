@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,15 +109,44 @@ def thumbnail(data: bytes, label: str, max_side: int, max_bytes: int) -> tuple[b
     return out, MIME[fmt]
 
 
+class _QuietWarnings:
+    """One ``catch_warnings`` shared by every thread running Pillow code at once.
+
+    ``catch_warnings`` is process-wide, not per thread: two threads each entering their own
+    and leaving out of order would leave the process with the "ignore" filters for good
+    (describe_many prepares images in several threads). So the first thread in enters it and
+    the last one out leaves it, which restores the filters exactly as they were.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._context: warnings.catch_warnings | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._context = warnings.catch_warnings()
+                self._context.__enter__()
+                warnings.simplefilter("ignore")
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            self._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._context is not None:
+                self._context.__exit__(None, None, None)
+                self._context = None
+
+
+_quiet = _QuietWarnings()
+
+
 @contextmanager
 def _pillow(label: str) -> Iterator[None]:
-    """Run Pillow code: its warnings silenced, decompression bombs raised as ImageError.
-
-    ``catch_warnings`` is process-wide, not per thread; that is fine in a notebook kernel.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    """Run Pillow code: its warnings silenced, decompression bombs raised as ImageError."""
+    with _quiet:
         try:
             yield
         except ImageError:

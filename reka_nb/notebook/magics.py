@@ -25,11 +25,14 @@ from IPython.core.magic import (
     no_var_expand,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import display
 
 from .._answer import DEFAULT_PROMPT, Description, default_presenter
 from .._ask import run_describe
 from .._describe import default_client, usage
-from .._exceptions import ConfigurationError, InvalidRequestError, RekaError
+from .._exceptions import ConfigurationError, ImageError, InvalidRequestError, RekaError
+from ..batch import describe_many
+from ..batch.sources import expand
 from ..protocol.messages import check_params
 from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 
@@ -110,6 +113,19 @@ class RekaMagics(Magics):
     @argument("--chat", action="store_true", help="continue the conversation of --chat cells")
     @argument("--system", metavar="TEXT", help="a system message")
     @argument(
+        "--each",
+        action="store_true",
+        help="ask the prompt about each image on its own (-i takes folders and globs too) "
+        "and show a table of the answers; the Results are kept in _reka",
+    )
+    @argument("--concurrency", type=int, metavar="N", help="with --each: questions at once (8)")
+    @argument("--rpm", type=float, metavar="N", help="with --each: at most N requests a minute")
+    @argument(
+        "--cache",
+        action="store_true",
+        help="reuse the stored answer to the same question (--each always does)",
+    )
+    @argument(
         "prompt", nargs="*", help="the prompt: the rest of the line (for %%%%reka, the cell body)"
     )
     @line_cell_magic
@@ -149,6 +165,11 @@ class RekaMagics(Magics):
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"-o/--out needs a variable name, not {args.out!r}")
         params = _params(args)
+        if args.each:
+            self._each(args, images, prompt, params)
+            return
+        if args.concurrency is not None or args.rpm is not None:
+            raise UsageError("--concurrency and --rpm go with --each")
         chat = self.conversation
         system = args.system
         if args.chat:  # the conversation keeps its system message
@@ -162,6 +183,7 @@ class RekaMagics(Magics):
             show=default_presenter(raw=args.raw),
             system=system,
             history=list(chat.messages) if args.chat else (),
+            cache=args.cache,
             **params,
         )
         if args.chat:  # only an answered question changes the conversation
@@ -170,6 +192,35 @@ class RekaMagics(Magics):
         user_ns["_reka"] = description
         if args.out is not None:
             user_ns[args.out] = description
+
+    def _each(self, args: Any, images: list[Any], prompt: str, params: dict[str, Any]) -> None:
+        """``--each``: describe_many over the images, its progress, then the results table."""
+        if not images:
+            raise UsageError("--each needs images: -i with paths, a folder, a glob or a variable")
+        if args.chat or args.system:
+            raise UsageError("--each asks each image on its own: it takes no --chat or --system")
+        if args.concurrency is not None and args.concurrency < 1:
+            raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
+        if args.rpm is not None and not args.rpm > 0:
+            raise UsageError(f"--rpm must be above 0, not {args.rpm:g}")
+        try:
+            items = [item for value in images for item, _ in expand(value)]
+        except ImageError as exc:
+            raise UsageError(str(exc)) from None
+        results = describe_many(
+            items,
+            prompt or DEFAULT_PROMPT,
+            model=args.model,
+            concurrency=args.concurrency or 8,
+            requests_per_minute=args.rpm,
+            stream=not args.no_stream,
+            **params,
+        )
+        user_ns = self._user_ns()
+        user_ns["_reka"] = results
+        if args.out is not None:
+            user_ns[args.out] = results
+        display(results)
 
     # -- subcommands ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 It shows done/total as a bar, answers a second, the time left, errors, tokens so far, and the
 rows of the results table as they finish (the latest ones when there are many). Updates are
 coalesced (at most ``rate`` a second); the last one always shows the final state. With
-``REKA_NB_DISPLAY=final`` (nbval) the first version, which nbval records, has no timings.
+``REKA_NB_DISPLAY=final`` (nbval, which records only the first version of a display) the
+display goes back to its first version at the end and the final counts, without timings,
+follow as an ordinary output, so a saved notebook compares equal on the next run.
 """
 
 from __future__ import annotations
@@ -84,10 +86,17 @@ class NotebookProgress:
             self._publish(progress_bundle(self.stats, self._rows, timing=self._timing))
 
     def close(self, results: Results | None, error: BaseException | None = None) -> None:
-        bundle = progress_bundle(
-            self.stats, self._rows, timing=self._timing, error=error, finished=True
-        )
-        self._publish(bundle)
+        if self._timing:
+            final = progress_bundle(self.stats, self._rows, error=error, finished=True)
+            self._publish(final)
+            return
+        # nbval records only the first version of a display: return to it, and show the
+        # final counts (no timings, no rows: the results table follows) as an output of its own.
+        from IPython.display import display
+
+        self._publish(progress_bundle(ProgressStats(self.stats.total), [], timing=False))
+        final = progress_bundle(self.stats, [], timing=False, error=error, finished=True)
+        display(final, raw=True)
 
     def _publish(self, bundle: dict[str, str]) -> None:
         if self._handle is not None:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from ._faults import Fault
 from ._kernel import kernel_env, run_notebook
+from ._limits import INSUFFICIENT_BALANCE, image_digest
 from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
 
 __all__ = [
     "DEFAULT_MODELS",
+    "INSUFFICIENT_BALANCE",
     "TEST_API_KEY",
     "Fault",
     "OfflineServer",
     "RecordedRequest",
+    "image_digest",
     "kernel_env",
     "run_notebook",
 ]

@@ -16,12 +16,15 @@ def kernel_env(server: OfflineServer, *, api_key: str | None = None) -> dict[str
 
     ``REKA_NB_DISPLAY=final`` makes each streamed answer also publish its final state as an
     output of its own, which is what nbval (recording only first versions) can compare.
+    ``REKA_NB_CACHE=off``: a notebook run asks anew rather than reading the user's answer
+    cache (a notebook may still name a cache folder of its own).
     ``api_key`` replaces the server's key, e.g. to check that a wrong key fails a run.
     """
     return {
         "REKA_BASE_URL": server.base_url,
         "REKA_API_KEY": server.api_key if api_key is None else api_key,
         "REKA_NB_DISPLAY": "final",
+        "REKA_NB_CACHE": "off",
     }
 
 

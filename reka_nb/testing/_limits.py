@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["INSUFFICIENT_BALANCE", "RateBucket", "question_of"]
+__all__ = ["INSUFFICIENT_BALANCE", "RateBucket", "image_digest", "question_of"]
 
 INSUFFICIENT_BALANCE = "Insufficient balance: top up the account to continue"
 """The message of an out-of-credits 429 (Reka says "insufficient balance")."""

@@ -1,0 +1,119 @@
+"""%%reka --each: in a real kernel (nbclient), with its one updating progress display and the
+results table; usage mistakes in an in-process IPython shell."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from PIL import Image
+from traitlets.config import Config
+
+from reka_nb import Results
+from reka_nb.testing import OfflineServer, run_notebook
+
+
+def png(width: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, 8), (120, 60, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"img{i}.png").write_bytes(png(10 + i))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[InteractiveShell]:
+    config = Config()
+    config.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "reka_nb")
+    yield ip
+
+
+def run(shell: InteractiveShell, code: str):  # type: ignore[no-untyped-def]
+    return shell.run_cell(code, store_history=False)
+
+
+def test_each_in_a_kernel_shows_progress_then_the_table(photos: Path) -> None:
+    each = '%%reka -i "photos/*.png" --each --concurrency 2\nSize?'
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("%load_ext reka_nb"),
+        nbformat.v4.new_code_cell("import os\nos.environ['REKA_NB_DISPLAY'] = 'live'"),
+        nbformat.v4.new_code_cell(each),
+        nbformat.v4.new_code_cell("print(type(_reka).__name__, [r.ok for r in _reka])"),
+        nbformat.v4.new_code_cell("os.environ['REKA_NB_DISPLAY'] = 'final'"),
+        nbformat.v4.new_code_cell(each),
+    ]
+    run_notebook(notebook, photos.parent)
+    live = notebook.cells[2].outputs
+    assert [o.output_type for o in live] == ["display_data", "display_data"]
+    progress, table = live
+    # One display, updated in place to its final state (nbclient applies the updates).
+    text = progress.data["text/plain"]
+    assert text.startswith("3/3 images · ") and "/s · 0 errors · " in text
+    assert '<progress max="3" value="3"' in progress.data["text/html"]
+    assert progress.data["text/html"].count('<img src="data:image/') == 3
+    assert table.data["text/plain"].startswith("<Results 3 of 3 answered")
+    html = table.data["text/html"]
+    assert html.count('<img src="data:image/') == 3
+    for i in range(3):
+        assert f"photos/img{i}.png" in html and f"PNG, {10 + i}×8 px" in html
+    assert notebook.cells[3].outputs[0].text == "Results [True, True, True]\n"
+    # For nbval: the display ends as it began, then the final counts, without timings.
+    first, final, table = notebook.cells[5].outputs
+    assert first.data["text/plain"] == "0/3 images · 0 errors · 0 tokens in, 0 out"
+    assert final.data["text/plain"].startswith("3/3 images · 0 errors · ")
+    assert "/s" not in final.data["text/plain"]
+
+
+def test_each_usage_mistakes_are_usage_errors(
+    shell: InteractiveShell, env: OfflineServer, photos: Path
+) -> None:
+    for line, message in (
+        ("%%reka --each\nSize?", "--each needs images"),
+        (f"%%reka -i {photos} --each --chat\nSize?", "takes no --chat or --system"),
+        (f"%%reka -i {photos} --rpm 10\nSize?", "--concurrency and --rpm go with --each"),
+        (f"%%reka -i {photos} --each --rpm 0\nSize?", "--rpm must be above 0"),
+        (f"%%reka -i {photos / 'none*.png'} --each\nSize?", "no files match"),
+    ):
+        result = run(shell, line)
+        assert isinstance(result.error_in_exec, UsageError), line
+        assert message in str(result.error_in_exec)
+    assert env.requests == []
+
+
+def test_each_in_a_shell_keeps_results_in_reka_and_out(
+    shell: InteractiveShell, env: OfflineServer, photos: Path
+) -> None:
+    result = run(
+        shell, f"%%reka -i {photos} -i {photos / 'img0.png'} --each --concurrency 1 -o table\nSize?"
+    )
+    assert result.error_in_exec is None
+    results = shell.user_ns["_reka"]
+    assert isinstance(results, Results) and shell.user_ns["table"] is results
+    assert len(results) == 4 and [r.cached for r in results] == [False, False, False, True]
+    assert len(env.chat_requests()) == 3
+
+
+def test_cache_option_of_a_single_question(
+    shell: InteractiveShell, env: OfflineServer, photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(shell, f"%reka -i {photos / 'img0.png'} --cache Size?")
+    run(shell, f"%reka -i {photos / 'img0.png'} --cache Size?")
+    assert shell.user_ns["_reka"].cached is True
+    run(shell, f"%reka -i {photos / 'img0.png'} Size?")
+    assert shell.user_ns["_reka"].cached is False
+    assert len(env.chat_requests()) == 2
