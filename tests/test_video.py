@@ -213,3 +213,24 @@ def test_a_video_to_a_text_only_model_is_refused_unsent(clips, env, monkeypatch)
         client.describe(str(clips["mp4"]), model="reka-flash-3", show=False)
     assert str(info.value).startswith("model 'reka-flash-3' does not take video input")
     assert [r.path for r in env.requests] == ["/v1/models"]
+
+
+def test_a_kernel_shows_a_poster_then_without_pyav_a_placeholder(clips) -> None:
+    import nbformat
+
+    from reka_nb.testing import run_notebook
+
+    size = clips["webm"].stat().st_size
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"import reka_nb\nreka_nb.describe({str(clips['webm'])!r})"),
+        nbformat.v4.new_code_cell("import sys\nsys.modules['av'] = None  # as without PyAV"),
+        nbformat.v4.new_code_cell(f"reka_nb.describe({str(clips['webm'])!r})"),
+    ]
+    run_notebook(nb, ROOT)
+    poster = nb.cells[0].outputs[0].data["text/html"]
+    assert '<img src="data:image/jpeg;base64,' in poster
+    assert f'title="video 1: WebM video, 2.0 s, 64×48 px, {size:,} bytes"' in poster
+    placeholder = nb.cells[2].outputs[0].data["text/html"]
+    assert "<img" not in placeholder
+    assert f"[▶ video 1: WebM video, 2.0 s, 64×48 px, {size:,} bytes]" in placeholder
