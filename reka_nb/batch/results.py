@@ -253,7 +253,7 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
         out.append(
             f"<tr><td>{thumb}</td><td>{html.escape(r.source)}</td>"
             f'<td style="text-align:left">{answer}</td><td>{tokens}</td>'
-            f"<td>{r.seconds:.2f}</td></tr>"
+            f'<td class="reka-nb-seconds">{r.seconds:.2f}</td></tr>'
         )
     out.append("</tbody></table>")
     return "".join(out)
