@@ -206,7 +206,7 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
             show=_Lines(out),
             client=client,
             retries=args.retries,
-            stream=not args.no_stream,
+            stream=False,  # nobody reads a batch word by word: whole answers cost less
             **params,
         )
     finally:

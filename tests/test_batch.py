@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -155,8 +158,9 @@ def test_requests_per_minute_spaces_the_requests(env: OfflineServer) -> None:
     chats = env.chat_requests()
     assert [r.status for r in chats] == [200] * 12
     times = sorted(r.received for r in chats)
-    # From the second arrival on (the first also opens the connection pool): 0.1 s apart.
-    assert times[-1] - times[1] >= 10 * 0.1 * 0.95
+    # From the second arrival on (the first also opens the connection pool): 0.1 s apart,
+    # give or take a busy machine's scheduling (unlimited, the 12 arrive within milliseconds).
+    assert times[-1] - times[1] >= 10 * 0.1 * 0.8
 
 
 def test_the_server_limit_is_obeyed_without_a_client_rate(env: OfflineServer) -> None:
@@ -282,3 +286,33 @@ def test_the_warning_filters_are_left_as_they_were(env: OfflineServer) -> None:
     for _ in range(3):
         describe_many([png(10 + i) for i in range(16)], "Size?", concurrency=8, show=False)
     assert warnings.filters == before
+
+
+LAZY = """
+import io, sys
+from PIL import Image
+import reka_nb
+print(sorted(m for m in ("pandas", "tqdm", "platformdirs") if m in sys.modules))
+buffer = io.BytesIO()
+Image.new("RGB", (9, 9)).save(buffer, "PNG")
+results = reka_nb.describe_many([buffer.getvalue()], show=False)
+print("pandas" in sys.modules, len(results.records()))
+results.to_pandas()
+print("pandas" in sys.modules)
+"""
+
+
+def test_pandas_is_imported_only_by_to_pandas(env: OfflineServer, tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    child = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child.update(
+        REKA_BASE_URL=env.base_url,
+        REKA_API_KEY=env.api_key,
+        REKA_NB_CACHE=str(tmp_path / "cache"),
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", LAZY], env=child, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\nFalse 1\nTrue\n"

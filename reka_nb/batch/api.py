@@ -269,7 +269,7 @@ def describe_many(
     show: bool | Progress = True,
     client: RekaClient | AsyncRekaClient | None = None,
     retries: int = 2,
-    stream: bool = True,
+    stream: bool = False,
     limiter: Limiter | None = None,
     max_cost: float | Decimal | str | None = None,
     **params: Any,
@@ -281,6 +281,8 @@ def describe_many(
     requests are in flight; ``requests_per_minute`` caps the rate of every run sharing this
     key. Answers are cached (``cache=False`` to ask anew), so re-running asks only for what is
     missing. ``show=False`` is silent. Params as for describe(): max_tokens, temperature, ...
+    Answers are asked whole (``stream=True`` streams each one; nobody reads them word by
+    word, and whole answers cost less on both ends).
     ``max_cost`` (US dollars): no request starts once the total could pass it; the results
     then hold what finished and ``Results.stopped`` says why. ``Results.cost`` and
     ``.usage`` total the run.
@@ -313,7 +315,7 @@ async def adescribe_many(
     show: bool | Progress = True,
     client: RekaClient | AsyncRekaClient | None = None,
     retries: int = 2,
-    stream: bool = True,
+    stream: bool = False,
     limiter: Limiter | None = None,
     max_cost: float | Decimal | str | None = None,
     **params: Any,

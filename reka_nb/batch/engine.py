@@ -66,7 +66,7 @@ async def run_items(
     concurrency: int = 8,
     retries: int = 2,
     cache: AnswerCache | None = None,
-    stream: bool = True,
+    stream: bool = False,
     on_result: Callable[[Result], None] | None = None,
     params: Mapping[str, Any] | None = None,
     max_cost: Decimal | None = None,

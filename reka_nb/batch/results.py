@@ -21,10 +21,12 @@ from ..protocol.stream import Usage
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["COLUMNS", "THUMBNAIL", "Result", "Results", "results_table"]
+__all__ = ["COLUMNS", "HTML_ROWS", "THUMBNAIL", "Result", "Results", "results_table"]
 
 #: The longest side of a row's thumbnail, in pixels.
 THUMBNAIL = 64
+#: Rows of the HTML table of a notebook (a table of thousands of thumbnails helps no one).
+HTML_ROWS = 100
 
 #: The columns of ``Results.to_pandas()`` and the keys of each ``Results.records()`` row.
 COLUMNS = (
@@ -224,7 +226,11 @@ class Results(Sequence[Result]):
         return f"<Results {self.summary()}>"
 
     def _repr_html_(self) -> str:
-        return results_table(self._results, caption=self.summary())
+        shown = self._results[:HTML_ROWS]
+        caption = self.summary()
+        if len(shown) < len(self._results):
+            caption += f" · the first {len(shown)} rows (to_pandas() has them all)"
+        return results_table(shown, caption=caption)
 
 
 def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = True) -> str:

@@ -213,7 +213,7 @@ class RekaMagics(Magics):
             model=args.model,
             concurrency=args.concurrency or 8,
             requests_per_minute=args.rpm,
-            stream=not args.no_stream,
+            stream=False,  # whole answers: nothing is shown word by word
             **params,
         )
         user_ns = self._user_ns()

@@ -135,7 +135,7 @@ class OfflineServer:
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
         self.model_metadata = model_metadata
-        self._initial = (token_delay, reply, latency, requests_per_minute, credits)
+        self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
         self._address = (host, port)
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
@@ -251,17 +251,14 @@ class OfflineServer:
         )
 
     def reset(self) -> None:
-        """Forget requests and queued faults; restore the delays, reply and account limits."""
+        """Forget requests and queued faults; restore the delays, reply, account limits and
+        ``keep_bodies``."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
-            delay, reply, latency, rpm, credits = self._initial
-            self.token_delay, self.reply, self.latency, self.credits = (
-                delay,
-                reply,
-                latency,
-                credits,
-            )
+            delay, reply, latency, rpm, credits, keep = self._initial
+            self.token_delay, self.reply, self.latency = delay, reply, latency
+            self.credits, self.keep_bodies = credits, keep
             self.requests_per_minute = rpm
 
     def check_errors(self) -> None:
