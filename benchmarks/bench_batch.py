@@ -10,7 +10,10 @@ and answers after ``latency`` seconds; the runs:
 3. The 200 again, from the cache: milliseconds per item, requests sent.
 4. Peak RSS of a fresh process describing 200, then 2,000 images made on disk (1-4 MP).
 
-Run: ``python benchmarks/bench_batch.py`` (about 4 minutes; ``--quick`` skips the
+One warm-up run of 16 images (a process's one-time costs: imports, codecs, the thread
+pool) comes first and is not counted.
+
+Run: ``python benchmarks/bench_batch.py`` (about 10 minutes; ``--quick`` skips the
 sequential loop and uses 1,000 images for the memory run). It prints figures, asserts nothing.
 """
 
@@ -162,6 +165,9 @@ def main() -> None:
 
     paths = small_images(tmp / "small", N)
     rows: list[tuple[str, str, str]] = []
+    # Warm up once (imports, Pillow's codecs, the thread pool): costs a process pays once.
+    server.set(latency=0.0)
+    reka_nb.describe_many(paths[:CONCURRENCY], "Warm up?", cache=False, show=False)
 
     # 1. concurrency against the ideal, and a loop of describe()
     server.set(latency=LATENCY, requests_per_minute=None)
