@@ -1,10 +1,12 @@
 """reka_nb: ask Reka's vision models about images from Jupyter.
 
-``describe(image)`` streams an answer into the notebook, ``%load_ext reka_nb`` adds the
-``%reka`` / ``%%reka`` magics, and ``uploader()`` shows an upload-and-describe panel; all of
-them use one client. IPython and ipywidgets are imported only when those parts are used, and
-Pillow, the asyncio client and the OpenAI-style classes when first used (``import reka_nb`` stays
-cheap: see benchmarks/bench_import.py).
+``describe(image)`` streams an answer into the notebook (images, and short MP4/MOV/WebM
+videos), ``%load_ext reka_nb`` adds the ``%reka`` / ``%%reka`` magics, and ``uploader()`` shows
+an upload-and-describe panel; all of them use one client. ``models()`` tells what each model
+takes and costs, ``usage()`` what this session's answers cost. IPython, ipywidgets and video
+decoders are imported only when those parts are used, and Pillow, the asyncio client and the
+OpenAI-style classes when first used (``import reka_nb`` stays cheap: see
+benchmarks/bench_import.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typing
 from . import _answer
 from ._answer import Description
 from ._client import ChatStream, RekaClient
-from ._describe import adescribe, describe
+from ._describe import adescribe, describe, models, usage
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -27,12 +29,14 @@ from ._exceptions import (
     ConfigurationError,
     ImageError,
     InvalidRequestError,
+    LongVideoWarning,
     MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
     RekaError,
     ServerError,
     StreamInterrupted,
+    VideoError,
 )
 from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
@@ -56,9 +60,13 @@ __all__ = [
     "Description",
     "ImageError",
     "InvalidRequestError",
+    "LongVideoWarning",
     "MissingAPIKeyError",
+    "Model",
+    "ModelList",
     "NotFoundError",
     "PreparedImage",
+    "PreparedVideo",
     "RateLimitError",
     "Reka",
     "RekaClient",
@@ -69,6 +77,8 @@ __all__ = [
     "StreamInterrupted",
     "Uploader",
     "Usage",
+    "UsageTotals",
+    "VideoError",
     "__version__",
     "adescribe",
     "adescribe_many",
@@ -76,10 +86,12 @@ __all__ = [
     "describe",
     "describe_many",
     "load_ipython_extension",
+    "models",
     "prepare_image",
     "prepare_images",
     "stop_offline_server",
     "uploader",
+    "usage",
     "use_offline_server",
 ]
 
@@ -88,8 +100,10 @@ if typing.TYPE_CHECKING:
     from ._async_client import AsyncChatStream, AsyncRekaClient
     from .batch import Result, Results, adescribe_many, cache, describe_many
     from .compat import AsyncClient, Client, Reka
-    from .images import PreparedImage, prepare_image, prepare_images
+    from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
+    from .protocol.costs import UsageTotals
+    from .protocol.models import Model, ModelList
 
 #: Public names imported on first use, and the module that holds each.
 _LAZY = {
@@ -101,6 +115,10 @@ _LAZY = {
     "PreparedImage": ".images",  # Pillow
     "prepare_image": ".images",
     "prepare_images": ".images",
+    "PreparedVideo": ".images",
+    "Model": ".protocol.models",
+    "ModelList": ".protocol.models",
+    "UsageTotals": ".protocol.costs",
     "Uploader": ".notebook.uploader",  # ipywidgets
     "uploader": ".notebook.uploader",
     "Result": ".batch",  # asyncio, sqlite3

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .protocol.costs import UsageTotals
+from .protocol.models import Model, format_usd
 from .protocol.stream import Completion, Usage
 
 if TYPE_CHECKING:
-    from .images import PreparedImage
+    from .images import Media
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "SESSION_USAGE",
     "AnswerStore",
     "Description",
     "Presenter",
@@ -29,6 +33,9 @@ __all__ = [
     "set_notebook_presenter",
     "set_notebook_progress",
 ]
+
+SESSION_USAGE = UsageTotals()
+"""Every answer of this process, added up per model (``reka_nb.usage()``, ``%reka usage``)."""
 
 DEFAULT_PROMPT = "What can you see in the image?"
 
@@ -42,8 +49,9 @@ class Description(str):
     request_id: str | None
     elapsed: float | None
     prompt: str
-    images: tuple[PreparedImage, ...]
+    images: tuple[Media, ...]
     message: dict[str, Any]
+    model_info: Model | None
     cached: bool
 
     def __new__(
@@ -56,8 +64,9 @@ class Description(str):
         request_id: str | None = None,
         elapsed: float | None = None,
         prompt: str = "",
-        images: Sequence[PreparedImage] = (),
+        images: Sequence[Media] = (),
         message: Mapping[str, Any] | None = None,
+        model_info: Model | None = None,
         cached: bool = False,
     ) -> Description:
         self = super().__new__(cls, text)
@@ -69,6 +78,7 @@ class Description(str):
         self.prompt = prompt
         self.images = tuple(images)
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
         return self
 
@@ -120,13 +130,21 @@ class Description(str):
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.text)
 
+    @property
+    def cost(self) -> Decimal | None:
+        """US dollars: the tokens used times the model's prices, when both are known (exact)."""
+        return None if self.model_info is None else self.model_info.cost(self.usage)
+
     def footer(self) -> str:
-        """One line: model, tokens in/out, seconds; "cached" for an answer from the cache."""
+        """One line: model, tokens in/out, cost, seconds; "cached" for an answer from the cache."""
         parts = [self.model or "unknown model"]
         if self.usage is not None:
             inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
             out = "?" if self.usage.output_tokens is None else self.usage.output_tokens
             parts.append(f"{inp} tokens in, {out} out")
+        cost = self.cost
+        if cost is not None:
+            parts.append(format_usd(cost))
         if self.elapsed is not None:
             parts.append(f"{self.elapsed:.1f} s")
         if self.finish_reason not in (None, "stop"):
@@ -148,7 +166,7 @@ class Presenter(Protocol):
     same per word as a short one.
     """
 
-    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None: ...
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None: ...
 
     def update(self, delta: str) -> None: ...
 
@@ -169,7 +187,7 @@ class StdoutPresenter:
         out.write(text)
         out.flush()
 
-    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
         self._wrote = False
 
     def update(self, delta: str, text: str | None = None) -> None:

@@ -1,5 +1,9 @@
 """One question on an explicit client: prepare the images, send, show the answer, return it.
 
+Before sending, the model's metadata is looked up (``model_info``: kept by the client for a few
+minutes), so an input the model does not take is refused unsent, and the answer's cost is known.
+Every answer is added to the session's totals (``SESSION_USAGE``).
+
 ``run_describe`` / ``run_adescribe`` are the one code path to Reka behind ``describe()``, the
 clients' ``describe`` methods, the magics and the upload panel. They take the client as a
 parameter, so they sit below the clients and import none.
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._answer import (
     DEFAULT_PROMPT,
+    SESSION_USAGE,
     AnswerStore,
     Description,
     Presenter,
@@ -21,12 +26,13 @@ from ._answer import (
 )
 from ._exceptions import ImageError
 from .protocol.messages import check_params, user_message
+from .protocol.models import Model
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
     from ._async_client import AsyncRekaClient
     from ._client import RekaClient
-    from .images import PreparedImage
+    from .images import Media
 
 __all__ = ["require_image", "run_adescribe", "run_describe"]
 
@@ -48,7 +54,7 @@ def _prepare(
     system: str | None,
     history: Sequence[Mapping[str, Any]],
     keep_metadata: bool = False,
-) -> tuple[list[PreparedImage], str, dict, list[dict], str]:
+) -> tuple[list[Media], str, dict, list[dict], str]:
     from .images import prepare_images  # Pillow: imported when a first image is prepared
 
     settings = client.settings(model)  # first: its limits are checked before images are read
@@ -92,6 +98,7 @@ def run_describe(
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history, keep_metadata
     )
+    info = client.model_info(model_name)
     presenter = _presenter(show)
     store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
     if hit is not None:
@@ -120,7 +127,7 @@ def run_describe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    description = _finish(completion, presenter, started, text, images, message, model_name)
+    description = _finish(completion, presenter, started, text, images, message, model_name, info)
     _keep(store, key, description)
     return description
 
@@ -147,6 +154,7 @@ async def run_adescribe(
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history, keep_metadata
     )
+    info = await client.model_info(model_name)
     presenter = _presenter(show)
     store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
     if hit is not None:
@@ -175,7 +183,7 @@ async def run_adescribe(
             if presenter:
                 presenter.fail(exc, "")
             raise
-    description = _finish(completion, presenter, started, text, images, message, model_name)
+    description = _finish(completion, presenter, started, text, images, message, model_name, info)
     _keep(store, key, description)
     return description
 
@@ -185,7 +193,7 @@ def _lookup(
     client: RekaClient | AsyncRekaClient,
     model: str,
     prompt: str,
-    images: list[PreparedImage],
+    images: list[Media],
     messages: list[dict],
     params: Mapping[str, Any],
 ) -> tuple[AnswerStore | None, str | None, Description | None]:
@@ -226,7 +234,7 @@ def _replay(
     hit: Description,
     presenter: Presenter | None,
     prompt: str,
-    images: list[PreparedImage],
+    images: list[Media],
     message: dict,
     model: str,
 ) -> Description:
@@ -262,9 +270,10 @@ def _finish(
     presenter: Presenter | None,
     started: float,
     prompt: str,
-    images: list[PreparedImage],
+    images: list[Media],
     message: dict,
     model: str,
+    info: Model | None,
 ) -> Description:
     description = Description.from_completion(
         completion,
@@ -272,9 +281,11 @@ def _finish(
         prompt=prompt,
         images=images,
         message=message,
+        model_info=info,
     )
     if description.model is None:
         description.model = model
+    SESSION_USAGE.add(model, description.usage, description.cost)
     if presenter:
         presenter.finish(description)
     return description

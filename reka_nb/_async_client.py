@@ -11,7 +11,7 @@ import httpx
 
 from ._ask import require_image, run_adescribe
 from ._base import BaseClient, Messages, translate_send_error
-from ._exceptions import APIError
+from ._exceptions import APIError, RekaError
 from ._replies import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
@@ -30,6 +30,7 @@ from ._replies import (
 from ._settings import Settings
 from .protocol.body import BodyTooLarge, UndecodableBody
 from .protocol.errors import is_retryable, retry_delay
+from .protocol.models import Model, ModelList
 from .protocol.stream import Completion
 
 if TYPE_CHECKING:
@@ -158,11 +159,34 @@ class AsyncRekaClient(BaseClient):
                 available = []
         return error_of(response, content, settings, model, available)
 
-    async def models(self) -> list[str]:
-        """The ids of the models this key can use, from ``GET /models``."""
-        return await self._models()
+    async def models(self, *, refresh: bool = False) -> ModelList:
+        """The models this key can use, with what ``GET /models`` says of each (``Model``s,
+        which are their ids as str). Kept for ``MODELS_TTL`` seconds; ``refresh`` asks again."""
+        settings = self.settings()
+        found, models = self._cached_models(settings)
+        if found and models is not None and not refresh:
+            return models
+        models = await self._models()
+        self._keep_models(settings, models)
+        return models
 
-    async def _models(self, retries: int | None = None) -> list[str]:
+    async def model_info(self, model: str | None = None) -> Model | None:
+        """What the server says of ``model`` (its inputs and prices), from the kept list or
+        one request without retries (unless the lookup is off: ``model_info=False`` or
+        ``REKA_NB_MODEL_INFO=off``); None when unknown."""
+        settings = self.settings(model)
+        found, models = self._cached_models(settings)
+        if not found and not self._looks_up_models():
+            return self.known_model(model)  # a list got earlier, however old
+        if not found:
+            try:
+                models = await self._models(retries=0)
+            except RekaError:  # metadata is a courtesy: without it the question goes as before
+                models = self._cached_models(settings, stale=True)[1]  # what was known stays
+            self._keep_models(settings, models)
+        return models.get(settings.model) if models else None
+
+    async def _models(self, retries: int | None = None) -> ModelList:
         settings = self.settings()
         headers = self._headers(settings)
         url = settings.base_url + "/models"

@@ -7,7 +7,9 @@ Reading replies (bodies within a size limit, streamed answers, typed errors) is 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,15 +25,19 @@ from ._exceptions import (
     RekaError,
 )
 from ._replies import KeyAuth, describe_transport, shutdown
-from ._settings import Secret, Settings, check_base_url, positive, resolve
+from ._settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
 from ._version import __version__
 from .protocol.body import ACCEPT_ENCODING
 from .protocol.errors import redact
 from .protocol.messages import build_body
+from .protocol.models import Model, ModelList, check_inputs
 
-__all__ = ["BaseClient", "Messages", "translate_send_error"]
+__all__ = ["MODELS_TTL", "BaseClient", "Messages", "translate_send_error"]
 
 Messages = Iterable[Mapping[str, Any]]
+
+MODELS_TTL = 300.0
+"""Seconds a client keeps the model list (and a failure to get it) before asking again."""
 
 
 class BaseClient:
@@ -53,6 +59,7 @@ class BaseClient:
         backoff: float = 0.5,
         max_images: int | None = None,
         max_request_bytes: int | None = None,
+        model_info: bool | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
@@ -71,6 +78,8 @@ class BaseClient:
         self._lock = threading.Lock()  # the connection pool is made once, even across threads
         self._closed = False
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()  # every connection opened
+        self.model_info_lookup = model_info  # None: REKA_NB_MODEL_INFO (default on)
+        self._model_lists: dict[tuple[str, str, str], tuple[float, ModelList | None]] = {}
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
             check_base_url(base_url)
         if api not in (None, "openai", "native"):
@@ -108,6 +117,7 @@ class BaseClient:
             "backoff": self.backoff,
             "max_images": self.max_images,
             "max_request_bytes": self.max_request_bytes,
+            "model_info": self.model_info_lookup,
         }
 
     def settings(self, model: str | None = None) -> Settings:
@@ -191,7 +201,51 @@ class BaseClient:
         )
         path = "/chat" if settings.api == "native" else "/chat/completions"
         headers = self._headers(settings, stream=stream)
+        self._check_inputs(settings, body["messages"])
         return settings, settings.base_url + path, headers, body
+
+    # -- model metadata (kept per client for MODELS_TTL seconds) ------------------------------
+
+    @staticmethod
+    def _list_key(settings: Settings) -> tuple[str, str, str]:
+        """Which list a cached one is: the server, the endpoint and (a digest of) the key."""
+        key = settings.api_key or ""
+        return settings.base_url, settings.api, hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _cached_models(
+        self, settings: Settings, *, stale: bool = False
+    ) -> tuple[bool, ModelList | None]:
+        """(found, list): a list, or None for a recent failure to get one, when still fresh
+        (or, with ``stale``, the last list got, however old: prices outlive the TTL)."""
+        entry = self._model_lists.get(self._list_key(settings))
+        if entry is None:
+            return False, None
+        if time.monotonic() - entry[0] > MODELS_TTL:
+            return (True, entry[1]) if stale and entry[1] is not None else (False, None)
+        return True, entry[1]
+
+    def _keep_models(self, settings: Settings, models: ModelList | None) -> None:
+        self._model_lists[self._list_key(settings)] = (time.monotonic(), models)
+
+    def _looks_up_models(self) -> bool:
+        """Whether a question first asks ``GET /models`` (once per MODELS_TTL) when the list
+        is not known: the ``model_info`` argument, else ``REKA_NB_MODEL_INFO`` (default on)."""
+        if self.model_info_lookup is not None:
+            return self.model_info_lookup
+        return model_info_wanted()
+
+    def known_model(self, model: str | None = None) -> Model | None:
+        """What the last model list said about ``model`` (no request); None when unknown."""
+        settings = self.settings(model)
+        _, models = self._cached_models(settings, stale=True)
+        return models.get(settings.model) if models else None
+
+    def _check_inputs(self, settings: Settings, messages: Any) -> None:
+        """Refuse an input the model does not take, when the cached list describes the model."""
+        _, models = self._cached_models(settings, stale=True)
+        info = models.get(settings.model) if models else None
+        if info is not None and models is not None:
+            check_inputs(info, messages, [m for m in models if m != info])
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

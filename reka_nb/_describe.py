@@ -1,18 +1,21 @@
-"""describe() and adescribe(): ask about images and show the answer as it arrives."""
+"""describe() and adescribe(): ask about images and show the answer as it arrives; models()
+and usage(): what the default client's key can use, and what this session's answers cost."""
 
 from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._answer import DEFAULT_PROMPT, Description
+from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description
 from ._ask import require_image, run_adescribe, run_describe
 from ._client import RekaClient
+from .protocol.costs import UsageTotals
+from .protocol.models import ModelList
 
 if TYPE_CHECKING:
     from ._async_client import AsyncRekaClient
 
-__all__ = ["adescribe", "default_client", "describe"]
+__all__ = ["adescribe", "default_client", "describe", "models", "usage"]
 
 _default_client: RekaClient | None = None
 _default_lock = threading.Lock()
@@ -87,3 +90,21 @@ async def adescribe(
         return await run_adescribe(
             own, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )
+
+
+def models(*, refresh: bool = False) -> ModelList:
+    """The models your key can use: inputs, context, longest answer and prices of each.
+
+    A list of ``Model`` (each is its id as a str), shown as a table in a notebook. The list is
+    kept for a few minutes; ``refresh=True`` asks the server again.
+    """
+    return default_client().models(refresh=refresh)
+
+
+def usage() -> UsageTotals:
+    """Tokens and cost of this session's answers so far, per model (a table in a notebook).
+
+    Costs are exact ``Decimal`` US dollars from the prices ``GET /models`` gives; answers of a
+    model without prices are counted as ``unpriced``.
+    """
+    return SESSION_USAGE.copy()

@@ -4,6 +4,7 @@
     ├── ConfigurationError          bad settings (e.g. plain http to a remote host)
     │   └── MissingAPIKeyError      no key in the argument or REKA_API_KEY
     ├── ImageError                  an input that cannot be sent as an image (also a ValueError)
+    │   └── VideoError              a video that cannot be sent (unknown container, too big)
     ├── InvalidRequestError         a prompt, message or parameter we would not send (a ValueError)
     ├── APIError                    the server answered with an error status
     │   ├── BadRequestError         400 / 422: the request was invalid
@@ -16,6 +17,7 @@
     ├── APITimeoutError             connecting, or waiting between two events, took too long
     └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
 
+    LongVideoWarning                a warning (UserWarning): a clip longer than Reka answers best
     CacheWarning (a UserWarning)    the answer cache cannot be used; the run goes on without it
 
 A run over many images that stops early (out of credits, or interrupted with Ctrl-C) raises
@@ -40,12 +42,14 @@ __all__ = [
     "ConfigurationError",
     "ImageError",
     "InvalidRequestError",
+    "LongVideoWarning",
     "MissingAPIKeyError",
     "NotFoundError",
     "RateLimitError",
     "RekaError",
     "ServerError",
     "StreamInterrupted",
+    "VideoError",
 ]
 
 
@@ -94,6 +98,14 @@ class MissingAPIKeyError(ConfigurationError):
 
 class ImageError(RekaError, ValueError):
     """Raised when an input cannot be turned into an image to send; nothing is sent."""
+
+
+class VideoError(ImageError):
+    """Raised when a video cannot be sent (not MP4/MOV/WebM, damaged, over the byte limit)."""
+
+
+class LongVideoWarning(UserWarning):
+    """Warned when a clip lasts longer than Reka's chat models answer best (30 s)."""
 
 
 class InvalidRequestError(RekaError, ValueError):

@@ -20,6 +20,7 @@ from ._exceptions import APIError, RateLimitError, RekaError, ServerError, Strea
 from ._settings import Secret, Settings
 from .protocol.body import MAX_BODY_SIZE, BodyDecoder, BodyTooLarge, UndecodableBody
 from .protocol.errors import error_from_response, parse_retry_after, redact
+from .protocol.models import ModelList, parse_models
 from .protocol.sse import EventTooLarge, SSEDecoder
 from .protocol.stream import (
     Accumulator,
@@ -28,7 +29,6 @@ from .protocol.stream import (
     StreamError,
     load_json,
     parse_completion,
-    parse_models,
 )
 
 __all__ = [
@@ -305,7 +305,7 @@ def json_completion(response: httpx.Response, body: Body, settings: Settings) ->
         ) from None
 
 
-def json_models(response: httpx.Response, body: Body, settings: Settings) -> list[str]:
+def json_models(response: httpx.Response, body: Body, settings: Settings) -> ModelList:
     check_whole(response, body)
     try:
         return parse_models(body.data)

@@ -28,6 +28,7 @@ __all__ = [
     "Api",
     "Secret",
     "Settings",
+    "model_info_wanted",
     "positive",
     "redact",
     "resolve",
@@ -111,6 +112,17 @@ class Settings:
         if not self.api_key:
             raise MissingAPIKeyError()
         return self.api_key
+
+
+def model_info_wanted() -> bool:
+    """False when ``REKA_NB_MODEL_INFO`` is ``off`` (or 0/false/no): then a client never asks
+    ``GET /models`` by itself, and knows only the lists it was asked for."""
+    value = os.environ.get("REKA_NB_MODEL_INFO", "").strip().lower()
+    if value in ("", "on", "auto", *_TRUE):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ConfigurationError(f"REKA_NB_MODEL_INFO must be 'on' or 'off', not {value!r}")
 
 
 def offline_requested() -> bool:

@@ -98,7 +98,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="reuse stored answers to the same question (default: on with --each, else off)",
     )
 
-    m = sub.add_parser("models", parents=[common], help="list the models the key can use")
+    m = sub.add_parser(
+        "models",
+        parents=[common],
+        help="the models the key can use: inputs, context, prices (--json: as the server said)",
+    )
     c = sub.add_parser("cache", help="show where the answer cache is, or empty it")
     c.add_argument("action", choices=("info", "clear"))
     return parser, {"describe": d, "models": m, "cache": c}
@@ -189,10 +193,13 @@ def _run(args: argparse.Namespace) -> int:
         from ._offline import use_offline_server
 
         use_offline_server()
-    with RekaClient(api=args.api) as client:
+    with RekaClient(api=args.api, model_info=False) as client:  # one question: no extra request
         if args.command == "models":
             models = client.models()
-            print(json.dumps(models) if args.json else "\n".join(models))
+            if args.json:  # every field as the server sent it
+                print(json.dumps(models.to_json(), ensure_ascii=False))
+            else:
+                print(models.table(client.settings().model))
             return 0
         params: dict[str, Any] = {
             "max_tokens": args.max_tokens,

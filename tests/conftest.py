@@ -16,6 +16,7 @@ _SETTINGS = (
     "REKA_MODEL",
     "REKA_NB_OFFLINE",
     "REKA_NB_OFFLINE_DELAY",
+    "REKA_NB_MAX_VIDEO_MB",
 )
 
 
@@ -32,6 +33,13 @@ def _clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
     from reka_nb import _offline
 
     _offline._active = False
+
+
+@pytest.fixture(autouse=True)
+def _no_model_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Questions here make exactly the requests they show: a client does not first ask
+    GET /models by itself (REKA_NB_MODEL_INFO=off). Tests of that lookup turn it on."""
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "off")
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,11 @@ def test_json_and_options(server: OfflineServer) -> None:
 def test_models_json(server: OfflineServer) -> None:
     proc = run("models", "--json", env=server_env(server))
     assert proc.returncode == 0
-    assert "reka-edge" in json.loads(proc.stdout)
+    models = json.loads(proc.stdout)
+    assert "reka-edge" in [m["id"] for m in models]
+    flash = next(m for m in models if m["id"] == "reka-flash")  # every field, as sent
+    assert flash["pricing"] == {"prompt": "0.0000008", "completion": "0.000002"}
+    assert flash["input_modalities"] == ["text", "image", "video", "audio"]
 
 
 def test_no_key_says_how_and_mentions_offline() -> None:

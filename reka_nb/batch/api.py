@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._answer import DEFAULT_PROMPT
@@ -58,6 +59,7 @@ class _Run:
     stream: bool
     limiter: Limiter | None
     params: dict[str, Any] = field(default_factory=dict)
+    max_cost: Decimal | None = None
 
     def options(self) -> dict[str, Any]:
         return {} if self.client is None else self.client.options()
@@ -119,6 +121,7 @@ class _Run:
             stream=self.stream,
             on_result=None if progress is None else progress.update,
             params=self.params,
+            max_cost=self.max_cost,
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
@@ -127,7 +130,7 @@ class _Run:
         def retry(failed: list[Result]) -> Results:
             return self.run_sync([items[r.index] for r in failed], None)
 
-        return Results(list(results), total=results.total, retry=retry)
+        return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
 
     def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
         """Run on a fresh event loop in a helper thread; progress is shown from this thread."""
@@ -210,6 +213,7 @@ def _setup(
     stream: bool,
     limiter: Limiter | None,
     params: Mapping[str, Any],
+    max_cost: Any = None,
 ) -> _Run:
     """Check every argument before anything is read or sent."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -230,9 +234,28 @@ def _setup(
         )
     checked = check_params(params)
     store = default_cache() if cache is True else (cache or None)
-    return _Run(
+    run = _Run(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
     )
+    run.max_cost = _budget(max_cost)
+    return run
+
+
+def _budget(max_cost: Any) -> Decimal | None:
+    """``max_cost`` as exact US dollars (a float is read through its text: 2.5 is 2.5)."""
+    if max_cost is None:
+        return None
+    amount: Decimal | None = None
+    if isinstance(max_cost, (int, float, str, Decimal)) and not isinstance(max_cost, bool):
+        try:
+            amount = Decimal(str(max_cost).strip())
+        except InvalidOperation:
+            amount = None
+    if amount is None or not amount.is_finite() or amount <= 0:
+        raise InvalidRequestError(
+            f"max_cost must be a number of US dollars above 0 (or None), not {max_cost!r}"
+        )
+    return amount
 
 
 def describe_many(
@@ -248,6 +271,7 @@ def describe_many(
     retries: int = 2,
     stream: bool = False,
     limiter: Limiter | None = None,
+    max_cost: float | Decimal | str | None = None,
     **params: Any,
 ) -> Results:
     """Ask the same question (or ``prompt(item)``) about many images; return ``Results``.
@@ -259,9 +283,21 @@ def describe_many(
     missing. ``show=False`` is silent. Params as for describe(): max_tokens, temperature, ...
     Answers are asked whole (``stream=True`` streams each one; nobody reads them word by
     word, and whole answers cost less on both ends).
+    ``max_cost`` (US dollars): no request starts once the total could pass it; the results
+    then hold what finished and ``Results.stopped`` says why. ``Results.cost`` and
+    ``.usage`` total the run.
     """
     run = _setup(
-        client, model, concurrency, requests_per_minute, cache, retries, stream, limiter, params
+        client,
+        model,
+        concurrency,
+        requests_per_minute,
+        cache,
+        retries,
+        stream,
+        limiter,
+        params,
+        max_cost,
     )
     items = make_items(images, prompt)
     _check_key(run)
@@ -281,11 +317,21 @@ async def adescribe_many(
     retries: int = 2,
     stream: bool = False,
     limiter: Limiter | None = None,
+    max_cost: float | Decimal | str | None = None,
     **params: Any,
 ) -> Results:
     """``await adescribe_many(...)``: describe_many for a running event loop."""
     run = _setup(
-        client, model, concurrency, requests_per_minute, cache, retries, stream, limiter, params
+        client,
+        model,
+        concurrency,
+        requests_per_minute,
+        cache,
+        retries,
+        stream,
+        limiter,
+        params,
+        max_cost,
     )
     items = make_items(images, prompt)
     _check_key(run)

@@ -17,19 +17,22 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from .._answer import Description
+from .._answer import SESSION_USAGE, Description
 from .._async_client import AsyncRekaClient
 from .._exceptions import (
     APIConnectionError,
     APIError,
+    InvalidRequestError,
     RateLimitError,
     RekaError,
     StreamInterrupted,
 )
 from .._settings import Settings
-from ..images import PreparedImage, prepare_images
+from ..images import Media, prepare_images
+from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
 from ..protocol.messages import check_params, user_message
 from ..protocol.stream import Completion
@@ -66,8 +69,13 @@ async def run_items(
     stream: bool = False,
     on_result: Callable[[Result], None] | None = None,
     params: Mapping[str, Any] | None = None,
+    max_cost: Decimal | None = None,
 ) -> Results:
     """Ask every item's question; return ``Results`` in input order.
+
+    With ``max_cost`` (US dollars) no request starts once the total could pass it (see
+    ``Budget``); the run then ends early and ``Results.stopped`` says why. It needs the
+    model's prices, from the client's model list.
 
     Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits,
     a cancellation or an interrupt stops every worker at once and is re-raised with the
@@ -80,6 +88,17 @@ async def run_items(
     params = check_params(params or {}, client.settings(model).api)
     settings = client.settings(model)  # the key is checked here, before anything is sent
     settings.require_key()
+    info = await client.model_info(settings.model)  # prices: each answer's cost
+    budget: Budget | None = None
+    if max_cost is not None:
+        if info is None or info.input_price is None or info.output_price is None:
+            raise InvalidRequestError(
+                f"max_cost needs the prices of {settings.model!r}, and the server's model list "
+                "does not give them: run without max_cost, or list the models first "
+                "(client.models()) where the server states prices"
+            )
+        budget = Budget(max_cost)
+    changed = asyncio.Condition()
     done: list[Result] = []
     queue = iter(items)
 
@@ -90,9 +109,30 @@ async def run_items(
 
     async def worker() -> None:
         for item in queue:  # shared iterator: each item is taken by exactly one worker
-            finish(await _one(item))
+            result = await _one(item)
+            if result is None:  # the budget stopped the run: nothing more starts
+                return
+            finish(result)
 
-    async def _one(item: Item) -> Result:
+    async def _reserve(item: Item, images: int) -> Decimal | None:
+        """Wait until the budget lets this question start; None once it has stopped."""
+        assert budget is not None and info is not None
+        first = first_estimate(info, str(item.prompt), images, params.get("max_tokens"))
+        async with changed:
+            while True:
+                held = budget.start(first)
+                if held is not None or budget.stopped is not None:
+                    return held
+                await changed.wait()
+
+    async def _release(held: Decimal | None, cost: Decimal | None, answered: bool) -> None:
+        if budget is None or held is None:
+            return
+        async with changed:
+            budget.finish(held, cost, answered)
+            changed.notify_all()
+
+    async def _one(item: Item) -> Result | None:
         started = time.monotonic()
         try:
             images, message, key, thumb = await asyncio.to_thread(
@@ -100,6 +140,7 @@ async def run_items(
             )
         except RekaError as exc:  # a bad input: nothing is sent for it
             return Result(item.index, item.image, item.source, error=exc)
+        count = len(images)
         del images  # the message holds what is sent; nothing else keeps the bytes
         if cache is not None and key is not None:
             hit = await asyncio.to_thread(cache.get, key)
@@ -114,23 +155,35 @@ async def run_items(
                     seconds,
                     thumb,
                 )
+        held = None
+        if budget is not None:
+            held = await _reserve(item, count)
+            if held is None:
+                return None
         try:
             completion = await _ask(
                 client, limiter, message, settings.model, retries, stream, params
             )
         except RateLimitError as exc:
+            await _release(held, None, False)
             if exc.out_of_credits:
                 raise  # stops every worker: waiting does not bring credits back
             error: RekaError = exc
         except RekaError as exc:
+            await _release(held, None, False)
             error = exc
+        except BaseException:
+            await _release(held, None, False)
+            raise
         else:
             seconds = time.monotonic() - started
             description = Description.from_completion(
-                completion, elapsed=seconds, prompt=str(item.prompt)
+                completion, elapsed=seconds, prompt=str(item.prompt), model_info=info
             )
             if description.model is None:
                 description.model = settings.model
+            await _release(held, description.cost, True)
+            SESSION_USAGE.add(settings.model, description.usage, description.cost)
             if cache is not None and key is not None:
                 await asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
             return Result(item.index, item.image, item.source, description, None, seconds, thumb)
@@ -150,12 +203,12 @@ async def run_items(
         await asyncio.gather(*tasks, return_exceptions=True)
         exc.results = Results(done, total=len(items))  # type: ignore[attr-defined]
         raise
-    return Results(done, total=len(items))
+    return Results(done, total=len(items), stopped=None if budget is None else budget.stopped)
 
 
 def _prepare(
     item: Item, settings: Settings, keyed: bool, params: Mapping[str, Any]
-) -> tuple[list[PreparedImage], dict, str | None, tuple[bytes, str] | None]:
+) -> tuple[list[Media], dict, str | None, tuple[bytes, str] | None]:
     """In a worker thread: the images, the user message, the cache key and a thumbnail."""
     if isinstance(item.prompt, BaseException):
         raise item.prompt

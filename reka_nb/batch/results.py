@@ -11,9 +11,11 @@ import base64
 import html
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
 from .._answer import Description
+from ..protocol.models import format_usd
 from ..protocol.stream import Usage
 
 if TYPE_CHECKING:
@@ -114,10 +116,12 @@ class Results(Sequence[Result]):
         *,
         total: int | None = None,
         retry: Callable[[list[Result]], Results] | None = None,
+        stopped: str | None = None,
     ) -> None:
         self._results = sorted(results, key=lambda r: r.index)
         self.total = len(self._results) if total is None else total
         self._retry = retry
+        self.stopped = stopped  # why the run ended early (max_cost), or None
 
     @overload
     def __getitem__(self, index: int) -> Result: ...
@@ -161,6 +165,16 @@ class Results(Sequence[Result]):
         return Usage(input_tokens=inp, output_tokens=out)
 
     @property
+    def cost(self) -> Decimal | None:
+        """US dollars this run spent (exact): the answers asked whose cost is known (answers
+        from the cache cost nothing); None when answers were asked but none has a price."""
+        asked = [r.description for r in self._results if r.description is not None and not r.cached]
+        costs = [d.cost for d in asked if d.cost is not None]
+        if asked and not costs:
+            return None
+        return sum(costs, Decimal(0))
+
+    @property
     def cached_count(self) -> int:
         return sum(r.cached for r in self._results)
 
@@ -189,7 +203,9 @@ class Results(Sequence[Result]):
         again = self._retry(failed)
         by_index = {r.index: r for r in self._results}
         by_index.update({r.index: r for r in again})
-        return Results(list(by_index.values()), total=self.total, retry=self._retry)
+        return Results(
+            list(by_index.values()), total=self.total, retry=self._retry, stopped=again.stopped
+        )
 
     def summary(self) -> str:
         """One line: answers, cached, errors, tokens."""
@@ -199,6 +215,11 @@ class Results(Sequence[Result]):
             parts.append(f"{self.cached_count} from the cache")
         parts.append(f"{len(self.errors)} failed")
         parts.append(f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
+        cost = self.cost
+        if cost is not None:
+            parts.append(format_usd(cost))
+        if self.stopped:
+            parts.append(self.stopped)
         return " · ".join(parts)
 
     def __repr__(self) -> str:

@@ -1,25 +1,33 @@
 """Image inputs: whatever a notebook user calls an image, checked and turned into what is sent.
 
 ``inputs`` accepts paths, URLs, bytes, files, PIL images, arrays, figures and uploads;
-``codec`` decodes, downscales and re-encodes them with Pillow.
+``codec`` decodes, downscales and re-encodes them with Pillow; ``video`` reads MP4, MOV and
+WebM clips' container, duration and size (they are sent as they are).
 """
 
 from .inputs import (
     MAX_BYTES,
     MAX_SIDE,
     THUMBNAIL_SIDE,
+    Media,
     PreparedImage,
     prepare_image,
     prepare_images,
     shorten_data_urls,
 )
+from .video import LONG_VIDEO_SECONDS, MAX_VIDEO_BYTES, PreparedVideo, read_video_info
 
 __all__ = [
+    "LONG_VIDEO_SECONDS",
     "MAX_BYTES",
     "MAX_SIDE",
+    "MAX_VIDEO_BYTES",
     "THUMBNAIL_SIDE",
+    "Media",
     "PreparedImage",
+    "PreparedVideo",
     "prepare_image",
     "prepare_images",
+    "read_video_info",
     "shorten_data_urls",
 ]

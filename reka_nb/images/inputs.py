@@ -36,11 +36,13 @@ from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
 from .limits import check_count, check_total, read_limited
 from .metadata import strip_metadata
+from .video import VIDEO_EXTENSIONS, PreparedVideo, prepare_video, sniff_video, video_url
 
 __all__ = [
     "MAX_BYTES",
     "MAX_SIDE",
     "THUMBNAIL_SIDE",
+    "Media",
     "PreparedImage",
     "prepare_image",
     "prepare_images",
@@ -80,6 +82,8 @@ class PreparedImage:
     converted: bool
     stripped: int = 0
 
+    kind = "image"  # the content part it becomes: image_url (a PreparedVideo's is "video")
+
     def to_url(self) -> str:
         """The value of an ``image_url`` part: a ``data:`` URL, or the remote URL as given."""
         if self.data is None:
@@ -109,13 +113,17 @@ class PreparedImage:
         return text + ">"
 
 
+Media = PreparedImage | PreparedVideo
+"""What an input becomes: an image, or a video sent as it is."""
+
+
 def prepare_image(
     obj: object,
     *,
     max_side: int = MAX_SIDE,
     max_bytes: int = MAX_BYTES,
     keep_metadata: bool = False,
-) -> PreparedImage:
+) -> Media:
     """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
     items = _expand(obj)
     if len(items) > 1:
@@ -133,14 +141,17 @@ def prepare_images(
     keep_metadata: bool = False,
     max_images: int | None = None,
     max_request_bytes: int | None = None,
-) -> list[PreparedImage]:
+) -> list[Media]:
     """Check and encode one input or a list/tuple of them; an upload widget may give several.
 
     ``max_images`` is checked before any image is read; ``max_request_bytes`` (the images'
-    size as sent, in base64) after each one, so preparing stops at the first over it.
+    size as sent, in base64) after each one, so preparing stops at the first over it. A video
+    (MP4, MOV or WebM, recognised from its bytes, or an https URL ending in .mp4, .m4v, .mov or
+    .webm) becomes a ``PreparedVideo``, sent as a ``video_url`` part, within its own limit.
     """
     items = _expand(obj)
     check_count(len(items), max_images)
+    prepared: list[Media]
     if len(items) == 1:
         prepared = [_prepare_one(items[0], max_side, max_bytes, keep_metadata)]
         check_total(prepared, max_request_bytes, len(items))
@@ -155,8 +166,10 @@ def prepare_images(
     return prepared
 
 
-def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> PreparedImage:
+def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> Media:
     prepared = _prepare(obj, max_side, max_bytes)
+    if isinstance(prepared, PreparedVideo):  # sent as given, within the video limit
+        return prepared
     if keep or prepared.converted or prepared.data is None or prepared.format is None:
         return prepared
     data = strip_metadata(prepared.data, prepared.format)
@@ -210,7 +223,7 @@ def _expand_widget(obj: object) -> list[object]:
     return [obj]
 
 
-def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
+def _prepare(obj: object, max_side: int, max_bytes: int) -> Media:
     if isinstance(obj, str):
         return _from_str(obj, max_side, max_bytes)
     if isinstance(obj, os.PathLike):
@@ -233,7 +246,7 @@ def _prepare(obj: object, max_side: int, max_bytes: int) -> PreparedImage:
     raise ImageError(f"unsupported type {type(obj).__name__}: {_ACCEPTED}")
 
 
-def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_str(text: str, max_side: int, max_bytes: int) -> Media:
     stripped = text.strip()
     head = stripped[:8].lower()
     if head.startswith("https://"):
@@ -258,7 +271,7 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_path(text, max_side, max_bytes)
 
 
-def _from_url(url: str) -> PreparedImage:
+def _from_url(url: str) -> Media:
     """Check an https:// URL's shape; it is sent as is and fetched by the server."""
     shown = _short_url(url)
     if any(ch.isspace() for ch in url):
@@ -270,17 +283,22 @@ def _from_url(url: str) -> PreparedImage:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
         raise ImageError(f"URL {shown!r} has an invalid port") from None
+    if parts.path.lower().endswith(VIDEO_EXTENSIONS):
+        return video_url(url)
     return PreparedImage(None, url, None, None, None, None, "URL", None, False)
 
 
-def _from_data_url(url: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_data_url(url: str, max_side: int, max_bytes: int) -> Media:
     header, comma, payload = url[5:].partition(",")
     if not comma:
         raise ImageError("the data URL has no ',' between its header and its data")
     params = [p.strip().lower() for p in header.split(";")]
     mime = params[0]
-    if mime and not mime.startswith("image/"):
-        raise ImageError(f"the data URL has type '{mime}', not an image type (image/...)")
+    if mime and not mime.startswith(("image/", "video/")):
+        raise ImageError(
+            f"the data URL has type '{mime}', not an image type (image/...) or a video type "
+            "(video/...)"
+        )
     if params[-1] == "base64" and len(params) > 1:
         packed = re.sub(r"\s+", "", payload).rstrip("=").translate(str.maketrans("-_", "+/"))
         packed += "=" * (-len(packed) % 4)  # tolerate missing padding
@@ -293,7 +311,7 @@ def _from_data_url(url: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(data, "data URL", "the data URL", max_side, max_bytes)
 
 
-def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_path(text: str, max_side: int, max_bytes: int) -> Media:
     path = Path(os.path.expanduser(text))
     expanded = f" (expanded to '{path}')" if str(path) != text else ""
     try:
@@ -324,7 +342,7 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
 
 
-def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_file(file: Any, max_side: int, max_bytes: int) -> Media:
     name = getattr(file, "name", None)
     label = f"file '{name}'" if isinstance(name, str) else "the file object"
     source = os.path.basename(name) if isinstance(name, str) and name else "file object"
@@ -358,7 +376,7 @@ def _from_file(file: Any, max_side: int, max_bytes: int) -> PreparedImage:
     return _from_bytes(bytes(data), source, label, max_side, max_bytes)
 
 
-def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> PreparedImage:
+def _from_upload(upload: Mapping, max_side: int, max_bytes: int) -> Media:
     label = f"upload '{upload.get('name') or 'file'}'"
     content = upload["content"]
     if not isinstance(content, (bytes, bytearray, memoryview)):
@@ -387,14 +405,15 @@ def _from_figure(figure: Any, max_side: int, max_bytes: int) -> PreparedImage:
     except Exception as exc:
         raise ImageError(f"the matplotlib figure could not be saved as PNG: {exc}") from exc
     label = "the matplotlib figure"
-    prepared = _from_bytes(buffer.getvalue(), "matplotlib figure", label, max_side, max_bytes)
-    return replace(prepared, original_size=None)  # the PNG was made here, not given
+    encoded = encode_bytes(buffer.getvalue(), label, max_side, max_bytes)
+    return _result(encoded, "matplotlib figure", None)  # the PNG was made here, not given
 
 
-def _from_bytes(
-    data: bytes, source: str, label: str, max_side: int, max_bytes: int
-) -> PreparedImage:
-    """Encoded bytes from any input that arrives as bytes (path, URL data, file, upload)."""
+def _from_bytes(data: bytes, source: str, label: str, max_side: int, max_bytes: int) -> Media:
+    """Encoded bytes from any input that arrives as bytes (path, URL data, file, upload);
+    a video container is recognised from its first bytes and sent as it is."""
+    if sniff_video(data) is not None:
+        return prepare_video(data, source, label)
     return _result(encode_bytes(data, label, max_side, max_bytes), source, len(data))
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ImageError
 
 if TYPE_CHECKING:
-    from .inputs import PreparedImage
+    from .inputs import Media
 
 __all__ = ["check_count", "check_total", "read_limited", "sent_size"]
 
@@ -25,11 +25,12 @@ def check_count(count: int, limit: int | None) -> None:
         )
 
 
-def check_total(prepared: Sequence[PreparedImage], limit: int | None, count: int) -> None:
-    """ImageError as soon as the images prepared so far come to more than ``limit`` as sent."""
+def check_total(prepared: Sequence[Media], limit: int | None, count: int) -> None:
+    """ImageError as soon as the images prepared so far come to more than ``limit`` as sent
+    (a video is held to its own limit instead, see ``video``)."""
     if limit is None:
         return
-    total = sum(sent_size(p) for p in prepared)
+    total = sum(sent_size(p) for p in prepared if p.kind == "image")  # videos: own limit
     if total > limit:
         upto = f"the first {len(prepared)} of {count} images" if count > 1 else "the image"
         raise ImageError(
@@ -39,7 +40,7 @@ def check_total(prepared: Sequence[PreparedImage], limit: int | None, count: int
         )
 
 
-def sent_size(image: PreparedImage) -> int:
+def sent_size(image: Media) -> int:
     """Bytes the image takes in the request: its base64, or its URL."""
     if image.data is None:
         return len(image.url or "")

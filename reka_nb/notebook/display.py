@@ -42,7 +42,7 @@ from typing import Any
 
 from .._answer import Description
 from .._exceptions import ConfigurationError
-from ..images import THUMBNAIL_SIDE, PreparedImage
+from ..images import THUMBNAIL_SIDE, Media
 from .markdown import CURSOR, close_fences, escape_markdown
 from .throttle import Throttle
 
@@ -93,19 +93,19 @@ def display_mode() -> str:
 # -- what is shown (pure functions) -----------------------------------------------------------
 
 
-def waiting_bundle(model: str, images: Sequence[PreparedImage]) -> Bundle:
-    """Before the first token: the model asked and how many images (shown by images_bundle)."""
-    count = len(images)
-    about = f" about {count} image{'s' if count != 1 else ''}" if count else ""
+def waiting_bundle(model: str, images: Sequence[Media]) -> Bundle:
+    """Before the first token: the model asked and what about (shown by images_bundle)."""
+    about = _about(images)
     return {
         "text/plain": f"Asking {model}{about}…",
         "text/markdown": f"*Asking **{escape_markdown(model)}**{about}…*",
     }
 
 
-def images_bundle(images: Sequence[PreparedImage]) -> Bundle:
-    """The images asked about as a strip of thumbnails (at most 256 px), for above the answer."""
-    plain = " ".join(f"[image {n}: {image.source}]" for n, image in enumerate(images, 1))
+def images_bundle(images: Sequence[Media]) -> Bundle:
+    """The images (and videos) asked about as a strip of thumbnails (at most 256 px), for
+    above the answer."""
+    plain = " ".join(f"[{image.kind} {n}: {image.source}]" for n, image in enumerate(images, 1))
     tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
     return {
         "text/plain": plain,
@@ -113,7 +113,16 @@ def images_bundle(images: Sequence[PreparedImage]) -> Bundle:
     }
 
 
-def _thumbnail_tag(number: int, image: PreparedImage) -> str:
+def _about(images: Sequence[Media]) -> str:
+    """`` about 2 images``, `` about 1 video``, `` about 1 image and 1 video`` (or nothing)."""
+    counts = [(sum(1 for i in images if i.kind == kind), kind) for kind in ("image", "video")]
+    said = [f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in counts if n]
+    return f" about {' and '.join(said)}" if said else ""
+
+
+def _thumbnail_tag(number: int, image: Media) -> str:
+    if image.kind == "video":
+        return _video_tag(number, image)
     style = f"max-width:{THUMBNAIL_SIDE}px;max-height:{THUMBNAIL_SIDE}px"
     title = html.escape(f"image {number}: {image.source}", quote=True)
     if image.data is None:  # a remote URL: the browser fetches it, the notebook stays small
@@ -128,6 +137,22 @@ def _thumbnail_tag(number: int, image: PreparedImage) -> str:
         data, mime = thumb
         src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return f'<img src="{src}" alt="image {number}" title="{title}" style="{style}"/>'
+
+
+def _video_tag(number: int, video: Media) -> str:
+    """A poster frame when a decoder is installed, else a placeholder: duration and size."""
+    summary = video.summary() if hasattr(video, "summary") else "video"
+    label = html.escape(f"video {number}: {summary}", quote=True)
+    try:
+        poster = video.thumbnail(THUMBNAIL_SIDE)
+    except Exception:  # a poster is a courtesy: never fail the call for it
+        poster = None
+    if poster is None:
+        return f'<span title="{label}">[▶ {label}]</span>'
+    data, mime = poster
+    src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    style = f"max-width:{THUMBNAIL_SIDE}px;max-height:{THUMBNAIL_SIDE}px"
+    return f'<img src="{src}" alt="{label}" title="{label}" style="{style}"/>'
 
 
 def streaming_bundle(text: str, raw: bool = False) -> Bundle:
@@ -221,6 +246,7 @@ def _untimed(description: Description) -> Description:
         model=description.model,
         usage=description.usage,
         finish_reason=description.finish_reason,
+        model_info=description.model_info,
     )
 
 
@@ -277,7 +303,7 @@ class NotebookPresenter:
         self._timer: threading.Timer | None = None
         self._settled = False
 
-    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
         with self._lock:
             strip = images_bundle(images) if self.thumbnails and images else None
             self._handle = None

@@ -1,7 +1,8 @@
 """``%load_ext reka_nb``: the ``%reka`` line magic and ``%%reka`` cell magic.
 
 ``%%reka [options]`` sends the cell body as the prompt, ``%reka [options] PROMPT`` the rest of
-the line; subcommands: ``%reka models``, ``%reka reset``, ``%reka config``, ``%reka help``.
+the line; subcommands: ``%reka models``, ``%reka usage``, ``%reka reset``, ``%reka config``,
+``%reka help``.
 Everything goes through ``run_describe`` with the default client. A usage mistake is a
 ``UsageError``; an expected error (no key, a bad image, an API error, a broken stream) keeps
 its type and fails the cell with one line instead of a traceback.
@@ -29,7 +30,7 @@ from IPython.display import display
 
 from .._answer import DEFAULT_PROMPT, Description, default_presenter
 from .._ask import run_describe
-from .._describe import default_client
+from .._describe import default_client, usage
 from .._exceptions import ConfigurationError, ImageError, InvalidRequestError
 from ..batch import describe_many
 from ..batch.sources import expand
@@ -38,7 +39,7 @@ from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split
 
 __all__ = ["Conversation", "RekaMagics", "ask_questions", "load_ipython_extension"]
 
-SUBCOMMANDS = ("models", "reset", "config", "help")
+SUBCOMMANDS = ("models", "usage", "reset", "config", "help")
 _QUESTION = re.compile(r"^(?P<indent>[ \t]*)%reka[ \t]+(?P<rest>\S.*\?)[ \t]*$")
 
 _USAGE = """\
@@ -50,7 +51,8 @@ Usage:
 
 _HELP = """\
 Subcommands:
-  %reka models    list the models your key can use
+  %reka models    the models your key can use: inputs, context, prices (a table)
+  %reka usage     tokens and cost of this session's answers, per model
   %reka reset     forget the --chat conversation
   %reka config    show the base URL, the model and whether a key is set
   %reka help      show this help
@@ -235,10 +237,19 @@ class RekaMagics(Magics):
     # -- subcommands ------------------------------------------------------------------------
 
     def _models(self) -> None:
+        from IPython.display import display
+
         client = default_client()
         default = client.settings().model
-        for model in client.models():
-            print(f"{model}  (default)" if model == default else model)
+        models = client.models()
+        bundle = {"text/plain": models.table(default), "text/html": models.html(default)}
+        display(bundle, raw=True)
+
+    def _usage(self) -> None:
+        from IPython.display import display
+
+        totals = usage()
+        display({"text/plain": totals.table(), "text/html": totals._repr_html_()}, raw=True)
 
     def _reset(self) -> None:
         count = self.conversation.reset()

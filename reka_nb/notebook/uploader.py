@@ -33,7 +33,7 @@ from .._async_client import AsyncRekaClient
 from .._client import RekaClient
 from .._exceptions import RekaError
 from .._settings import DEFAULT_MODEL, redact
-from ..images import PreparedImage
+from ..images import Media
 from . import background
 from .chooser import ImageChooser, descendants
 from .picker import Received
@@ -133,7 +133,7 @@ class Uploader(widgets.VBox):
     # -- public API -------------------------------------------------------------------------
 
     @property
-    def images(self) -> list[PreparedImage]:
+    def images(self) -> list[Media]:
         """The images chosen, as they will be sent."""
         return [chosen.image for chosen in self._chooser.files]
 
@@ -313,7 +313,7 @@ class Uploader(widgets.VBox):
         """Fill the model dropdown from the server; close() cancels it, then no trait is set."""
         self._models_task = asyncio.current_task()
         try:
-            names = await self._client.models()
+            names = [str(model) for model in await self._client.models()]  # ids, as str
         except Exception as exc:  # the list is a convenience: the configured model still works
             if not self._closed:
                 why = error_text(exc)

@@ -21,7 +21,7 @@ from .._answer import Description
 from .._async_client import AsyncRekaClient
 from .._client import RekaClient
 from .._exceptions import ImageError
-from ..images import PreparedImage, prepare_image
+from ..images import Media, prepare_image
 from .markdown import CURSOR, close_fences, escape_markdown
 from .throttle import Throttle
 
@@ -66,7 +66,7 @@ class Chosen:
     """An accepted upload: the file's name and the checked image (its bytes, not the file's)."""
 
     name: str
-    image: PreparedImage
+    image: Media
 
     def as_upload(self) -> dict[str, Any] | str:
         """A FileUpload-style value, so the request names the file: ``upload 'cat.jpeg'``
@@ -191,7 +191,7 @@ class PanelPresenter:
             self.job.texts[self.index] += "".join(self._parts)
             self._parts = []
 
-    def start(self, *, model: str, prompt: str, images: Sequence[PreparedImage]) -> None:
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
         self.job.states[self.index] = "waiting"
         self.show(self.job)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._exceptions import InvalidRequestError
 
 if TYPE_CHECKING:
-    from ..images import PreparedImage
+    from ..images import PreparedImage, PreparedVideo
 
 __all__ = ["PARAMS", "Api", "build_body", "check_params", "user_message"]
 
@@ -79,13 +79,16 @@ def _check_number(name: str, value: Any, low: float, high: float, *, low_open: b
         )
 
 
-def user_message(prompt: str, images: Sequence[PreparedImage], api: Api = "openai") -> dict:
-    """One user turn: the images first (Reka's models work best that way), then the text."""
+def user_message(
+    prompt: str, images: Sequence[PreparedImage | PreparedVideo], api: Api = "openai"
+) -> dict:
+    """One user turn: the images and videos first (Reka's models work best that way), then
+    the text."""
     if not isinstance(prompt, str):
         raise InvalidRequestError(f"the prompt must be a string, not {type(prompt).__name__}")
     if not prompt.strip() and not images:
         raise InvalidRequestError("the prompt is empty and there is no image: nothing to ask")
-    content: list[dict] = [image_part(image.to_url(), api) for image in images]
+    content: list[dict] = [media_part(image.kind, image.to_url(), api) for image in images]
     if prompt.strip():
         content.append({"type": "text", "text": prompt})
     return {"role": "user", "content": content}
@@ -93,9 +96,15 @@ def user_message(prompt: str, images: Sequence[PreparedImage], api: Api = "opena
 
 def image_part(url: str, api: Api) -> dict:
     """An image content part in the endpoint's shape (native takes the URL as a plain string)."""
+    return media_part("image", url, api)
+
+
+def media_part(kind: str, url: str, api: Api) -> dict:
+    """An ``image_url`` or ``video_url`` part; native takes the URL as a plain string."""
+    name = f"{kind}_url"
     if api == "native":
-        return {"type": "image_url", "image_url": url}
-    return {"type": "image_url", "image_url": {"url": url}}
+        return {"type": name, name: url}
+    return {"type": name, name: {"url": url}}
 
 
 def build_body(
@@ -139,13 +148,14 @@ def _shape_part(part: Any, index: int, api: Api) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, Mapping) else None
     if kind == "text" and isinstance(part.get("text"), str):
         return {"type": "text", "text": part["text"]}
-    if kind == "image_url":
-        url = part.get("image_url")
+    if kind in ("image_url", "video_url"):
+        url = part.get(kind)
         if isinstance(url, Mapping):
             url = url.get("url")
         if isinstance(url, str) and url:
-            return image_part(url, api)
+            return media_part(kind[:-4], url, api)
     raise InvalidRequestError(
-        f"message {index} has a content part that is neither "
-        f"{{'type': 'text', 'text': ...}} nor {{'type': 'image_url', 'image_url': ...}}"
+        f"message {index} has a content part that is neither {{'type': 'text', 'text': ...}} "
+        f"nor a media part ({{'type': 'image_url', 'image_url': ...}} or "
+        f"{{'type': 'video_url', 'video_url': ...}})"
     )

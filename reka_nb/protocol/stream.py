@@ -21,7 +21,6 @@ __all__ = [
     "MalformedEvent",
     "Usage",
     "parse_completion",
-    "parse_models",
 ]
 
 
@@ -278,21 +277,6 @@ def load_json(text: str | bytes, what: str) -> Any:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def parse_models(body: bytes | str) -> list[str]:
-    """Model ids from ``GET /models``: OpenAI's ``{"data": [...]}`` or Reka's plain list."""
-    data = load_json(body, "the model list")
-    if isinstance(data, dict):
-        data = data.get("data", data.get("models"))
-    if not isinstance(data, list):
-        raise MalformedEvent("the model list was neither a list nor {'data': [...]}")
-    ids = []
-    for item in data:
-        ident = item.get("id") if isinstance(item, dict) else item
-        if isinstance(ident, str) and ident:
-            ids.append(ident)
-    return ids
 
 
 def _common_prefix(a: str, b: str) -> str:

@@ -7,7 +7,9 @@
 
 Run it from a shell with ``python -m reka_nb.testing``. The answers are deterministic and say
 that no model ran; they report what the server measured from the request (image formats,
-pixel sizes, byte counts, the prompt), so tests can assert exact text.
+pixel sizes, byte counts; a video's container, duration, size and bytes; the prompt), so tests
+can assert exact text. ``GET /v1/models`` describes each model with example prices (see
+``_catalog``), or lists ids only with ``OfflineServer(model_metadata=False)``.
 """
 
 from __future__ import annotations

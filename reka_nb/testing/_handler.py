@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._answer import Completion, complete
+from ._catalog import model_entry
 from ._events import (
     MALFORMED_NATIVE,
     MALFORMED_OPENAI,
@@ -225,14 +226,17 @@ class OfflineHandler(BaseHTTPRequestHandler):
             return
         if endpoint == "models":
             data = [
-                {"id": m, "object": "model", "created": MODELS_CREATED, "owned_by": "reka"}
-                for m in owner.models
+                model_entry(m, MODELS_CREATED, metadata=owner.model_metadata) for m in owner.models
             ]
             self._send_json(200, {"object": "list", "data": data})
             return
         native = endpoint == "native"
         request = validate_chat(
-            body, native=native, models=owner.models, max_images=owner.max_images
+            body,
+            native=native,
+            models=owner.models,
+            max_images=owner.max_images,
+            modalities=owner.model_metadata,
         )
         if isinstance(request, Rejection):
             self._send_json(request.status, request.body)

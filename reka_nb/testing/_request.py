@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChatRequest", "ImageInfo", "Message", "Rejection"]
+__all__ = ["ChatRequest", "ImageInfo", "Message", "Rejection", "VideoInfo"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,31 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class VideoInfo:
+    """What the server measured about one video part.
+
+    For a ``data:`` URL: the container (from the first bytes), seconds and pixel size (from
+    PyAV; ``measured`` is False when PyAV is not installed) and the decoded byte count.
+    For an ``https://`` URL (never fetched): only ``url``.
+    """
+
+    container: str = ""
+    duration: float | None = None
+    width: int = 0
+    height: int = 0
+    nbytes: int = 0
+    url: str | None = None
+    measured: bool = True
+
+
+@dataclass(frozen=True)
 class Message:
     """One message, reduced to its role, text parts and images, in order."""
 
     role: str
     texts: tuple[str, ...] = ()
     images: tuple[ImageInfo, ...] = ()
+    videos: tuple[VideoInfo, ...] = ()
 
     @property
     def text(self) -> str:

@@ -96,8 +96,10 @@ class OfflineServer:
     """A local HTTP/1.1 server that imitates Reka's API; use it as a context manager.
 
     ``token_delay`` (seconds between streamed events) and ``reply`` (text that replaces the
-    generated answer) can be changed at any time. ``queue()`` scripts faults for the following
-    requests; ``requests`` is the log; ``reset()`` restores the state after construction.
+    generated answer) can be changed at any time. ``model_metadata=False`` makes
+    ``/v1/models`` list ids only and accept any input, as local OpenAI-compatible servers do.
+    ``queue()`` scripts faults for the following requests; ``requests`` is the log;
+    ``reset()`` restores the state after construction.
 
     Account limits, also changeable at any time: ``latency`` (seconds before each chat answer
     starts), ``requests_per_minute`` (over it: 429 with ``Retry-After``; every chat answer
@@ -116,6 +118,7 @@ class OfflineServer:
         host: str = "127.0.0.1",
         port: int = 0,
         reply: str | None = None,
+        model_metadata: bool = True,
         latency: float = 0.0,
         requests_per_minute: float | None = None,
         credits: int | None = None,
@@ -131,6 +134,7 @@ class OfflineServer:
         self.requests_per_minute = requests_per_minute
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
+        self.model_metadata = model_metadata
         self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
         self._address = (host, port)
         self._lock = threading.Lock()

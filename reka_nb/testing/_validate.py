@@ -3,8 +3,9 @@
 Shape and type problems (a missing field, a wrong type, a value out of range) are reported all
 at once: on the native ``/chat`` endpoint as a FastAPI 422 ``{"detail": [...]}`` body, on the
 OpenAI-compatible endpoint as a 400 ``validation_error`` envelope naming the first problem.
-Then an unknown model is a 404, and problems with images (too many, not decodable, a URL
-scheme other than https/data) are 400 envelopes on both endpoints.
+Then an unknown model is a 404, and problems with images and videos (a kind the model does not
+take, too many, not decodable, a URL scheme other than https/data) are 400 envelopes on both
+endpoints.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._catalog import input_modalities
 from ._faults import error_envelope
-from ._request import ChatRequest, ImageInfo, Message, Rejection
+from ._request import ChatRequest, ImageInfo, Message, Rejection, VideoInfo
+from ._video import measure_video
 
 __all__ = ["EDGE_2603_MAX_IMAGES", "InvalidJSON", "parse_body", "validate_chat"]
 
@@ -110,21 +113,21 @@ def _check_part(part: Any, loc: _Loc, out: list[_Problem]) -> None:
             out.append(_Problem((*loc, "text"), "Field required", "missing"))
         elif not isinstance(part["text"], str):
             out.append(_Problem((*loc, "text"), "Input should be a valid string", "string_type"))
-    elif kind == "image_url":
-        image = part.get("image_url")
-        if "image_url" not in part:
-            out.append(_Problem((*loc, "image_url"), "Field required", "missing"))
+    elif kind in ("image_url", "video_url"):
+        image = part.get(kind)
+        if kind not in part:
+            out.append(_Problem((*loc, kind), "Field required", "missing"))
         elif isinstance(image, dict):
             if "url" not in image:
-                out.append(_Problem((*loc, "image_url", "url"), "Field required", "missing"))
+                out.append(_Problem((*loc, kind, "url"), "Field required", "missing"))
             elif not isinstance(image["url"], str):
                 msg = "Input should be a valid string"
-                out.append(_Problem((*loc, "image_url", "url"), msg, "string_type"))
+                out.append(_Problem((*loc, kind, "url"), msg, "string_type"))
         elif not isinstance(image, str):
             msg = "Input should be a URL string or an object with a 'url' string"
-            out.append(_Problem((*loc, "image_url"), msg, "image_url_type"))
+            out.append(_Problem((*loc, kind), msg, "image_url_type"))
     else:
-        msg = "Input should be 'text' or 'image_url'"
+        msg = "Input should be 'text', 'image_url' or 'video_url'"
         out.append(_Problem((*loc, "type"), msg, "literal_error"))
 
 
@@ -255,12 +258,54 @@ def _decode_image(url: str, label: str, param: str) -> ImageInfo | Rejection:
 
 
 def _image_url(part: dict[str, Any]) -> str:
-    image = part["image_url"]
+    image = part[part["type"]]
     return str(image["url"] if isinstance(image, dict) else image)
 
 
+def _decode_video(url: str, label: str, param: str) -> VideoInfo | Rejection:
+    if url.startswith("https://"):
+        return VideoInfo(url=url)
+    if not url.startswith("data:"):
+        message = f"{label} has an unsupported URL: send an https:// URL or a base64 data: URL"
+        return Rejection(400, error_envelope(400, message, param))
+    header, sep, payload = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        message = f"{label} could not be decoded: a data: URL must be base64 (';base64,')"
+        return Rejection(400, error_envelope(400, message, param))
+    try:
+        data = base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        message = f"{label} could not be decoded: invalid base64"
+        return Rejection(400, error_envelope(400, message, param))
+    info = measure_video(data)
+    if isinstance(info, str):
+        return Rejection(400, error_envelope(400, f"{label} could not be decoded: {info}", param))
+    return info
+
+
+_MODALITY = {"image_url": "image", "video_url": "video"}
+
+
+def _refused_modality(model: str, messages: list[dict[str, Any]]) -> Rejection | None:
+    """A 400 for a media part the model does not take (per the catalog; unknown: accepted)."""
+    takes = input_modalities(model)
+    if takes is None:
+        return None
+    for index, raw in enumerate(messages):
+        content = raw["content"] if isinstance(raw["content"], list) else []
+        for part_index, part in enumerate(content):
+            kind = _MODALITY.get(part["type"])
+            if kind is not None and kind not in takes:
+                message = (
+                    f"Model '{model}' does not accept {kind} input; it accepts: {', '.join(takes)}"
+                )
+                param = f"messages[{index}].content[{part_index}]"
+                return Rejection(400, error_envelope(400, message, param))
+    return None
+
+
 def validate_chat(
-    body: Any, *, native: bool, models: Sequence[str], max_images: int
+    body: Any, *, native: bool, models: Sequence[str], max_images: int, modalities: bool = True
 ) -> ChatRequest | Rejection:
     """Check a chat request body; return the accepted request or the error to answer with."""
     problems = _shape_problems(body, native)
@@ -271,6 +316,9 @@ def validate_chat(
         return Rejection(404, error_envelope(404, f"Model '{model}' not found", "model"))
     limit = EDGE_2603_MAX_IMAGES if model == "reka-edge-2603" else max_images
     raw_messages: list[dict[str, Any]] = body["messages"]
+    refused = _refused_modality(model, raw_messages) if modalities else None
+    if refused is not None:
+        return refused
     for index, raw in enumerate(raw_messages):
         content = raw["content"] if isinstance(raw["content"], list) else []
         count = sum(1 for part in content if part["type"] == "image_url")
@@ -288,7 +336,15 @@ def validate_chat(
             continue
         texts = tuple(p["text"] for p in content if p["type"] == "text")
         images: list[ImageInfo] = []
+        videos: list[VideoInfo] = []
         for part_index, part in enumerate(content):
+            if part["type"] == "video_url":
+                label = f"Video {len(videos) + 1} of message {index + 1}"
+                param = f"messages[{index}].content[{part_index}].video_url"
+                video = _decode_video(_image_url(part), label, param)
+                if isinstance(video, Rejection):
+                    return video
+                videos.append(video)
             if part["type"] != "image_url":
                 continue
             label = f"Image {len(images) + 1} of message {index + 1}"
@@ -297,7 +353,7 @@ def validate_chat(
             if isinstance(info, Rejection):
                 return info
             images.append(info)
-        messages.append(Message(raw["role"], texts, tuple(images)))
+        messages.append(Message(raw["role"], texts, tuple(images), tuple(videos)))
     stop = body.get("stop")
     return ChatRequest(
         model=model,

@@ -45,7 +45,8 @@ INTRO = (
     "the images."
 )
 CAT_FACTS = "Image 1: JPEG, 451×300 px, 35,042 bytes."  # what the server measures of cat.jpeg
-FOOTER = re.compile(r"^reka-flash · \d+ tokens in, \d+ out · \d+\.\d s$", re.MULTILINE)
+# the kernel looks reka-flash up (GET /models), so its example prices give each answer a cost
+FOOTER = re.compile(r"^reka-flash · \d+ tokens in, \d+ out · \$0\.\d+ · \d+\.\d s$", re.MULTILINE)
 CURSOR = "▍"
 
 

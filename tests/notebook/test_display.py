@@ -342,6 +342,7 @@ class Kernel:
 def kernel_env(server: OfflineServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
     env.update(REKA_BASE_URL=server.base_url, REKA_API_KEY=server.api_key, **extra)
+    env.setdefault("REKA_NB_MODEL_INFO", "off")  # each question makes exactly one request
     return env
 
 

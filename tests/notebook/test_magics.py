@@ -356,8 +356,25 @@ def test_raw_uses_plain_text_in_a_notebook_display(ip, env, monkeypatch) -> None
 
 def test_models_lists_the_server_models(ip, env, capsys) -> None:
     run(ip, "%reka models")
-    expected = [f"{m}  (default)" if m == "reka-flash" else m for m in DEFAULT_MODELS]
-    assert capsys.readouterr().out.splitlines() == expected
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "model",
+        "name",
+        "inputs",
+        "context",
+        "max",
+        "output",
+        "$/1M",
+        "in",
+        "$/1M",
+        "out",
+    ]
+    assert [line.split()[0] for line in lines[2:]] == list(DEFAULT_MODELS)
+    (flash,) = [line for line in lines if line.startswith("reka-flash ")]
+    assert flash.split() == [
+        "reka-flash", "(default)", "Reka", "Flash", "text,", "image,", "video,", "audio",
+        "128,000", "8,192", "$0.80", "$2.00",
+    ]  # fmt: skip
 
 
 def test_config_shows_settings_but_never_the_key(ip, env, capsys, monkeypatch) -> None:

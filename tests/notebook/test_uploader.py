@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,12 @@ def test_one_image(make, server: OfflineServer) -> None:
     assert result.text == expected
     assert result.model == "reka-flash"
     assert panel.status.value == result.footer()
-    assert re.fullmatch(r"reka-flash · 71 tokens in, 34 out · \d+\.\d s", panel.status.value)
+    # the panel listed the models, so it knows reka-flash's example prices: 71 × $0.0000008
+    # + 34 × $0.000002 = $0.0001248
+    assert result.cost == Decimal("0.0001248")
+    assert re.fullmatch(
+        r"reka-flash · 71 tokens in, 34 out · \$0\.00012 · \d+\.\d s", panel.status.value
+    )
     assert panel.error.value == ""
     assert not panel.describe_button.disabled
     assert panel.stop_button.disabled

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from reka_nb.protocol.models import parse_models
 from reka_nb.protocol.stream import (
     Accumulator,
     MalformedEvent,
     StreamError,
     parse_completion,
-    parse_models,
 )
 
 WORDS = ["cat ", "cat ", "cat ", "sat ", "on ", "the ", "cat ", "mat", "."]

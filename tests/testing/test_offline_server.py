@@ -326,6 +326,13 @@ def test_models_list(client: httpx.Client) -> None:
         "object": "model",
         "created": 1714521600,
         "owned_by": "reka",
+        "name": "Reka Core",
+        "input_modalities": ["text", "image", "video", "audio"],
+        "output_modalities": ["text"],
+        "context_length": 128000,
+        "max_output_length": 8192,
+        "supported_sampling_parameters": ["max_tokens", "temperature", "top_p", "stop", "seed"],
+        "pricing": {"prompt": "0.00001", "completion": "0.000025"},
     }
 
 
@@ -393,7 +400,7 @@ OPENAI_INVALID = [
     (
         _part({"type": "audio", "audio": "x"}),
         "messages[0].content[0].type",
-        "Invalid 'messages[0].content[0].type': Input should be 'text' or 'image_url'",
+        "Invalid 'messages[0].content[0].type': Input should be 'text', 'image_url' or 'video_url'",
     ),
     (
         _part({"type": "text", "text": 5}),
