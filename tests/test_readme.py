@@ -38,7 +38,12 @@ def block(first_line: str) -> str:
 
 KNOWN = (
     "pip install . && reka-nb describe",
-    "import reka_nb\n",
+    "import reka_nb\nfrom PIL import Image",
+    "import reka_nb\n\nresults = reka_nb.describe_many(",
+    "reka_nb.models()",
+    'reka_nb.describe("clip.mp4"',
+    "%reka -i clip.mp4",
+    "import ray, reka_nb.ray as rr",  # run by tests/integrations/test_ray.py, where Ray runs
     "%load_ext reka_nb",
     "%%reka -i docs/images/cat.jpeg",
     "reka-nb describe docs/images/cat.jpeg",
@@ -119,7 +124,9 @@ def test_command_line_examples() -> None:
     assert outputs[0].startswith(INTRO)
     assert outputs[0].endswith("Prompt: What is the cat doing?\n")
     assert outputs[1].startswith('{"text": "This is reka_nb') and outputs[1].count("\n") == 1
-    assert "reka-flash" in outputs[2].splitlines()
+    table = outputs[2].splitlines()  # the models table: a header, a rule, a model a line
+    assert table[0].split()[:3] == ["model", "name", "inputs"]
+    assert "reka-flash" in [line.split()[0] for line in table[2:]]
     assert outputs[3] == f"reka-nb {reka_nb.__version__}\n"
 
 
@@ -190,7 +197,11 @@ def test_notebook_examples_in_a_kernel() -> None:
     }
     nb.cells = [
         nbformat.v4.new_code_cell(block(first))
-        for first in ("import reka_nb\n", "%load_ext reka_nb", "%%reka -i docs/images/cat.jpeg")
+        for first in (
+            "import reka_nb\nfrom PIL import Image",
+            "%load_ext reka_nb",
+            "%%reka -i docs/images/cat.jpeg",
+        )
     ]
     client = NotebookClient(nb, timeout=120, kernel_name="python3")
     client.execute(cwd=str(ROOT), env=environment(REKA_NB_OFFLINE="1"))
@@ -219,3 +230,63 @@ def test_extras_named_in_the_readme_exist(name: str) -> None:
     assert f'".[{name}]"' in README
     wanted = {"notebook": {"jupyterlab", "ipykernel", "numpy", "matplotlib"}, "test": {"pytest"}}
     assert wanted[name] <= {re.split(r"[<>=\[ ]", r)[0] for r in extras[name]}
+
+
+def run_in(folder: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Python code run in ``folder`` against the in-process offline server."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=folder,
+        env=environment(REKA_NB_OFFLINE="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_many_images_example(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpeg", "b.jpeg"):
+        (photos / name).write_bytes((ROOT / "docs" / "images" / "cat.jpeg").read_bytes())
+    code = block("import reka_nb\n\nresults = reka_nb.describe_many(")
+    check = "\nframe = results.to_pandas()\nprint(list(frame['image']), list(frame['error']))"
+    proc = run_in(tmp_path, code + check, REKA_NB_CACHE="off")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "['photos/a.jpeg', 'photos/b.jpeg'] [None, None]"
+
+
+def test_models_and_cost_example() -> None:
+    code = "import reka_nb\n" + block("reka_nb.models()")
+    check = "\nprint(repr(answer.cost), answer.cost > 0)\nprint(reka_nb.usage())"
+    proc = run_in(ROOT, code + check, REKA_NB_MODEL_INFO="on")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-2].startswith("Decimal('") and lines[-2].endswith("') True")
+    assert lines[-1].startswith("<UsageTotals 1 answers, ") and lines[-1].endswith(">")
+
+
+def test_video_examples(tmp_path: Path) -> None:
+    from _clips import make_clip
+
+    (tmp_path / "clip.mp4").write_bytes(make_clip("mp4"))
+    (tmp_path / "clip.webm").write_bytes(make_clip("webm"))
+    proc = run_in(tmp_path, "import reka_nb\n" + block('reka_nb.describe("clip.mp4"'))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith(INTRO) and "Video 1: MP4, 2.0 s" in line
+    magic, command = block("%reka -i clip.mp4").splitlines()
+    ipython = [sys.executable, "-m", "IPython", "--no-banner", "--ext", "reka_nb", "-c", magic]
+    env = environment(REKA_NB_OFFLINE="1")
+    proc = subprocess.run(ipython, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert INTRO in proc.stdout and "Video 1: MP4, 2.0 s" in proc.stdout
+    proc = subprocess.run(
+        ["bash", "-c", command + " --offline"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(INTRO) and "Video 1: WebM, 2.0 s" in proc.stdout

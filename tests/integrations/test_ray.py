@@ -427,3 +427,26 @@ def test_the_key_is_in_no_argument_column_or_session_file(
         time.sleep(0.5)
     assert files > 20 and marker_in, (files, marker_in)
     assert key_in == []
+
+
+def test_the_readme_example_runs(rserver: OfflineServer, tmp_path: Path) -> None:
+    """README's Ray block, with the bucket and the output folder on this machine."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = re.findall(
+        r"^```python\n(import ray, reka_nb\.ray as rr\n.*?)^```", readme, re.M | re.S
+    )
+    paths = make_images(tmp_path / "photos", 8)  # enough files for the example's 4 actors
+    out_folder = tmp_path / "alt_text"
+    code = code.replace("s3://bucket/photos/", str(tmp_path / "photos")).replace(
+        '"alt_text/"', repr(str(out_folder))
+    )
+    exec(compile(code, "README.md", "exec"), {})
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out_folder).to_pylist()
+    assert sorted(Path(row["path"]).name for row in table) == sorted(p.name for p in paths)
+    assert all(row["error"] is None and PROMPT in row["text"] for row in table)
+    assert "bytes" not in table[0]
+    assert len(rserver.chat_requests()) == 8
