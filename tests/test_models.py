@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -374,7 +375,7 @@ def test_notebook_shows_the_table_the_cost_and_the_usage() -> None:
     assert "<td>reka-flash</td><td>Reka Flash</td>" in table.data["text/html"]
     assert table.data["text/plain"].splitlines()[0].startswith("model ")
     answer = nb.cells[2].outputs[-1].data["text/markdown"]
-    assert answer.endswith("*reka-flash · 67 tokens in, 30 out · $0.00011*")
+    assert re.search(r"\n\*reka-flash · 67 tokens in, 30 out · \$0\.00011 · \d+\.\d s\*$", answer)
     (usage,) = nb.cells[3].outputs
     assert (
         "<td>reka-flash</td><td>1</td><td>67</td><td>30</td><td>$0.00011</td>"

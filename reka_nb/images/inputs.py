@@ -35,7 +35,9 @@ from PIL import Image
 from .._exceptions import ImageError
 from .codec import MIME, Encoded, encode_bytes, encode_pixels, thumbnail
 from .limits import check_count, check_total, read_limited
+from .lists import expand
 from .metadata import strip_metadata
+from .urls import short_url, shorten_data_urls
 from .video import VIDEO_EXTENSIONS, PreparedVideo, prepare_video, sniff_video, video_url
 
 __all__ = [
@@ -102,7 +104,7 @@ class PreparedImage:
 
     def __repr__(self) -> str:
         if self.data is None:
-            return f"<PreparedImage URL {_short_url(self.url or '')!r}>"
+            return f"<PreparedImage URL {short_url(self.url or '')!r}>"
         text = f"<PreparedImage {self.format} {self.width}x{self.height} {len(self.data):,} bytes"
         text += f" from {self.source!r}"
         if self.converted:
@@ -125,7 +127,7 @@ def prepare_image(
     keep_metadata: bool = False,
 ) -> Media:
     """Check and encode one image; raise ImageError, naming the input, when it cannot be sent."""
-    items = _expand(obj)
+    items = expand(obj)
     if len(items) > 1:
         raise ImageError(
             f"prepare_image takes one image but got {len(items)}: use prepare_images for several"
@@ -149,7 +151,7 @@ def prepare_images(
     (MP4, MOV or WebM, recognised from its bytes, or an https URL ending in .mp4, .m4v, .mov or
     .webm) becomes a ``PreparedVideo``, sent as a ``video_url`` part, within its own limit.
     """
-    items = _expand(obj)
+    items = expand(obj)
     check_count(len(items), max_images)
     prepared: list[Media]
     if len(items) == 1:
@@ -178,49 +180,7 @@ def _prepare_one(obj: object, max_side: int, max_bytes: int, keep: bool) -> Medi
     return replace(prepared, data=data, stripped=len(prepared.data) - len(data))
 
 
-_DATA_URL_B64 = re.compile(
-    r"(data:[^,;\s\"'()]*(?:;[^,;\s\"'()]*)*;base64,)([A-Za-z0-9+/_-]+=*)", re.IGNORECASE
-)
-
-
-def shorten_data_urls(text: str) -> str:
-    """Replace the base64 payload of every ``data:`` URL in text with ``…(N bytes)``.
-
-    N is the decoded size. Use on anything printed: request bodies, logs, error reports.
-    """
-
-    def short(match: re.Match[str]) -> str:
-        size = len(match.group(2).rstrip("=")) * 3 // 4
-        return f"{match.group(1)}…({size:,} bytes)"
-
-    return _DATA_URL_B64.sub(short, text)
-
-
 # -- inputs ---------------------------------------------------------------------------------
-
-
-def _expand(obj: object) -> list[object]:
-    """Flatten a list/tuple and upload widgets into single inputs; refuse an empty result."""
-    if isinstance(obj, (list, tuple)):
-        items: list[object] = []
-        for item in obj:
-            if isinstance(item, (list, tuple)):
-                raise ImageError("nested lists are not accepted: pass a flat list of images")
-            items.extend(_expand_widget(item))
-        if not items:
-            raise ImageError(f"no images given: the {type(obj).__name__} is empty")
-        return items
-    return _expand_widget(obj)
-
-
-def _expand_widget(obj: object) -> list[object]:
-    # An ipywidgets FileUpload: .value is a tuple of {"name", "type", "size", "content"} dicts.
-    value = getattr(obj, "value", None)
-    if isinstance(value, (tuple, list)) and hasattr(obj, "accept"):
-        if not value:
-            raise ImageError("the upload widget holds no files yet: choose a file first")
-        return list(value)
-    return [obj]
 
 
 def _prepare(obj: object, max_side: int, max_bytes: int) -> Media:
@@ -253,7 +213,7 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> Media:
         return _from_url(stripped)
     if head.startswith("http://"):
         raise ImageError(
-            f"plain http:// image URL {_short_url(stripped)!r}: Reka fetches only https:// "
+            f"plain http:// image URL {short_url(stripped)!r}: Reka fetches only https:// "
             "URLs, so send an https:// URL (or download the image and pass its path)"
         )
     if head.startswith("data:"):
@@ -263,7 +223,7 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> Media:
         is_file = scheme[1].lower() == "file"
         hint = " (for a local file, its path without file://)" if is_file else ""
         raise ImageError(
-            f"unsupported URL scheme '{scheme[1]}' in {_short_url(stripped)!r}: "
+            f"unsupported URL scheme '{scheme[1]}' in {short_url(stripped)!r}: "
             f"pass an https:// URL, a data: URL or a local path{hint}"
         )
     if not stripped:
@@ -273,7 +233,7 @@ def _from_str(text: str, max_side: int, max_bytes: int) -> Media:
 
 def _from_url(url: str) -> Media:
     """Check an https:// URL's shape; it is sent as is and fetched by the server."""
-    shown = _short_url(url)
+    shown = short_url(url)
     if any(ch.isspace() for ch in url):
         raise ImageError(f"URL {shown!r} contains whitespace: percent-encode it (%20)")
     parts = urlsplit(url)
@@ -435,10 +395,3 @@ def _result(encoded: Encoded, source: str, original_size: int | None) -> Prepare
     return PreparedImage(
         data, None, MIME[fmt], fmt, width, height, source, original_size, converted
     )
-
-
-def _short_url(url: str, limit: int = 80) -> str:
-    """A URL for messages: no query or fragment (they may hold tokens), at most ``limit``."""
-    cut = re.search(r"[?#]", url)
-    text = url[: cut.start()] + "?…" if cut else url
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -34,16 +34,15 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any
 
 from .._answer import Description
 from .._exceptions import ConfigurationError
 from ..images import THUMBNAIL_SIDE, Media
 from .markdown import CURSOR, close_fences, escape_markdown
+from .shown import shown_once
 from .throttle import Throttle
 
 __all__ = [
@@ -191,53 +190,6 @@ def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
     body = close_fences(text)
     markdown = f"{body}\n\n**{escape_markdown(mark)}**" if text else f"**{escape_markdown(mark)}**"
     return {"text/plain": plain, "text/markdown": markdown}
-
-
-def _in_displayhook(shell: Any) -> bool:
-    """True while IPython's display hook is formatting a cell's result (on this thread)."""
-    from IPython.core.displayhook import DisplayHook
-
-    codes = {DisplayHook.__call__.__code__, type(shell.displayhook).__call__.__code__}
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
-
-
-class _CellCount:
-    """Counts the cells a shell runs (IPython's ``pre_run_cell`` event), from first use on."""
-
-    def __init__(self, shell: Any) -> None:
-        self.count = 0
-        shell.events.register("pre_run_cell", self.next)
-
-    def next(self, *info: Any) -> None:
-        self.count += 1
-
-
-_cell_counts: weakref.WeakKeyDictionary[Any, _CellCount] = weakref.WeakKeyDictionary()
-
-
-def shown_once() -> Callable[[], bool] | None:
-    """For ``Description.mark_shown``: a check that is True only while IPython's display hook
-    shows the result of the cell running now, which must not show its answer a second time.
-    The same answer evaluated in a later cell, or passed to ``display()``, is shown as usual.
-    None outside IPython."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None:
-        return None
-    counter = _cell_counts.get(shell)
-    if counter is None:
-        counter = _cell_counts[shell] = _CellCount(shell)
-    cell = counter.count
-
-    def check() -> bool:
-        return counter.count == cell and _in_displayhook(shell)
-
-    return check
 
 
 def _untimed(description: Description) -> Description:

@@ -20,7 +20,7 @@ from reka_nb import (
 )
 from reka_nb.images import read_video_info
 from reka_nb.images.video import sniff_video
-from reka_nb.notebook.display import waiting_bundle
+from reka_nb.notebook.display import images_bundle, waiting_bundle
 from reka_nb.testing import OfflineServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,13 +177,14 @@ def test_the_server_refuses_a_video_it_cannot_read(server: OfflineServer) -> Non
 def test_the_waiting_state_shows_a_poster_or_a_placeholder(clips, monkeypatch) -> None:
     (video,) = prepare_images(str(clips["mp4"]))
     size = clips["mp4"].stat().st_size
-    bundle = waiting_bundle("reka-flash", [video])
-    assert bundle["text/plain"] == "Asking reka-flash about 1 video…"
-    assert '<img src="data:image/jpeg;base64,' in bundle["text/html"]  # PyAV: the first frame
+    assert waiting_bundle("reka-flash", [video])["text/plain"] == "Asking reka-flash about 1 video…"
+    strip = images_bundle([video])  # shown above the answer from the waiting state on
+    assert strip["text/plain"] == f"[video 1: {video.source}]"
+    assert '<img src="data:image/jpeg;base64,' in strip["text/html"]  # PyAV: the first frame
     monkeypatch.setitem(sys.modules, "av", None)
-    bundle = waiting_bundle("reka-flash", [video])
-    assert f"[▶ video 1: MP4 video, 2.0 s, 64×48 px, {size:,} bytes]" in bundle["text/html"]
-    assert "<img" not in bundle["text/html"]
+    strip = images_bundle([video])
+    assert f"[▶ video 1: MP4 video, 2.0 s, 64×48 px, {size:,} bytes]" in strip["text/html"]
+    assert "<img" not in strip["text/html"]
 
 
 def test_magic_and_cli_take_a_clip(clips, env: OfflineServer, capsys) -> None:
