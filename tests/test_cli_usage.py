@@ -134,7 +134,7 @@ def test_a_plain_http_image_url_is_refused_before_sending() -> None:
 def test_offline_switch_on(value: str) -> None:
     proc = run("models", REKA_NB_OFFLINE=value)
     assert proc.returncode == 0, proc.stderr
-    assert "reka-flash" in proc.stdout.splitlines()
+    assert "reka-flash" in listed_models(proc.stdout)
 
 
 @pytest.mark.parametrize("value", ["0", "false", "No", "off", ""])
@@ -198,7 +198,7 @@ def test_offline_server_prints_a_base_url_the_cli_accepts() -> None:
     assert first == f"reka_nb offline server running at {url}\n"
     assert exports["REKA_BASE_URL"] == url
     assert models.returncode == 0, models.stderr
-    assert "reka-flash" in models.stdout.splitlines()
+    assert "reka-flash" in listed_models(models.stdout)
 
 
 def test_a_wildcard_bind_is_reached_through_loopback() -> None:
@@ -206,3 +206,10 @@ def test_a_wildcard_bind_is_reached_through_loopback() -> None:
     assert client_url("::1", 8080) == "http://[::1]:8080/v1"
     assert client_url("127.0.0.2", 8080) == "http://127.0.0.2:8080/v1"
     assert client_url("192.168.1.5", 8080) is None  # clients refuse plain http to it
+
+
+def listed_models(table: str) -> list[str]:
+    """The model ids of ``reka-nb models``' table: a header, a rule, then a model a line."""
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["model", "name"] and set(lines[1]) <= {"-", " "}
+    return [line.split()[0] for line in lines[2:]]
