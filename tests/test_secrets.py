@@ -253,6 +253,7 @@ def test_notebook_saved_after_errors_under_xmode_verbose(secret_server: OfflineS
     secret_server.queue(Fault.ok(), Fault.ok(), Fault.stall(1, 3.0))  # 404, models, timeout
     env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
     env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
+    env.update(REKA_NB_MODEL_INFO="off")  # one question, one request: the faults line up
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute(env=env)
     saved = nbformat.writes(notebook)
     errors = [o for c in notebook.cells for o in c.outputs if o.output_type == "error"]

@@ -27,7 +27,7 @@ from _jupyterlab import JupyterLab, cell_sources, copy_root
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 NOTEBOOK = "notebooks/quickstart.ipynb"
-FOOTER = re.compile(r"\nreka-flash · \d+ tokens in, \d+ out · \d+\.\d s$")
+FOOTER = re.compile(r"\nreka-flash · \d+ tokens in, \d+ out · \$0\.\d+ · \d+\.\d s$")
 ANSWER = "This is reka_nb's offline server: no model ran"
 
 

@@ -21,7 +21,7 @@ from reka_nb.testing import Fault, OfflineServer
 ROOT = Path(__file__).resolve().parents[2]
 CAT = "docs/images/cat.jpeg"
 INTRO = "This is reka_nb's offline server: no model ran"
-FOOTER = re.compile(r"reka-flash · \d+ tokens in, \d+ out · \d+\.\d s")
+FOOTER = re.compile(r"reka-flash · \d+ tokens in, \d+ out · \$0\.\d+ · \d+\.\d s")
 
 
 class Session:
