@@ -60,6 +60,9 @@ class _Run:
     limiter: Limiter | None
     params: dict[str, Any] = field(default_factory=dict)
     max_cost: Decimal | None = None
+    # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
+    # with a new one on the way out, so the results attached to it do not always arrive.
+    partial: Results | None = field(default=None, repr=False)
 
     def options(self) -> dict[str, Any]:
         return {} if self.client is None else self.client.options()
@@ -79,6 +82,7 @@ class _Run:
         results: Results | None = None
         error: BaseException | None = None
         by_index = {item.index: item for item in items}
+        self.partial = None
         try:
             if shared is not None:
                 with shared.limit(self.requests_per_minute):
@@ -91,6 +95,7 @@ class _Run:
             if isinstance(results, Results):
                 results = self._wrap(results, by_index)
                 exc.results = results  # type: ignore[attr-defined]
+                self.partial = results
             raise
         finally:
             if self.cache is not None:
@@ -176,7 +181,8 @@ class _Run:
             self.cache.warn(stacklevel=3)  # here, in the caller's thread, not a worker's
         if interrupted is not None or isinstance(outcome.get("error"), asyncio.CancelledError):
             stop = interrupted or KeyboardInterrupt()
-            stop.results = getattr(outcome.get("error"), "results", None)  # type: ignore[attr-defined]
+            kept = getattr(outcome.get("error"), "results", None)
+            stop.results = self.partial if kept is None else kept  # type: ignore[attr-defined]
             raise stop
         if "error" in outcome:
             raise outcome["error"]
