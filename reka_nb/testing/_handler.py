@@ -99,7 +99,8 @@ class OfflineHandler(BaseHTTPRequestHandler):
         self._send_json(code, error_envelope(code, message or "Bad request"))
 
     def do_GET(self) -> None:
-        self._dispatch()
+        with self.owner._answering():
+            self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 

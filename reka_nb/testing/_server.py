@@ -15,7 +15,7 @@ import socketserver
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -138,6 +138,8 @@ class OfflineServer:
         self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
         self._address = (host, port)
         self._lock = threading.Lock()
+        self._idle = threading.Condition()  # requests being answered: see wait_idle
+        self._handling = 0
         self._faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
         self._errors: list[BaseException] = []
@@ -260,6 +262,24 @@ class OfflineServer:
             self.token_delay, self.reply, self.latency = delay, reply, latency
             self.credits, self.keep_bodies = credits, keep
             self.requests_per_minute = rpm
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being answered (those a killed client left in flight are
+        then answered and recorded); False if ``timeout`` seconds pass first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._handling == 0, timeout)
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Count a request while a handler answers it (for wait_idle)."""
+        with self._idle:
+            self._handling += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._handling -= 1
+                self._idle.notify_all()
 
     def check_errors(self) -> None:
         """Re-raise the first exception a handler raised since the last check, then forget them.
