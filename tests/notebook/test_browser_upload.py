@@ -319,7 +319,7 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
         choose = cell.locator(".reka-picker-choose")
         assert choose.evaluate("b => b === document.activeElement")
         assert choose.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
-        with page.expect_file_chooser() as dialog:
+        with page.expect_file_chooser(timeout=90_000) as dialog:  # a busy page is slow
             page.keyboard.press("Enter")
         dialog.value.set_files(CAT)
         chosen(cell, "Chosen: cat.jpeg")
