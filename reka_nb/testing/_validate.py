@@ -229,9 +229,8 @@ def _shape_rejection(problems: list[_Problem], native: bool) -> Rejection:
     return Rejection(400, error_envelope(400, message, path or None))
 
 
-def _decode_image(url: str, label: str, param: str) -> ImageInfo | Rejection:
-    if url.startswith("https://"):
-        return ImageInfo(url=url)
+def _data_url_bytes(url: str, label: str, param: str) -> bytes | Rejection:
+    """The bytes of a base64 ``data:`` URL, or the 400 for any other URL or a broken one."""
     if not url.startswith("data:"):
         message = f"{label} has an unsupported URL: send an https:// URL or a base64 data: URL"
         return Rejection(400, error_envelope(400, message, param))
@@ -244,6 +243,15 @@ def _decode_image(url: str, label: str, param: str) -> ImageInfo | Rejection:
     except (binascii.Error, ValueError):  # Python's wording varies by version: not echoed
         message = f"{label} could not be decoded: invalid base64"
         return Rejection(400, error_envelope(400, message, param))
+    return data
+
+
+def _decode_image(url: str, label: str, param: str) -> ImageInfo | Rejection:
+    if url.startswith("https://"):
+        return ImageInfo(url=url)
+    data = _data_url_bytes(url, label, param)
+    if isinstance(data, Rejection):
+        return data
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -265,18 +273,9 @@ def _image_url(part: dict[str, Any]) -> str:
 def _decode_video(url: str, label: str, param: str) -> VideoInfo | Rejection:
     if url.startswith("https://"):
         return VideoInfo(url=url)
-    if not url.startswith("data:"):
-        message = f"{label} has an unsupported URL: send an https:// URL or a base64 data: URL"
-        return Rejection(400, error_envelope(400, message, param))
-    header, sep, payload = url.partition(",")
-    if not sep or not header.endswith(";base64"):
-        message = f"{label} could not be decoded: a data: URL must be base64 (';base64,')"
-        return Rejection(400, error_envelope(400, message, param))
-    try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        message = f"{label} could not be decoded: invalid base64"
-        return Rejection(400, error_envelope(400, message, param))
+    data = _data_url_bytes(url, label, param)
+    if isinstance(data, Rejection):
+        return data
     info = measure_video(data)
     if isinstance(info, str):
         return Rejection(400, error_envelope(400, f"{label} could not be decoded: {info}", param))
