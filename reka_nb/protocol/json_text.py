@@ -23,6 +23,15 @@ _FENCE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _WS = re.compile(r"[ \t\n\r]*")
 _OPENERS = re.compile(r"[{\[]")
+_LITERALS = (
+    ("true", True),
+    ("false", False),
+    ("null", None),
+    ("NaN", float("nan")),
+    ("Infinity", float("inf")),
+    ("-Infinity", float("-inf")),
+)
+_AFTER = frozenset(" \t\n\r,]}")  # what may follow a complete number
 _MAX_STARTS = 64  # positions tried after leading prose: bounded, so a long answer stays cheap
 _QUOTE_LIMIT = 200
 
@@ -106,12 +115,12 @@ class _Partial:
             return self.array(pos + 1, depth)
         if ch == '"':
             return self.string(pos + 1)
-        for word, literal in (("true", True), ("false", False), ("null", None)):
+        for word, literal in _LITERALS:
             if self.text.startswith(word, pos):
                 return literal, pos + len(word), True
         match = _NUMBER.match(self.text, pos)
-        if match is None or match.end() >= self.n:  # more digits may follow
-            raise _End
+        if match is None or match.end() >= self.n or self.text[match.end()] not in _AFTER:
+            raise _End  # more digits may follow, or this is not a number
         number = match.group()
         parsed = float(number) if any(c in number for c in ".eE") else int(number)
         return parsed, match.end(), True
