@@ -74,11 +74,14 @@ def schema_columns(
         elif field.kind in _DTYPES:
             try:
                 array = pandas.array(values, dtype=_DTYPES[field.kind])
-            except (TypeError, ValueError):  # data that was never checked: keep it as it is
-                array = pandas.array(values, dtype=object)
+            except (TypeError, ValueError):  # data that was never checked: kept as it is
+                array = None
         else:
-            array = pandas.Series(values, dtype=object, index=index)
-        out[name] = pandas.Series(array, index=index, name=name, copy=False)
+            array = None
+        if array is None:
+            out[name] = pandas.Series(values, index=index, name=name, dtype=object)
+        else:
+            out[name] = pandas.Series(array, index=index, name=name, copy=False)
     return out
 
 
