@@ -13,6 +13,11 @@ import math
 import re
 from typing import Any
 
+try:  # Python 3.11+
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse
+
 __all__ = ["FORMATS", "instance_for"]
 
 #: The value given for each string ``format``.
@@ -144,7 +149,13 @@ class _Maker:
         if isinstance(high, (int, float)) and value > high:
             value = math.floor(high) if integer else high
         if isinstance(xhigh, (int, float)) and value >= xhigh:
-            value = math.ceil(xhigh) - 1 if integer else (xhigh + (low or xlow or 0)) / 2
+            floor = low if isinstance(low, (int, float)) else xlow
+            if integer:
+                value = math.ceil(xhigh) - 1
+            elif isinstance(floor, (int, float)):
+                value = (xhigh + floor) / 2
+            else:
+                value = xhigh - step
         multiple = node.get("multipleOf")
         if isinstance(multiple, (int, float)) and multiple > 0:
             value = math.ceil(value / multiple) * multiple
@@ -159,10 +170,14 @@ class _Maker:
         if isinstance(fmt, str) and fmt in FORMATS:
             return FORMATS[fmt]
         candidates = [f"offline {name}", "offline", "a", "A", "0", "a0", ""]
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            example = _example(pattern)
+            if example is not None:
+                candidates.insert(0, example)
         note = self.note
         if note is not None:
             candidates.insert(0, note)
-        pattern = node.get("pattern")
         low = int(node.get("minLength") or 0)
         high = node.get("maxLength")
         for index, text in enumerate(candidates):
@@ -203,3 +218,55 @@ def _vary(value: Any, index: int) -> Any:
     if isinstance(value, str):
         return f"{value} {index + 1}"
     return value
+
+
+_CATEGORY_CHAR = {"DIGIT": "0", "WORD": "a", "SPACE": " ", "NOT_DIGIT": "a", "NOT_WORD": "-"}
+
+
+def _example(pattern: str) -> str | None:
+    """A short string the regular expression matches (simple patterns), or None."""
+    try:
+        parsed = sre_parse.parse(pattern)
+        return _emit(list(parsed))
+    except Exception:  # an unusual pattern: the fixed candidates are tried instead
+        return None
+
+
+def _emit(items: list[Any]) -> str:
+    out = []
+    for op, arg in items:
+        name = getattr(op, "name", str(op))
+        if name == "LITERAL":
+            out.append(chr(arg))
+        elif name == "NOT_LITERAL":
+            out.append("a" if chr(arg) != "a" else "b")
+        elif name == "ANY":
+            out.append("a")
+        elif name == "IN":
+            out.append(_one_of(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, _high, sub = arg
+            out.append(_emit(list(sub)) * max(low, 0))
+        elif name == "SUBPATTERN":
+            out.append(_emit(list(arg[-1])))
+        elif name == "BRANCH":
+            out.append(_emit(list(arg[1][0])))
+        elif name in ("AT", "ASSERT", "ASSERT_NOT"):
+            continue
+        else:
+            raise ValueError(name)
+    return "".join(out)
+
+
+def _one_of(items: list[Any]) -> str:
+    op, arg = items[0]
+    name = getattr(op, "name", str(op))
+    if name == "NEGATE":
+        return "~"
+    if name == "LITERAL":
+        return chr(arg)
+    if name == "RANGE":
+        return chr(arg[0])
+    if name == "CATEGORY":
+        return _CATEGORY_CHAR.get(getattr(arg, "name", str(arg)).removeprefix("CATEGORY_"), "a")
+    raise ValueError(name)
