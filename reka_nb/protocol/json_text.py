@@ -64,7 +64,10 @@ def _from_prose(body: str, raw: str, error: json.JSONDecodeError) -> Any:
     """The first object (or array) in ``body`` that parses, trailing prose ignored."""
     starts = 0
     first: json.JSONDecodeError | None = None
+    skip_to = 0  # openers inside a value that failed to parse are parts of it, not answers
     for match in _OPENERS.finditer(body):
+        if match.start() < skip_to:
+            continue
         if starts == _MAX_STARTS:
             break
         starts += 1
@@ -72,6 +75,7 @@ def _from_prose(body: str, raw: str, error: json.JSONDecodeError) -> Any:
             value, _ = _DECODER.raw_decode(body, match.start())
         except json.JSONDecodeError as exc:
             first = first or exc
+            skip_to = max(skip_to, exc.pos)
             continue
         if isinstance(value, (dict, list)):
             return value

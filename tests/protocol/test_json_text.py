@@ -29,6 +29,7 @@ TEXT = json.dumps(OBJECT)
         f"Sure! The answer is {TEXT} - I hope that helps [really].",
         f"Notes [draft] and {{braces}} first, then {TEXT}",
         f"```json\n{TEXT}",  # a fence that never closes
+        f'{{"store": "Corner shop" "total": 1}} Sorry, corrected: {TEXT}',
     ],
 )
 def test_json_found_around_prose_and_fences(answer: str) -> None:
@@ -54,6 +55,12 @@ def test_raw_newlines_inside_strings_are_accepted() -> None:
             "invalid_json",
             "The answer is not valid JSON: Expecting property name enclosed in double quotes at "
             "character 39",
+        ),
+        (
+            '{"store": "Corner shop", "items": ["milk", {"n": 1}], "total": 12.5,',
+            "invalid_json",
+            "The answer is not valid JSON: Expecting property name enclosed in double quotes at "
+            "character 68",
         ),
         (
             'Here: {"store": "Corner shop" "total": 1}',
