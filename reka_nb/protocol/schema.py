@@ -166,7 +166,7 @@ def _cached(kind: str, key: Any, multi_label: bool) -> Schema:
         name = str(raw.get("title") or "answer")
     elif hasattr(key, "model_json_schema") and hasattr(key, "model_validate"):
         raw, form, name, model = _pydantic_schema(key), "pydantic", key.__name__, key
-    elif dataclasses.is_dataclass(key):
+    elif isinstance(key, type) and dataclasses.is_dataclass(key):
         raw, form, name = python_type_schema(key), "dataclass", key.__name__
     elif is_typed_dict(key):
         raw, form, name = python_type_schema(key), "typeddict", key.__name__
@@ -373,7 +373,7 @@ def _canonical(node: Any) -> Any:
         return [_canonical(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in node.items():
         if key in ("required", "type") and isinstance(value, list):
             out[key] = sorted(str(v) for v in value)

@@ -6,10 +6,12 @@ checked without pydantic, and the data is the dict, by two well-kept libraries:
 - ``fastjsonschema`` compiles the schema to Python code once; it accepts a valid answer of a
   10-field schema in about 15 µs, where ``jsonschema`` takes about 25 times as long
   (benchmarks/bench_schema.py). It is used for schemas made only of the keywords both
-  libraries read the same way (``_FAST_KEYWORDS``).
+  libraries read the same way (``_FAST_KEYWORDS``); string formats are then checked by its
+  rules (a date such as 2024-13-40 has the right shape and passes).
 - ``jsonschema``, the reference implementation (every draft, string formats), decides for any
-  other schema, and lists every problem of an answer that failed, each naming the field and the
-  rule, for the error and the repair turn. It also checks the schemas themselves (``schema.py``).
+  other schema, and for every answer fastjsonschema refused: it lists each problem, naming the
+  field and the rule, for the error and the repair turn (and accepts, if it finds none). It
+  also checks the schemas themselves (``schema.py``).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ _FAST_KEYWORDS = frozenset(
         "anyOf", "oneOf", "allOf", "not", "minimum", "maximum", "exclusiveMinimum",
         "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "minItems",
         "maxItems", "uniqueItems", "minProperties", "maxProperties", "title", "description",
-        "default", "examples",
+        "default", "examples", "format",
     }
 )  # fmt: skip
 _NAMED = frozenset({"properties"})  # keywords whose keys are names, not keywords
