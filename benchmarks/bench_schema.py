@@ -6,7 +6,9 @@
    per-item cost of a describe_many run without a schema against the offline server (200
    images, concurrency 8, in this process).
    Target: at most 0.2 ms per answer.
-2. ``Results.to_pandas()`` of 20,000 results, plus the typed columns of their structured data
+2. ``parse_partial`` (the fields shown while an answer streams) on a prefix of 2 KB and of
+   16 KB: one call should cost about 8 times as much on 8 times the text (linear).
+3. ``Results.to_pandas()`` of 20,000 results, plus the typed columns of their structured data
    (one row in 10 failed: nulls), and both joined. Target: at most 1 s in all.
 
 Run: ``python benchmarks/bench_schema.py`` (about a minute). It prints figures, asserts nothing.
@@ -123,6 +125,31 @@ def main() -> None:
     per_item = _run_cost()
     print(f"  {'describe_many without a schema':40} {per_item * 1e3:7.3f} ms per item (run cost)")
     print("  target: at most 0.200 ms per answer")
+
+    from reka_nb.protocol.json_text import parse_partial
+
+    print("\nparse_partial on a growing answer (one call), best of 5:")
+    costs = []
+    for size in (2_000, 16_000):
+        whole = json.dumps({f"k{i}": ["word " * 5, i, {"x": True}] for i in range(size // 40)})
+        prefix = whole[:size]
+        costs.append(_best_of(lambda prefix=prefix: parse_partial(prefix), 50))
+        print(f"  {f'{len(prefix):,} characters':40} {costs[-1] * 1e3:7.3f} ms per call")
+    print(f"  {'16 KB / 2 KB':40} {costs[1] / costs[0]:7.1f} x  (linear: about 8)")
+    from reka_nb.protocol.json_text import PartialObject
+
+    for size in (2_000, 16_000):
+        whole = json.dumps({f"k{i}": ["word " * 5, i, {"x": True}] for i in range(size // 40)})
+        pieces = [whole[i : i + 6] for i in range(0, len(whole), 6)]  # about a token each
+
+        def stream(pieces: list[str] = pieces) -> None:
+            partial = PartialObject()
+            for piece in pieces:
+                partial.feed(piece)
+
+        seconds = _best_of(stream, 3)
+        label = f"PartialObject, {len(whole):,} chars in {len(pieces):,} pieces"
+        print(f"  {label:40} {seconds * 1e3:7.1f} ms for the stream")
 
     print(f"\nto_pandas() of {ROWS:,} structured results (1 in 10 failed), best of 5:")
     results, data = _results(ROWS)

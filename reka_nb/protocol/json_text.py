@@ -4,7 +4,9 @@
 the first object after leading prose) or raises `SchemaError` saying why there is none.
 `parse_partial` reads the prefix of an answer still arriving and returns the fields complete
 so far, for a display that fills in while the answer streams; it never raises, and one call
-costs time linear in the text.
+costs time linear in the text. `PartialObject` does the same for text that arrives in pieces,
+starting each time after the last complete top-level field, so a whole stream costs about
+linear time too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from .._exceptions import SchemaError
 
-__all__ = ["extract_json", "parse_partial"]
+__all__ = ["PartialObject", "extract_json", "parse_partial"]
 
 _DECODER = json.JSONDecoder(strict=False)  # raw newlines inside strings are common
 _FENCE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
@@ -103,6 +105,7 @@ class _Partial:
     def __init__(self, text: str) -> None:
         self.text = text
         self.n = len(text)
+        self.checkpoint: tuple[int, dict[str, Any]] | None = None
 
     def space(self, pos: int) -> int:
         return _WS.match(self.text, pos).end()  # type: ignore[union-attr]
@@ -173,8 +176,13 @@ class _Partial:
                 return items, self.n, False
             pos += 1
 
-    def object(self, pos: int, depth: int) -> tuple[dict[str, Any], int, bool]:
-        fields: dict[str, Any] = {}
+    def object(
+        self, pos: int, depth: int, fields: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], int, bool]:
+        """The object from ``pos`` (after its brace, or after a comma of it when ``fields``
+        holds the pairs before); at depth 0, ``checkpoint`` keeps where the last complete
+        pair ended, so that a longer prefix can start there."""
+        fields = {} if fields is None else fields
         pos = self.space(pos)
         if pos < self.n and self.text[pos] == "}":
             return fields, pos + 1, True
@@ -205,6 +213,8 @@ class _Partial:
             if self.text[pos] != ",":
                 return fields, self.n, False
             pos += 1
+            if depth == 0:
+                self.checkpoint = (pos, dict(fields))
 
 
 def _escaped(raw: str, index: int) -> bool:
@@ -225,3 +235,46 @@ def parse_partial(text: str) -> dict[str, Any]:
     except (_End, RecursionError, ValueError):
         return {}
     return value
+
+
+class PartialObject:
+    """`parse_partial` for an answer that arrives in pieces: ``feed(delta)`` returns the fields
+    so far. Top-level fields already complete are not read again."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._text = ""
+        self._start: int | None = None  # where the object's pairs begin (after its brace)
+        self._done: dict[str, Any] = {}
+        self._closed = False
+        self.fields: dict[str, Any] = {}
+
+    @property
+    def text(self) -> str:
+        """Everything fed so far."""
+        if self._parts:
+            self._text += "".join(self._parts)
+            self._parts.clear()
+        return self._text
+
+    def feed(self, delta: str) -> dict[str, Any]:
+        """Add ``delta``; the fields as far as the text has arrived (a new dict each time)."""
+        self._parts.append(delta)
+        if self._closed:
+            return dict(self.fields)
+        text = self.text
+        if self._start is None:
+            brace = text.find("{")
+            if brace < 0:
+                return {}
+            self._start = brace + 1
+        parser = _Partial(text)
+        try:
+            fields, _, closed = parser.object(self._start, 0, dict(self._done))
+        except (_End, RecursionError, ValueError):
+            return dict(self.fields)
+        if parser.checkpoint is not None:
+            self._start, self._done = parser.checkpoint
+        self._closed = closed
+        self.fields = fields
+        return dict(fields)
