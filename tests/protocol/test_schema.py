@@ -526,3 +526,20 @@ def test_schema_error_is_exported_and_pickles() -> None:
         "invalid_json",
     )
     assert again._render_traceback_() == ["SchemaError: bad"]
+
+
+def test_pydantic_and_validators_are_imported_only_when_used() -> None:
+    import subprocess
+
+    code = (
+        "import sys, reka_nb\n"
+        "assert not {'jsonschema', 'fastjsonschema', 'pydantic'} & set(sys.modules), 'import'\n"
+        "from reka_nb.protocol.schema import make_schema\n"
+        "s = make_schema('caption, people int')\n"
+        "assert s.check('{\"caption\": \"x\", \"people\": 1}') == {'caption': 'x', 'people': 1}\n"
+        "s = make_schema(labels=['a', 'b'])\n"
+        "assert s.check('{\"label\": \"a\"}') == {'label': 'a'}\n"
+        "print(sorted({'jsonschema', 'fastjsonschema', 'pydantic'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['fastjsonschema', 'jsonschema']"
