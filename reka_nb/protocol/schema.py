@@ -113,6 +113,16 @@ class Schema:
 
         return check_value(self, value, raw_text)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the validators (compiled code does not pickle; they are rebuilt)."""
+        state = dict(vars(self))
+        state["_validator"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
     def __repr__(self) -> str:
         names = ", ".join(f"{f.name} {f.kind}" for f in self.fields)
         return f"<Schema {self.name} ({self.form}): {names}>"

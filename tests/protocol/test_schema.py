@@ -504,6 +504,28 @@ def test_same_schema_object_for_the_same_form() -> None:
     assert isinstance(schema, Schema)
 
 
+def test_a_used_schema_pickles_for_worker_processes() -> None:
+    concise = make_schema(CONCISE)
+    receipt = make_schema(Receipt)
+    assert concise is not None and receipt is not None
+    concise.check('{"caption": "x", "people": 1, "tags": [], "outdoor": true}')
+    receipt.check('{"store": "A", "total": 1}')
+    for schema in (concise, receipt):
+        again = pickle.loads(pickle.dumps(schema))
+        assert (again.fingerprint, again.fields, again.json_schema, again.model) == (
+            schema.fingerprint,
+            schema.fields,
+            schema.json_schema,
+            schema.model,
+        )
+    again = pickle.loads(pickle.dumps(concise))
+    with pytest.raises(SchemaError):
+        again.check('{"caption": 1}')
+    assert pickle.loads(pickle.dumps(receipt)).check('{"store": "A", "total": 2}') == Receipt(
+        store="A", total=2
+    )
+
+
 def test_repr_names_the_fields() -> None:
     assert repr(make_schema(CONCISE)) == (
         "<Schema answer (concise): caption str, people int, tags list[str], outdoor bool>"
