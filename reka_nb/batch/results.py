@@ -247,12 +247,14 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
     right-aligned ones (JupyterLab right-aligns every cell otherwise); long words wrap; an
     error row uses the theme's error colours (see ``images.markup``).
     """
-    left, right = "text-align:left;vertical-align:top", "text-align:right;vertical-align:top"
+    left = "text-align:left;vertical-align:top"
+    right = "text-align:right;vertical-align:top;white-space:nowrap"
+    name = f"{left};min-width:10em;{WRAP_STYLE}"  # a file name breaks only when it must
     out = ['<table class="reka-nb-results">']
     if caption:
         out.append(f'<caption style="{WRAP_STYLE}">{html.escape(caption)}</caption>')
     out.append(
-        f'<thead><tr><th></th><th style="{left}">image</th><th style="{left}">answer</th>'
+        f'<thead><tr><th></th><th style="{name}">image</th><th style="{left}">answer</th>'
         f'<th style="{right}">tokens in/out</th><th style="{right}">seconds</th></tr></thead>'
         "<tbody>"
     )
@@ -274,8 +276,8 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
             tokens = ""
         answer_style = f"{left};{WRAP_STYLE}" + (f";{ERROR_STYLE}" if r.error is not None else "")
         out.append(
-            f'<tr{row}><td style="vertical-align:top">{thumb}</td>'
-            f'<td style="{left};{WRAP_STYLE}">{html.escape(r.source)}</td>'
+            f'<tr{row}><td style="text-align:center;vertical-align:top">{thumb}</td>'
+            f'<td style="{name}">{html.escape(r.source)}</td>'
             f'<td style="{answer_style}">{answer}</td><td style="{right}">{tokens}</td>'
             f'<td class="reka-nb-seconds" style="{right}">{r.seconds:.2f}</td></tr>'
         )

@@ -2,8 +2,9 @@
 
 Colours come from JupyterLab's theme variables (also set by Notebook 7), so text keeps its
 contrast in light and dark themes; each has a fallback pair for other frontends. Thumbnails
-keep their aspect ratio inside a square box and sit on a checkerboard with a thin border, so
-a transparent or black image stays visible on a dark background.
+keep their aspect ratio inside a square box and sit on a checkerboard that also frames them
+(2 px) inside a thin border, so a transparent or black image stays visible on a dark
+background.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _CHECKERBOARD = (
     "background-color:#fff;"
     "background-image:repeating-conic-gradient(#c8c8c8 0 25%,#fff 0 50%);"
     "background-size:12px 12px;"
+    "padding:2px;"
     "border:1px solid var(--jp-border-color1,#999)"
 )
 _SEPARATORS = re.compile(r"[/\\]")

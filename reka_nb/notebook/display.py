@@ -122,7 +122,7 @@ def _figure(number: int, image: Media) -> str:
     caption = html.escape(f"{number}. {file_name(image.source)}")
     box = (
         f"margin:0;display:flex;flex-direction:column;align-items:flex-start;gap:2px;"
-        f"max-width:{THUMBNAIL_SIDE}px"
+        f"max-width:{THUMBNAIL_SIDE + 6}px"  # the thumbnail with its frame and border
     )
     return (
         f'<figure style="{box}">{tag}'
