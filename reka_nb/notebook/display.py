@@ -119,7 +119,7 @@ def images_bundle(images: Sequence[Media]) -> Bundle:
 def _figure(number: int, image: Media) -> str:
     """One thumbnail and its caption (number and name, wrapped when long)."""
     tag = _video_tag(number, image) if image.kind == "video" else _thumbnail_tag(number, image)
-    caption = html.escape(f"{number}. {file_name(image.source)}")
+    caption = html.escape(f"{number}. {_name(image)}")
     box = (
         f"margin:0;display:flex;flex-direction:column;align-items:flex-start;gap:2px;"
         f"max-width:{THUMBNAIL_SIDE + 6}px"  # the thumbnail with its frame and border
@@ -137,9 +137,15 @@ def _about(images: Sequence[Media]) -> str:
     return f" about {' and '.join(said)}" if said else ""
 
 
+def _name(image: Media) -> str:
+    """What a thumbnail's alt text and caption call it: the file's name (a URL's last part)."""
+    url = image.url if image.data is None else None
+    return file_name(url or image.source)
+
+
 def _thumbnail_tag(number: int, image: Media) -> str:
     title = f"image {number}: {image.source}"
-    alt = file_name(image.source)
+    alt = _name(image)
     if image.data is None:  # a remote URL: the browser fetches it, the notebook stays small
         return thumbnail_img(image.url or "", alt, THUMBNAIL_SIDE, title)
     try:

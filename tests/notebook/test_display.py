@@ -95,6 +95,14 @@ def test_waiting_bundle_shows_model_and_images_bundle_small_thumbnails() -> None
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as thumb:
             assert max(thumb.size) == 256
     assert len(bundle["text/html"]) < 40_000  # the saved notebook stays small
+    # named by alt text and caption; aligned at the top, so none is stretched to the tallest
+    assert re.findall(r'alt="([^"]*)"', bundle["text/html"]) == ["cat.jpeg", "PIL image", "x.png"]
+    assert re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", bundle["text/html"]) == [
+        "1. cat.jpeg",
+        "2. PIL image",
+        "3. x.png",
+    ]
+    assert "align-items:flex-start" in bundle["text/html"].split(">", 1)[0]
 
 
 def test_streaming_bundle_has_a_cursor_and_closes_an_open_fence() -> None:
