@@ -619,3 +619,23 @@ def test_final_mode_notebook_passes_nbval_and_live_mode_does_not(
     result = run_nbval(path)
     assert result.returncode == 1
     assert "Cell outputs differ" in result.stdout
+
+
+def test_progress_ends_without_rows_unless_the_run_stopped_on_an_error() -> None:
+    """While a run goes on, the latest rows; at its end the Results table holds them, so the
+    progress keeps only its bar and counts; a stopped run (no table follows) keeps its rows,
+    in input order."""
+    from reka_nb.batch.progress import ProgressStats
+    from reka_nb.batch.results import Result
+    from reka_nb.notebook.progress import progress_bundle
+
+    stats = ProgressStats(3)
+    rows = [Result(2, None, "c.png", error=ValueError("bad")), Result(0, None, "a.png")]
+    for row in rows:
+        stats.add(row)
+    live = progress_bundle(stats, rows)["text/html"]
+    assert live.index("c.png") < live.index("a.png")  # as they finished
+    assert "<table" not in progress_bundle(stats, rows, finished=True)["text/html"]
+    stopped = progress_bundle(stats, rows, error=KeyboardInterrupt(), finished=True)
+    assert stopped["text/html"].index("a.png") < stopped["text/html"].index("c.png")
+    assert stopped["text/plain"].endswith(" · 1 error · 0 tokens in, 0 out · interrupted")
