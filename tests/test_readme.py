@@ -263,7 +263,7 @@ def test_models_and_cost_example() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-2].startswith("Decimal('") and lines[-2].endswith("') True")
-    assert lines[-1].startswith("<UsageTotals 1 answers, ") and lines[-1].endswith(">")
+    assert lines[-1].startswith("<UsageTotals 1 answer, ") and lines[-1].endswith(">")
 
 
 def test_video_examples(tmp_path: Path) -> None:

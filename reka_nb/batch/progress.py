@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from .._answer import notebook_progress
 from .results import Result, Results
+from .wording import counted
 
 __all__ = [
     "Progress",
@@ -34,7 +35,11 @@ class Progress(Protocol):
 
 
 class ProgressStats:
-    """Counts behind every progress display: done, errors, cached, tokens, rate, ETA."""
+    """Counts behind every progress display: done, errors, cached, tokens, rate, ETA.
+
+    The rate counts requests only: answers from the cache arrive at once, so counting them
+    would promise a speed the rest of the run cannot keep. They are counted apart.
+    """
 
     def __init__(self, total: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
@@ -58,28 +63,60 @@ class ProgressStats:
         return self._clock() - self.started
 
     @property
+    def requests(self) -> int:
+        """Items finished that were not answered from the cache (asked, or failed)."""
+        return self.done - self.cached
+
+    @property
     def rate(self) -> float:
-        """Items finished per second so far."""
+        """Requests finished per second so far (answers from the cache not counted)."""
         elapsed = self.elapsed
-        return self.done / elapsed if elapsed > 0 else 0.0
+        return self.requests / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the rate so far (None before the first item)."""
+        """Seconds left at the request rate so far: None before the first request and once
+        every item is done."""
         rate = self.rate
-        return (self.total - self.done) / rate if rate > 0 else None
+        if self.done >= self.total or rate <= 0:
+            return None
+        return (self.total - self.done) / rate
+
+    def counts(self) -> list[str]:
+        """``1 error``, ``3 from the cache``, ``1,234 tokens in, 567 out``: the parts of a
+        progress line after the rate, in words."""
+        parts = [counted(self.errors, "error")]
+        if self.cached:
+            parts.append(f"{self.cached:,} from the cache")
+        parts.append(f"{counted(self.input_tokens, 'token')} in, {self.output_tokens:,} out")
+        return parts
+
+    def speed(self) -> str:
+        """``2.5 requests/s`` (``1 request/s`` reads as it should too)."""
+        rate = self.rate
+        return f"{rate:.1f} request{'' if f'{rate:.1f}' == '1.0' else 's'}/s"
+
+    def left(self) -> str | None:
+        """``about 4 s left`` (``under 1 s left``); None when unknown or nothing is left."""
+        eta = self.eta
+        if eta is None:
+            return None
+        return "under 1 s left" if eta < 0.5 else f"about {eta:.0f} s left"
 
     def postfix(self) -> str:
-        """``errors=1, cached=3, tokens=1,234/567``."""
-        parts = [f"errors={self.errors}"]
-        if self.cached:
-            parts.append(f"cached={self.cached}")
-        parts.append(f"tokens={self.input_tokens:,}/{self.output_tokens:,}")
-        return ", ".join(parts)
+        """``2.5 requests/s, about 4 s left, 1 error, 3 from the cache, 1,234 tokens in, 567
+        out``: what the terminal bar shows after the time so far."""
+        left = self.left()
+        return ", ".join([self.speed(), *([left] if left else []), *self.counts()])
+
+
+_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
 class TerminalProgress:
-    """A tqdm bar (on stderr): done/total, answers a second, ETA, errors and tokens."""
+    """A tqdm bar (on stderr): done/total, the time so far, then ``ProgressStats.postfix``:
+    requests a second (not tqdm's own rate, which would count answers from the cache), the
+    time left, errors, answers from the cache and tokens."""
 
     def __init__(self, file: Any = None) -> None:
         self._file = file
@@ -96,6 +133,8 @@ class TerminalProgress:
             desc="reka",
             file=self._file or sys.stderr,
             dynamic_ncols=True,
+            bar_format=_BAR_FORMAT,
+            postfix=self.stats.postfix(),
         )
 
     def update(self, result: Result) -> None:

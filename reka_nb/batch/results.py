@@ -15,8 +15,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
 from .._answer import Description
+from ..images.markup import ERROR_STYLE, WRAP_STYLE, file_name, thumbnail_img
 from ..protocol.models import format_usd
 from ..protocol.stream import Usage
+from .wording import counted
 
 if TYPE_CHECKING:
     import pandas
@@ -183,7 +185,10 @@ class Results(Sequence[Result]):
         return [r.record() for r in self._results]
 
     def to_pandas(self) -> pandas.DataFrame:
-        """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here."""
+        """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here.
+
+        The token columns are pandas' nullable integers (``Int64``): a failed row has
+        ``<NA>`` there and the others keep whole numbers."""
         try:
             import pandas
         except ImportError:
@@ -191,7 +196,9 @@ class Results(Sequence[Result]):
                 "Results.to_pandas() needs pandas: pip install pandas "
                 "(or use Results.records(), which needs nothing)"
             ) from None
-        return pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        frame = pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        # nullable integers: a failed row's missing count must not turn 70 into 70.0
+        return frame.astype({"input_tokens": "Int64", "output_tokens": "Int64"})
 
     def retry_failed(self) -> Results:
         """Ask again for the failed items only; return these results with them replaced."""
@@ -214,7 +221,7 @@ class Results(Sequence[Result]):
         if self.cached_count:
             parts.append(f"{self.cached_count} from the cache")
         parts.append(f"{len(self.errors)} failed")
-        parts.append(f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
+        parts.append(f"{counted(usage.input_tokens or 0, 'token')} in, {usage.output_tokens:,} out")
         cost = self.cost
         if cost is not None:
             parts.append(format_usd(cost))
@@ -234,16 +241,26 @@ class Results(Sequence[Result]):
 
 
 def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = True) -> str:
-    """An HTML table: a thumbnail per row, the source, the answer or the error, tokens."""
+    """An HTML table: a thumbnail per row, the source, the answer or the error, tokens.
+
+    Text columns are left-aligned under left-aligned headers and numbers right-aligned under
+    right-aligned ones (JupyterLab right-aligns every cell otherwise); long words wrap; an
+    error row uses the theme's error colours (see ``images.markup``).
+    """
+    left = "text-align:left;vertical-align:top"
+    right = "text-align:right;vertical-align:top;white-space:nowrap"
+    name = f"{left};min-width:10em;{WRAP_STYLE}"  # a file name breaks only when it must
     out = ['<table class="reka-nb-results">']
     if caption:
-        out.append(f"<caption>{html.escape(caption)}</caption>")
+        out.append(f'<caption style="{WRAP_STYLE}">{html.escape(caption)}</caption>')
     out.append(
-        "<thead><tr><th></th><th>image</th><th>answer</th><th>tokens in/out</th>"
-        "<th>seconds</th></tr></thead><tbody>"
+        f'<thead><tr><th></th><th style="{name}">image</th><th style="{left}">answer</th>'
+        f'<th style="{right}">tokens in/out</th><th style="{right}">seconds</th></tr></thead>'
+        "<tbody>"
     )
     for r in rows:
         thumb = _thumbnail_tag(r) if thumbnails else ""
+        row = ""
         if r.description is not None:
             answer = html.escape(r.description.text)
             if r.cached:
@@ -251,15 +268,18 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
             u = r.description.usage
             tokens = "" if u is None else f"{u.input_tokens}/{u.output_tokens}"
         else:
+            row = ' class="reka-nb-error"'
             answer = (
-                f'<span style="color:#b00">{html.escape(type(r.error).__name__)}: '
-                f"{html.escape(str(r.error))}</span>"
+                f"<strong>{html.escape(type(r.error).__name__)}</strong>: "
+                f"{html.escape(str(r.error))}"
             )
             tokens = ""
+        answer_style = f"{left};{WRAP_STYLE}" + (f";{ERROR_STYLE}" if r.error is not None else "")
         out.append(
-            f"<tr><td>{thumb}</td><td>{html.escape(r.source)}</td>"
-            f'<td style="text-align:left">{answer}</td><td>{tokens}</td>'
-            f'<td class="reka-nb-seconds">{r.seconds:.2f}</td></tr>'
+            f'<tr{row}><td style="text-align:center;vertical-align:top">{thumb}</td>'
+            f'<td style="{name}">{html.escape(r.source)}</td>'
+            f'<td style="{answer_style}">{answer}</td><td style="{right}">{tokens}</td>'
+            f'<td class="reka-nb-seconds" style="{right}">{r.seconds:.2f}</td></tr>'
         )
     out.append("</tbody></table>")
     return "".join(out)
@@ -270,4 +290,4 @@ def _thumbnail_tag(r: Result, side: int = THUMBNAIL) -> str:
         return ""
     data, mime = r.thumbnail
     b64 = base64.b64encode(data).decode("ascii")
-    return f'<img src="data:{mime};base64,{b64}" alt="" style="max-width:{side}px">'
+    return thumbnail_img(f"data:{mime};base64,{b64}", file_name(r.source), side, r.source)

@@ -41,7 +41,8 @@ from typing import Any
 from .._answer import Description
 from .._exceptions import ConfigurationError
 from ..images import THUMBNAIL_SIDE, Media
-from .markdown import CURSOR, close_fences, escape_markdown
+from ..images.markup import WRAP_STYLE, file_name, thumbnail_img
+from .markdown import CURSOR, close_fences, escape_markdown, wrap_long_words
 from .shown import shown_once
 from .throttle import Throttle
 
@@ -102,14 +103,31 @@ def waiting_bundle(model: str, images: Sequence[Media]) -> Bundle:
 
 
 def images_bundle(images: Sequence[Media]) -> Bundle:
-    """The images (and videos) asked about as a strip of thumbnails (at most 256 px), for
-    above the answer."""
+    """The images (and videos) asked about as a strip of thumbnails, for above the answer:
+    each fits a box of at most 256 px keeping its aspect ratio (the strip aligns them at the
+    top instead of stretching them to the tallest one), on a checkerboard so a transparent
+    or black image shows on a dark background, with its number and name below it."""
     plain = " ".join(f"[{image.kind} {n}: {image.source}]" for n, image in enumerate(images, 1))
-    tags = "".join(_thumbnail_tag(number, image) for number, image in enumerate(images, 1))
+    tags = "".join(_figure(number, image) for number, image in enumerate(images, 1))
+    strip = "display:flex;flex-wrap:wrap;align-items:flex-start;gap:8px"
     return {
         "text/plain": plain,
-        "text/html": f'<div style="display:flex;flex-wrap:wrap;gap:4px">{tags}</div>',
+        "text/html": f'<div class="reka-nb-strip" style="{strip}">{tags}</div>',
     }
+
+
+def _figure(number: int, image: Media) -> str:
+    """One thumbnail and its caption (number and name, wrapped when long)."""
+    tag = _video_tag(number, image) if image.kind == "video" else _thumbnail_tag(number, image)
+    caption = html.escape(f"{number}. {_name(image)}")
+    box = (
+        f"margin:0;display:flex;flex-direction:column;align-items:flex-start;gap:2px;"
+        f"max-width:{THUMBNAIL_SIDE + 6}px"  # the thumbnail with its frame and border
+    )
+    return (
+        f'<figure style="{box}">{tag}'
+        f'<figcaption style="font-size:0.85em;{WRAP_STYLE}">{caption}</figcaption></figure>'
+    )
 
 
 def _about(images: Sequence[Media]) -> str:
@@ -119,46 +137,52 @@ def _about(images: Sequence[Media]) -> str:
     return f" about {' and '.join(said)}" if said else ""
 
 
+def _name(image: Media) -> str:
+    """What a thumbnail's alt text and caption call it: the file's name (a URL's last part)."""
+    url = image.url if image.data is None else None
+    return file_name(url or image.source)
+
+
 def _thumbnail_tag(number: int, image: Media) -> str:
-    if image.kind == "video":
-        return _video_tag(number, image)
-    style = f"max-width:{THUMBNAIL_SIDE}px;max-height:{THUMBNAIL_SIDE}px"
-    title = html.escape(f"image {number}: {image.source}", quote=True)
+    title = f"image {number}: {image.source}"
+    alt = _name(image)
     if image.data is None:  # a remote URL: the browser fetches it, the notebook stays small
-        src = html.escape(image.url or "", quote=True)
-    else:
-        try:
-            thumb = image.thumbnail(THUMBNAIL_SIDE)
-        except Exception:  # a thumbnail is a courtesy: never fail the call for it
-            thumb = None
-        if thumb is None:
-            return f'<span title="{title}">[image {number}]</span>'
-        data, mime = thumb
-        src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return f'<img src="{src}" alt="image {number}" title="{title}" style="{style}"/>'
+        return thumbnail_img(image.url or "", alt, THUMBNAIL_SIDE, title)
+    try:
+        thumb = image.thumbnail(THUMBNAIL_SIDE)
+    except Exception:  # a thumbnail is a courtesy: never fail the call for it
+        thumb = None
+    if thumb is None:
+        return f'<span title="{html.escape(title, quote=True)}">[image {number}]</span>'
+    data, mime = thumb
+    src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return thumbnail_img(src, alt, THUMBNAIL_SIDE, title)
 
 
 def _video_tag(number: int, video: Media) -> str:
     """A poster frame when a decoder is installed, else a placeholder: duration and size."""
     summary = video.summary() if hasattr(video, "summary") else "video"
-    label = html.escape(f"video {number}: {summary}", quote=True)
+    label = f"video {number}: {summary}"
     try:
         poster = video.thumbnail(THUMBNAIL_SIDE)
     except Exception:  # a poster is a courtesy: never fail the call for it
         poster = None
     if poster is None:
-        return f'<span title="{label}">[▶ {label}]</span>'
+        quoted = html.escape(label, quote=True)
+        return f'<span title="{quoted}">[▶ {quoted}]</span>'
     data, mime = poster
     src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    style = f"max-width:{THUMBNAIL_SIDE}px;max-height:{THUMBNAIL_SIDE}px"
-    return f'<img src="{src}" alt="{label}" title="{label}" style="{style}"/>'
+    return thumbnail_img(src, label, THUMBNAIL_SIDE, label)
 
 
 def streaming_bundle(text: str, raw: bool = False) -> Bundle:
     """The text so far with a cursor; an open code fence is closed so the rest renders."""
     if raw:
         return {"text/plain": text + CURSOR}
-    return {"text/plain": text + CURSOR, "text/markdown": close_fences(text + CURSOR)}
+    return {
+        "text/plain": text + CURSOR,
+        "text/markdown": wrap_long_words(close_fences(text + CURSOR)),
+    }
 
 
 def final_bundle(description: Description, raw: bool = False, timing: bool = True) -> Bundle:
@@ -172,7 +196,7 @@ def final_bundle(description: Description, raw: bool = False, timing: bool = Tru
     markdown = (
         f"{body}\n\n---\n\n*{escape_markdown(footer)}*" if text else f"*{escape_markdown(footer)}*"
     )
-    return {"text/plain": plain, "text/markdown": markdown}
+    return {"text/plain": plain, "text/markdown": wrap_long_words(markdown)}
 
 
 def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
@@ -189,7 +213,7 @@ def failed_bundle(text: str, error: BaseException, raw: bool = False) -> Bundle:
         return {"text/plain": plain}
     body = close_fences(text)
     markdown = f"{body}\n\n**{escape_markdown(mark)}**" if text else f"**{escape_markdown(mark)}**"
-    return {"text/plain": plain, "text/markdown": markdown}
+    return {"text/plain": plain, "text/markdown": wrap_long_words(markdown)}
 
 
 def _untimed(description: Description) -> Description:

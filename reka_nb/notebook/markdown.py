@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CURSOR", "close_fences", "escape_markdown"]
+__all__ = ["CURSOR", "LONG_WORD", "close_fences", "escape_markdown", "wrap_long_words"]
 
 CURSOR = "▍"  # shown at the end of an answer that is still arriving
 _OPENING = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")  # CommonMark: up to 3 spaces of indent
 _CLOSING = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 _LINE_END = re.compile(r"\r\n|\r|\n")  # CommonMark's line endings
+#: A run of this many characters without a space (a URL, a hash) may be wider than the output.
+LONG_WORD = 40
+_LONG = re.compile(rf"\S{{{LONG_WORD},}}")
+_WRAPPER = '<div style="overflow-wrap:anywhere;word-break:break-word">\n\n{}\n\n</div>'
 
 
 def close_fences(text: str) -> str:
@@ -42,3 +46,13 @@ def close_fences(text: str) -> str:
 def escape_markdown(text: str) -> str:
     """Text shown literally in Markdown (model names, file names, footers)."""
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def wrap_long_words(markdown: str) -> str:
+    """Markdown whose long unbroken words (URLs) wrap instead of widening the output.
+
+    Answers without such a word are returned as they are; others go into an HTML block that
+    lets them break anywhere (its blank lines keep the Markdown inside rendered as Markdown).
+    Code blocks keep their lines: they scroll, as code should.
+    """
+    return _WRAPPER.format(markdown) if _LONG.search(markdown) else markdown

@@ -1,7 +1,9 @@
 """The notebook display of a describe_many run: one output, updated in place.
 
-It shows done/total as a bar, answers a second, the time left, errors, tokens so far, and the
-rows of the results table as they finish (the latest ones when there are many). Updates are
+It shows done/total as a bar, requests a second, the time left, errors, answers from the
+cache, tokens so far, and the rows of the results table as they finish (the latest ones when
+there are many). At the end the rows go: the Results table shown after the run holds each row
+once, in input order (a run stopped by an error keeps its rows, in input order). Updates are
 coalesced (at most ``rate`` a second); the last one always shows the final state. With
 ``REKA_NB_DISPLAY=final`` (nbval, which records only the first version of a display) the
 display goes back to its first version at the end and the final counts, without timings,
@@ -14,7 +16,9 @@ import html
 from typing import Any
 
 from ..batch.progress import ProgressStats
-from ..batch.results import Result, Results, results_table
+from ..batch.results import HTML_ROWS, Result, Results, results_table
+from ..batch.wording import counted
+from ..images.markup import ERROR_STYLE, WRAP_STYLE
 from .display import display_mode
 from .throttle import Throttle
 
@@ -32,32 +36,41 @@ def progress_bundle(
     error: BaseException | None = None,
     finished: bool = False,
 ) -> dict[str, str]:
-    """The text/plain and text/html of the progress display (pure: no I/O)."""
-    parts = [f"{stats.done}/{stats.total} images"]
+    """The text/plain and text/html of the progress display (pure: no I/O).
+
+    While the run goes on it shows the latest ``rows``; once it has ended it shows them only
+    when it stopped on an error (in input order: no Results table follows then), since the
+    Results table shown at the end holds every row once.
+    """
+    parts = [f"{stats.done:,}/{counted(stats.total, 'image')}"]
     if timing:
-        parts.append(f"{stats.rate:.1f}/s")
-        eta = stats.eta
-        if not finished and eta is not None:
-            parts.append(f"about {eta:.0f} s left")
-    parts.append(f"{stats.errors} errors")
-    if stats.cached:
-        parts.append(f"{stats.cached} from the cache")
-    parts.append(f"{stats.input_tokens:,} tokens in, {stats.output_tokens:,} out")
+        parts.append(stats.speed())
+        left = None if finished else stats.left()
+        if left is not None:
+            parts.append(left)
+    parts.extend(stats.counts())
     line = " · ".join(parts)
     if error is not None:
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped: {error}"
         line += f" · {what}"
-    shown = rows[-LIVE_ROWS:]
-    color = "#b00" if error is not None else "#2a7"
+    if finished:
+        shown = sorted(rows, key=lambda r: r.index)[:HTML_ROWS] if error is not None else []
+    else:
+        shown = rows[-LIVE_ROWS:]
+    accent = (
+        "var(--jp-error-color1,#d32f2f)" if error is not None else "var(--jp-brand-color1,#1976d2)"
+    )
     bar = (
         f'<progress max="{max(stats.total, 1)}" value="{stats.done}" '
-        f'style="width:100%;accent-color:{color}"></progress>'
+        f'style="width:100%;accent-color:{accent}"></progress>'
     )
     table = results_table(shown, thumbnails=True) if shown else ""
     more = ""
-    if len(rows) > len(shown):
+    if len(rows) > len(shown) and not finished:
         more = f"<div><em>showing the latest {len(shown)} of {len(rows)} rows</em></div>"
-    body = f'<div class="reka-nb-progress">{bar}<div>{html.escape(line)}</div>{more}{table}</div>'
+    style = WRAP_STYLE if error is None else f"{WRAP_STYLE};{ERROR_STYLE}"
+    text = f'<div style="{style}">{html.escape(line)}</div>'
+    body = f'<div class="reka-nb-progress">{bar}{text}{more}{table}</div>'
     return {"text/plain": line, "text/html": body}
 
 

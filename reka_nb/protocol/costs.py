@@ -129,7 +129,8 @@ class UsageTotals:
     def __repr__(self) -> str:
         cost = "?" if self.cost is None else format_usd(self.cost)
         return (
-            f"<UsageTotals {self.requests} answers, {self.input_tokens:,} tokens in, "
+            f"<UsageTotals {self.requests:,} answer{'' if self.requests == 1 else 's'}, "
+            f"{self.input_tokens:,} token{'' if self.input_tokens == 1 else 's'} in, "
             f"{self.output_tokens:,} out, {cost}>"
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -25,8 +26,9 @@ from reka_nb import (
     adescribe_many,
     describe_many,
 )
-from reka_nb.batch import RateLimiter, run_items
+from reka_nb.batch import ProgressStats, RateLimiter, TerminalProgress, run_items
 from reka_nb.batch.engine import Item
+from reka_nb.protocol.stream import Usage
 from reka_nb.testing import Fault, OfflineServer
 
 COLUMNS = [
@@ -229,6 +231,55 @@ def test_to_pandas_has_the_columns(env: OfflineServer) -> None:
     assert frame["cached"].tolist() == [False, False]
     assert frame.loc[0, "model"] == "reka-flash" and frame.loc[0, "input_tokens"] > 0
     assert frame.loc[1, "error"].startswith("ImageError: ")
+
+
+def test_to_pandas_token_columns_stay_whole_numbers_when_a_row_failed(env: OfflineServer) -> None:
+    pandas = pytest.importorskip("pandas")
+    results = describe_many([png(10), b"junk"], "Size?", show=False)
+    frame = results.to_pandas()
+    usage = results[0].description.usage
+    assert str(frame["input_tokens"].dtype) == "Int64"
+    assert str(frame["output_tokens"].dtype) == "Int64"
+    assert frame["input_tokens"].tolist() == [usage.input_tokens, pandas.NA]
+    assert frame["output_tokens"].tolist() == [usage.output_tokens, pandas.NA]
+    shown = frame[["input_tokens", "output_tokens"]].to_string()
+    assert f" {usage.input_tokens} " in shown and ".0" not in shown and "<NA>" in shown
+
+
+def terminal_run(images: list[bytes]) -> str:
+    """The last state of describe_many's terminal bar (tqdm on a text stream)."""
+    out = io.StringIO()
+    describe_many(images, "Size?", concurrency=1, show=TerminalProgress(out))
+    return out.getvalue().rsplit("\r", 1)[-1].strip()
+
+
+def test_terminal_progress_counts_in_words_and_cache_hits_apart(env: OfflineServer) -> None:
+    first = terminal_run([png(10), b"junk"])
+    assert re.fullmatch(
+        r"reka: 100%\|#+\| 2/2 \[00:0\d, \d+\.\d requests?/s, 1 error, "
+        r"\d+ tokens in, \d+ out\]",
+        first,
+    ), first
+    # every answer from the cache: no requests a second, no time left, the hits said apart
+    again = terminal_run([png(10), png(10)])
+    assert re.fullmatch(
+        r"reka: 100%\|#+\| 2/2 \[00:00, 0\.0 requests/s, 0 errors, 2 from the cache, "
+        r"0 tokens in, 0 out\]",
+        again,
+    ), again
+
+
+def test_progress_words_are_singular_for_one() -> None:
+    stats = ProgressStats(3)
+    description = reka_nb.Description("x", usage=Usage(input_tokens=1, output_tokens=1))
+    stats.add(Result(0, None, "a", description=description))
+    stats.add(Result(1, None, "b", error=ValueError("bad")))
+    assert stats.counts() == ["1 error", "1 token in, 1 out"]
+    stats.add(Result(2, None, "c", error=ValueError("bad")))
+    assert stats.counts() == ["2 errors", "1 token in, 1 out"] and stats.eta is None
+    assert Results([Result(0, None, "a", description=description)]).summary() == (
+        "1 of 1 answered · 0 failed · 1 token in, 1 out"
+    )
 
 
 def test_html_table_has_a_thumbnail_per_answered_row(env: OfflineServer) -> None:

@@ -78,7 +78,7 @@ def test_each_prints_one_json_line_per_image_and_a_bar_on_stderr(
     assert [Path(line["image"]).name for line in by_index] == ["img0.png", "img1.png", "img2.png"]
     assert all(f"PNG, {10 + i}×8 px" in line["text"] for i, line in enumerate(by_index))
     assert all(line["error"] is None and line["cached"] is False for line in lines)
-    assert "3/3" in proc.stderr and "errors=0" in proc.stderr
+    assert " 3/3 [" in proc.stderr and " requests/s, 0 errors, " in proc.stderr
 
 
 def test_jsonl_lines_are_written_as_each_answer_finishes(

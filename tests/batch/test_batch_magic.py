@@ -4,6 +4,7 @@ results table; usage mistakes in an in-process IPython shell."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def run(shell: InteractiveShell, code: str):  # type: ignore[no-untyped-def]
     return shell.run_cell(code, store_history=False)
 
 
-def test_each_in_a_kernel_shows_progress_then_the_table(photos: Path) -> None:
+def test_each_in_a_kernel_shows_progress_then_one_table(photos: Path) -> None:
     each = '%%reka -i "photos/*.png" --each --concurrency 2\nSize?'
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -61,11 +62,14 @@ def test_each_in_a_kernel_shows_progress_then_the_table(photos: Path) -> None:
     live = notebook.cells[2].outputs
     assert [o.output_type for o in live] == ["display_data", "display_data"]
     progress, table = live
-    # One display, updated in place to its final state (nbclient applies the updates).
+    # One display, updated in place to its final state (nbclient applies the updates); its
+    # live rows are gone at the end: the results table below holds each row once.
     text = progress.data["text/plain"]
-    assert text.startswith("3/3 images · ") and "/s · 0 errors · " in text
+    assert re.fullmatch(
+        r"3/3 images · \d+\.\d requests/s · 0 errors · \d+ tokens in, \d+ out", text
+    )
     assert '<progress max="3" value="3"' in progress.data["text/html"]
-    assert progress.data["text/html"].count('<img src="data:image/') == 3
+    assert "<img" not in progress.data["text/html"] and "<table" not in progress.data["text/html"]
     assert table.data["text/plain"].startswith("<Results 3 of 3 answered")
     html = table.data["text/html"]
     assert html.count('<img src="data:image/') == 3
@@ -77,6 +81,36 @@ def test_each_in_a_kernel_shows_progress_then_the_table(photos: Path) -> None:
     assert first.data["text/plain"] == "0/3 images · 0 errors · 0 tokens in, 0 out"
     assert final.data["text/plain"].startswith("3/3 images · 0 errors · ")
     assert "/s" not in final.data["text/plain"]
+
+
+def test_describe_many_in_a_kernel_counts_in_words_and_shows_one_table(photos: Path) -> None:
+    """The progress line says "1 error" and counts answers from the cache apart from the
+    requests a second; the rows are shown once, by the results table."""
+    (photos / "broken.png").write_bytes(b"not a png")
+    run_twice = 'results = reka_nb.describe_many(["photos/img0.png", "photos/broken.png"], "Size?")'
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "import os\nos.environ['REKA_NB_DISPLAY'] = 'live'\n"
+            "os.environ['REKA_NB_CACHE'] = 'answers'\nimport reka_nb"
+        ),
+        nbformat.v4.new_code_cell(f"{run_twice}\nresults"),
+        nbformat.v4.new_code_cell(f"{run_twice}\nresults"),
+    ]
+    run_notebook(notebook, photos.parent)
+    for cell, counts in (
+        (notebook.cells[1], r"1 error · \d+ tokens in, \d+ out"),
+        (notebook.cells[2], r"1 error · 1 from the cache · 0 tokens in, 0 out"),
+    ):
+        assert [o.output_type for o in cell.outputs] == ["display_data", "execute_result"]
+        progress, table = cell.outputs
+        line = progress.data["text/plain"]
+        assert re.fullmatch(r"2/2 images · \d+\.\d requests?/s · " + counts, line), line
+        assert "<img" not in progress.data["text/html"]
+        html = table.data["text/html"]
+        assert html.count("<img ") == 1 and html.count("<tr") == 3  # the header and 2 rows
+        assert '<tr class="reka-nb-error">' in html and "ImageError" in html
+        assert 'alt="img0.png"' in html
 
 
 def test_each_usage_mistakes_are_usage_errors(

@@ -115,10 +115,13 @@ def test_reka_magic_streams_into_one_output(lab: Lab, page: Any) -> None:
         )
         run.wait()
         wait_for(lambda: FOOTER.search(output.inner_text()), 10, "the footer of the answer")
-        texts = recorder.stop()
+        states = recorder.stop()
         if not shot:
             print("\nnote: no screenshot of a partial answer (it ended first)")
-        print(f"\n%%reka: {len(texts)} output states: {[t[-24:] for t in texts]}")
+        print(f"\n%%reka: {len(states)} output states: {[t[-24:] for t in states]}")
+        # the strip, captioned with the file's name, stays above the answer in every state
+        assert all(t.startswith("1. cat.jpeg") for t in states), states
+        texts = [t.removeprefix("1. cat.jpeg").lstrip() for t in states]
 
         outputs = cell.locator(".jp-OutputArea-output")
         assert outputs.count() == 2  # the thumbnails, and one answer updated in place

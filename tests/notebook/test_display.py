@@ -95,6 +95,14 @@ def test_waiting_bundle_shows_model_and_images_bundle_small_thumbnails() -> None
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as thumb:
             assert max(thumb.size) == 256
     assert len(bundle["text/html"]) < 40_000  # the saved notebook stays small
+    # named by alt text and caption; aligned at the top, so none is stretched to the tallest
+    assert re.findall(r'alt="([^"]*)"', bundle["text/html"]) == ["cat.jpeg", "PIL image", "x.png"]
+    assert re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", bundle["text/html"]) == [
+        "1. cat.jpeg",
+        "2. PIL image",
+        "3. x.png",
+    ]
+    assert "align-items:flex-start" in bundle["text/html"].split(">", 1)[0]
 
 
 def test_streaming_bundle_has_a_cursor_and_closes_an_open_fence() -> None:
@@ -611,3 +619,23 @@ def test_final_mode_notebook_passes_nbval_and_live_mode_does_not(
     result = run_nbval(path)
     assert result.returncode == 1
     assert "Cell outputs differ" in result.stdout
+
+
+def test_progress_ends_without_rows_unless_the_run_stopped_on_an_error() -> None:
+    """While a run goes on, the latest rows; at its end the Results table holds them, so the
+    progress keeps only its bar and counts; a stopped run (no table follows) keeps its rows,
+    in input order."""
+    from reka_nb.batch.progress import ProgressStats
+    from reka_nb.batch.results import Result
+    from reka_nb.notebook.progress import progress_bundle
+
+    stats = ProgressStats(3)
+    rows = [Result(2, None, "c.png", error=ValueError("bad")), Result(0, None, "a.png")]
+    for row in rows:
+        stats.add(row)
+    live = progress_bundle(stats, rows)["text/html"]
+    assert live.index("c.png") < live.index("a.png")  # as they finished
+    assert "<table" not in progress_bundle(stats, rows, finished=True)["text/html"]
+    stopped = progress_bundle(stats, rows, error=KeyboardInterrupt(), finished=True)
+    assert stopped["text/html"].index("a.png") < stopped["text/html"].index("c.png")
+    assert stopped["text/plain"].endswith(" · 1 error · 0 tokens in, 0 out · interrupted")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reka_nb.notebook.markdown import CURSOR, close_fences, escape_markdown
+from reka_nb.notebook.markdown import CURSOR, close_fences, escape_markdown, wrap_long_words
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,12 @@ def test_a_long_fence_is_closed_with_as_many_characters() -> None:
 def test_escape_markdown() -> None:
     assert escape_markdown("reka-flash") == "reka-flash"
     assert escape_markdown("a_b*c`d[e]<f>#g|h~i\\") == r"a\_b\*c\`d\[e\]\<f\>\#g\|h\~i\\"
+
+
+def test_a_long_unbroken_word_wraps_and_other_text_is_left_alone() -> None:
+    url = "https://example.com/" + "0123456789" * 4
+    assert wrap_long_words(f"See {url} now") == (
+        f'<div style="overflow-wrap:anywhere;word-break:break-word">\n\nSee {url} now\n\n</div>'
+    )
+    words = "A sentence of ordinary words, " + "x" * 39 + " and a short URL https://a.io/b"
+    assert wrap_long_words(words) == words
