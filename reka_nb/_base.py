@@ -245,7 +245,7 @@ class BaseClient:
         _, models = self._cached_models(settings, stale=True)
         info = models.get(settings.model) if models else None
         if info is not None and models is not None:
-            check_inputs(info, messages, [m for m in models if m != info])
+            check_inputs(info, messages, models)  # the list itself: no copy per request
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

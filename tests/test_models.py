@@ -19,6 +19,7 @@ from reka_nb import (
     BadRequestError,
     InvalidRequestError,
     Model,
+    ModelInfoWarning,
     ModelList,
     RekaClient,
     Usage,
@@ -78,8 +79,15 @@ def test_full_entry_is_read_and_kept() -> None:
 
 
 def test_input_output_price_names_and_bad_values() -> None:
-    (model,) = parse_models('[{"id": "m", "pricing": {"input": "1e-7", "output": "0.0000004", '
-                            '"cache": "cheap", "n": -1}}]')  # fmt: skip
+    with pytest.warns(ModelInfoWarning) as caught:
+        (model,) = parse_models('[{"id": "m", "pricing": {"input": "1e-7", "output": "0.0000004", '
+                                '"cache": "cheap", "n": -1}}]')  # fmt: skip
+    assert [str(w.message) for w in caught] == [
+        "model 'm': its 'cache' price is not a number (US dollars per token, from 0 to 1); "
+        "it is left out, so costs of this model may be unknown",
+        "model 'm': its 'n' price of -1 is out of range (US dollars per token, from 0 to 1); "
+        "it is left out, so costs of this model may be unknown",
+    ]
     assert (model.input_price, model.output_price) == (Decimal("1e-7"), Decimal("0.0000004"))
     assert model.pricing == {"input": Decimal("1e-7"), "output": Decimal("0.0000004")}
 
