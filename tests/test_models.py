@@ -187,7 +187,7 @@ def test_models_are_model_objects_kept_for_a_while(server: OfflineServer, monkey
         assert paths(server) == ["/v1/models"]
         client.models(refresh=True)
         assert paths(server) == ["/v1/models"] * 2
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)
+        monkeypatch.setattr("reka_nb._model_lists.MODELS_TTL", 0.0)
         client.models()
         assert paths(server) == ["/v1/models"] * 3
 
@@ -249,7 +249,7 @@ def test_a_listed_model_is_checked_even_with_the_lookup_off(
         client.models()
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)  # old, but still what is known
+        monkeypatch.setattr("reka_nb._model_lists.MODELS_TTL", 0.0)  # old, but still what is known
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
         assert client.describe(CAT, show=False).cost == Decimal("0.0001248")
