@@ -99,10 +99,10 @@ def test_adescribe_answers_while_models_trickles(own: OfflineServer) -> None:
     assert paths(own) == ["/v1/models", "/v1/chat/completions"]
 
 
-def test_the_lookup_runs_while_the_images_are_prepared(own: OfflineServer) -> None:
+def test_a_list_that_comes_within_the_deadline_is_waited_for(own: OfflineServer) -> None:
     own.models_latency = 0.6
     with client_for(own) as client:
-        client.describe(CAT, show=False)
+        assert client.describe(CAT, show=False).cost == ONE_ANSWER
     models, chat = own.requests
     assert models.path == "/v1/models" and chat.path == "/v1/chat/completions"
     assert chat.received - models.received >= 0.6  # the question waited for the list
