@@ -16,18 +16,15 @@ its cost). The list is found, in order:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -35,6 +32,10 @@ from ._replies import Body, body_reader, json_models, take_body
 from ._settings import Settings
 from .protocol.body import BodyTooLarge
 from .protocol.models import ModelList, models_from_entries
+
+if TYPE_CHECKING:  # asyncio and concurrent.futures come with the parts that use them
+    import asyncio
+    import concurrent.futures
 
 __all__ = [
     "DISK_TTL",
@@ -100,7 +101,10 @@ def load_list(settings: Settings, *, now: float | None = None) -> ModelList | No
         return None
     try:
         with open(path, "rb") as file:
-            data = json.loads(file.read(_MAX_FILE + 1)[: _MAX_FILE + 1])
+            raw = file.read(_MAX_FILE + 1)
+        if len(raw) > _MAX_FILE:
+            return None
+        data = json.loads(raw)
         age = (time.time() if now is None else now) - float(data["stored"])
         if data["base_url"] != settings.base_url or data["api"] != settings.api:
             return None
@@ -130,6 +134,8 @@ def save_list(settings: Settings, models: ModelList) -> bool:
     key = settings.api_key
     if key and (key in text or json.dumps(key)[1:-1] in text):
         return False
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".models-", suffix=".tmp")
@@ -280,6 +286,8 @@ class ModelLists:
         )
         if flight is None:
             return models
+        import concurrent.futures
+
         try:
             got: ModelList | None = flight.future.result(
                 timeout=max(0.0, flight.deadline - time.monotonic())
@@ -291,6 +299,8 @@ class ModelLists:
     def _thread(
         self, settings: Settings, fetch: Callable[[float], ModelList], started: float
     ) -> concurrent.futures.Future[ModelList | None]:
+        import concurrent.futures
+
         future: concurrent.futures.Future[ModelList | None] = concurrent.futures.Future()
 
         def run() -> None:
@@ -307,6 +317,8 @@ class ModelLists:
 
     def astart(self, settings: Settings, fetch: Callable[[], Awaitable[ModelList]]) -> None:
         """``start`` for a task of the running loop: ``fetch()`` is cancelled at the deadline."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         self._begin(settings, loop, lambda started: self._task(settings, fetch, loop))
 
@@ -314,6 +326,8 @@ class ModelLists:
         self, settings: Settings, fetch: Callable[[], Awaitable[ModelList]]
     ) -> ModelList | None:
         """``wait`` for a task of the running loop."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         models, flight = self._begin(
             settings, loop, lambda started: self._task(settings, fetch, loop)
@@ -329,6 +343,8 @@ class ModelLists:
         fetch: Callable[[], Awaitable[ModelList]],
         loop: asyncio.AbstractEventLoop,
     ) -> asyncio.Task[ModelList | None]:
+        import asyncio
+
         async def run() -> ModelList | None:
             got: ModelList | None
             try:
