@@ -107,6 +107,18 @@ def test_ids_only_and_plain_lists_give_none_not_errors() -> None:
     )
 
 
+def test_get_follows_changes_to_the_list() -> None:
+    models = parse_models('["a", "b", "a"]')
+    assert models.get("a") is models[0] and models.get("c") is None
+    models.append(Model("c"))
+    models[0] = Model("z")
+    assert models.get("c") is models[3] and models.get("a") is models[2]
+    del models[2]
+    assert models.get("a") is None and models.get("z") is models[0]
+    again = pickle.loads(pickle.dumps(models))
+    assert vars(again) == {} and again == ["z", "b", "c"] and again.get("c") == "c"
+
+
 def test_a_model_pickles_with_its_metadata() -> None:
     (model,) = parse_models('[{"id": "m", "pricing": {"prompt": "0.5"}, "context_length": 9}]')
     again = pickle.loads(pickle.dumps(model))

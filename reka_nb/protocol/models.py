@@ -207,8 +207,8 @@ class ModelList(list):  # type: ignore[type-arg]
             self._index = index
         return index.get(model_id)
 
-    def _changed(self) -> None:
-        self._index = None
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # the index is made again where the list is unpickled
 
     @property
     def ids(self) -> list[str]:
