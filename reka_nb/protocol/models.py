@@ -268,7 +268,7 @@ def _forgets_index(name: str) -> Any:
     method = getattr(list, name)
 
     def changed(self: ModelList, *args: Any) -> Any:
-        self._index = None
+        self.__dict__.pop("_index", None)
         return method(self, *args)
 
     changed.__name__ = name
