@@ -349,8 +349,9 @@ class ModelLists:
             got: ModelList | None
             try:
                 got = await asyncio.wait_for(fetch(), LOOKUP_DEADLINE)
-            except asyncio.CancelledError:
-                self._land(settings, loop, None)
+            except asyncio.CancelledError:  # the loop ends: no failure to remember
+                with self._lock:
+                    self._flights.pop((list_key(settings), loop), None)
                 raise
             except Exception:  # a timeout too: without metadata the question goes on
                 got = None
