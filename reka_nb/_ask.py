@@ -1,7 +1,8 @@
 """One question on an explicit client: prepare the images, send, show the answer, return it.
 
-Before sending, the model's metadata is looked up (``model_info``: kept by the client for a few
-minutes), so an input the model does not take is refused unsent, and the answer's cost is known.
+Before sending, the model's metadata is looked up (``model_info``: kept in memory and on disk,
+else asked while the images are prepared, for at most a couple of seconds), so an input the
+model does not take is refused unsent, and the answer's cost is known.
 Every answer is added to the session's totals (``SESSION_USAGE``).
 
 ``run_describe`` / ``run_adescribe`` are the one code path to Reka behind ``describe()``, the
@@ -95,6 +96,7 @@ def run_describe(
     ``cache=True`` answers from the answer cache when the same question was asked before
     (the answer says ``cached``), and stores a new answer there.
     """
+    client.start_model_lookup(model)  # the model list, if needed, comes while images are read
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history, keep_metadata
     )
@@ -151,6 +153,7 @@ async def run_adescribe(
     ``cache=True`` answers from the answer cache when the same question was asked before
     (the answer says ``cached``), and stores a new answer there.
     """
+    client.start_model_lookup(model)  # the model list, if needed, comes while images are read
     images, text, message, messages, model_name = _prepare(
         client, image, prompt, model, system, history, keep_metadata
     )

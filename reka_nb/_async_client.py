@@ -171,20 +171,25 @@ class AsyncRekaClient(BaseClient):
         return models
 
     async def model_info(self, model: str | None = None) -> Model | None:
-        """What the server says of ``model`` (its inputs and prices), from the kept list or
-        one request without retries (unless the lookup is off: ``model_info=False`` or
-        ``REKA_NB_MODEL_INFO=off``); None when unknown."""
+        """What the server says of ``model`` (its inputs and prices), from the kept list (in
+        memory, or on disk for a day) or one lookup shared by the tasks asking now, waited
+        for at most ``LOOKUP_DEADLINE`` seconds (unless the lookup is off: ``model_info=False``
+        or ``REKA_NB_MODEL_INFO=off``); None when unknown."""
         settings = self.settings(model)
-        found, models = self._cached_models(settings)
-        if not found and not self._looks_up_models():
+        if not self._looks_up_models():
             return self.known_model(model)  # a list got earlier, however old
-        if not found:
-            try:
-                models = await self._models(retries=0)
-            except RekaError:  # metadata is a courtesy: without it the question goes as before
-                models = self._cached_models(settings, stale=True)[1]  # what was known stays
-            self._keep_models(settings, models)
+        models = await self._model_lists.await_list(settings, lambda: self._models(retries=0))
         return models.get(settings.model) if models else None
+
+    def start_model_lookup(self, model: str | None = None) -> None:
+        """Begin the lookup of ``model_info`` in a task when the list is not known, so that
+        it runs while the question is prepared (call it inside the running loop)."""
+        try:
+            settings = self.settings(model)
+        except RekaError:  # the question itself says what is wrong
+            return
+        if settings.api_key and self._looks_up_models():
+            self._model_lists.astart(settings, lambda: self._models(retries=0))
 
     async def _models(self, retries: int | None = None) -> ModelList:
         settings = self.settings()

@@ -7,9 +7,7 @@ Reading replies (bodies within a size limit, streamed answers, typed errors) is 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +22,7 @@ from ._exceptions import (
     MissingAPIKeyError,
     RekaError,
 )
+from ._model_lists import MODELS_TTL, ModelLists
 from ._replies import KeyAuth, describe_transport, shutdown
 from ._settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
 from ._version import __version__
@@ -35,9 +34,6 @@ from .protocol.models import Model, ModelList, check_inputs
 __all__ = ["MODELS_TTL", "BaseClient", "Messages", "translate_send_error"]
 
 Messages = Iterable[Mapping[str, Any]]
-
-MODELS_TTL = 300.0
-"""Seconds a client keeps the model list (and a failure to get it) before asking again."""
 
 
 class BaseClient:
@@ -79,7 +75,7 @@ class BaseClient:
         self._closed = False
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()  # every connection opened
         self.model_info_lookup = model_info  # None: REKA_NB_MODEL_INFO (default on)
-        self._model_lists: dict[tuple[str, str, str], tuple[float, ModelList | None]] = {}
+        self._model_lists = ModelLists()  # in memory, on disk, and one lookup at a time
         if base_url is not None:  # refuse a bad URL when the client is made, not at first use
             check_base_url(base_url)
         if api not in (None, "openai", "native"):
@@ -204,31 +200,20 @@ class BaseClient:
         self._check_inputs(settings, body["messages"])
         return settings, settings.base_url + path, headers, body
 
-    # -- model metadata (kept per client for MODELS_TTL seconds) ------------------------------
-
-    @staticmethod
-    def _list_key(settings: Settings) -> tuple[str, str, str]:
-        """Which list a cached one is: the server, the endpoint and (a digest of) the key."""
-        key = settings.api_key or ""
-        return settings.base_url, settings.api, hashlib.sha256(key.encode()).hexdigest()[:16]
+    # -- model metadata (see _model_lists: memory, disk, one lookup with a deadline) ---------
 
     def _cached_models(
         self, settings: Settings, *, stale: bool = False
     ) -> tuple[bool, ModelList | None]:
         """(found, list): a list, or None for a recent failure to get one, when still fresh
         (or, with ``stale``, the last list got, however old: prices outlive the TTL)."""
-        entry = self._model_lists.get(self._list_key(settings))
-        if entry is None:
-            return False, None
-        if time.monotonic() - entry[0] > MODELS_TTL:
-            return (True, entry[1]) if stale and entry[1] is not None else (False, None)
-        return True, entry[1]
+        return self._model_lists.cached(settings, stale=stale)
 
     def _keep_models(self, settings: Settings, models: ModelList | None) -> None:
-        self._model_lists[self._list_key(settings)] = (time.monotonic(), models)
+        self._model_lists.keep(settings, models)
 
     def _looks_up_models(self) -> bool:
-        """Whether a question first asks ``GET /models`` (once per MODELS_TTL) when the list
+        """Whether a question first looks the list up (on disk, else ``GET /models``) when it
         is not known: the ``model_info`` argument, else ``REKA_NB_MODEL_INFO`` (default on)."""
         if self.model_info_lookup is not None:
             return self.model_info_lookup
@@ -245,7 +230,7 @@ class BaseClient:
         _, models = self._cached_models(settings, stale=True)
         info = models.get(settings.model) if models else None
         if info is not None and models is not None:
-            check_inputs(info, messages, [m for m in models if m != info])
+            check_inputs(info, messages, models)  # the list itself: no copy per request
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,6 +19,7 @@ import httpx
 from ._ask import require_image, run_describe
 from ._base import BaseClient, Messages, translate_send_error
 from ._exceptions import APIError, RekaError
+from ._model_lists import fetch_models
 from ._replies import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
@@ -167,20 +169,25 @@ class RekaClient(BaseClient):
         return models
 
     def model_info(self, model: str | None = None) -> Model | None:
-        """What the server says of ``model`` (its inputs and prices), from the kept list or
-        one request without retries (unless the lookup is off: ``model_info=False`` or
-        ``REKA_NB_MODEL_INFO=off``); None when unknown."""
+        """What the server says of ``model`` (its inputs and prices), from the kept list (in
+        memory, or on disk for a day) or one lookup shared by the threads asking now, waited
+        for at most ``LOOKUP_DEADLINE`` seconds (unless the lookup is off: ``model_info=False``
+        or ``REKA_NB_MODEL_INFO=off``); None when unknown."""
         settings = self.settings(model)
-        found, models = self._cached_models(settings)
-        if not found and not self._looks_up_models():
+        if not self._looks_up_models():
             return self.known_model(model)  # a list got earlier, however old
-        if not found:
-            try:
-                models = self._models(retries=0)
-            except RekaError:  # metadata is a courtesy: without it the question goes as before
-                models = self._cached_models(settings, stale=True)[1]  # what was known stays
-            self._keep_models(settings, models)
+        models = self._model_lists.wait(settings, partial(fetch_models, self, settings))
         return models.get(settings.model) if models else None
+
+    def start_model_lookup(self, model: str | None = None) -> None:
+        """Begin the lookup of ``model_info`` in a thread when the list is not known, so
+        that it runs while the question is prepared."""
+        try:
+            settings = self.settings(model)
+        except RekaError:  # the question itself says what is wrong
+            return
+        if settings.api_key and self._looks_up_models():
+            self._model_lists.start(settings, partial(fetch_models, self, settings))
 
     def _models(self, retries: int | None = None) -> ModelList:
         settings = self.settings()

@@ -46,6 +46,7 @@ __all__ = [
     "InvalidRequestError",
     "LongVideoWarning",
     "MissingAPIKeyError",
+    "ModelInfoWarning",
     "NotFoundError",
     "RateLimitError",
     "RekaError",
@@ -243,3 +244,8 @@ class SchemaError(RekaError):
 
 class CacheWarning(UserWarning):
     """Warned when the answer cache is corrupt or locked; the run goes on without it."""
+
+
+class ModelInfoWarning(UserWarning):
+    """Warned when the server's model list states something unusable (a price that is not a
+    number of US dollars per token from 0 to 1): that field is left out, the rest is kept."""

@@ -19,6 +19,7 @@ from reka_nb import (
     BadRequestError,
     InvalidRequestError,
     Model,
+    ModelInfoWarning,
     ModelList,
     RekaClient,
     Usage,
@@ -78,8 +79,15 @@ def test_full_entry_is_read_and_kept() -> None:
 
 
 def test_input_output_price_names_and_bad_values() -> None:
-    (model,) = parse_models('[{"id": "m", "pricing": {"input": "1e-7", "output": "0.0000004", '
-                            '"cache": "cheap", "n": -1}}]')  # fmt: skip
+    with pytest.warns(ModelInfoWarning) as caught:
+        (model,) = parse_models('[{"id": "m", "pricing": {"input": "1e-7", "output": "0.0000004", '
+                                '"cache": "cheap", "n": -1}}]')  # fmt: skip
+    assert [str(w.message) for w in caught] == [
+        "model 'm': its 'cache' price is not a number (US dollars per token, from 0 to 1); "
+        "it is left out, so costs of this model may be unknown",
+        "model 'm': its 'n' price of -1 is out of range (US dollars per token, from 0 to 1); "
+        "it is left out, so costs of this model may be unknown",
+    ]
     assert (model.input_price, model.output_price) == (Decimal("1e-7"), Decimal("0.0000004"))
     assert model.pricing == {"input": Decimal("1e-7"), "output": Decimal("0.0000004")}
 
@@ -97,6 +105,18 @@ def test_ids_only_and_plain_lists_give_none_not_errors() -> None:
         "llava        ?       ?        ?           ?        ?\n"
         "qwen         ?       ?        ?           ?        ?"
     )
+
+
+def test_get_follows_changes_to_the_list() -> None:
+    models = parse_models('["a", "b", "a"]')
+    assert models.get("a") is models[0] and models.get("c") is None
+    models.append(Model("c"))
+    models[0] = Model("z")
+    assert models.get("c") is models[3] and models.get("a") is models[2]
+    del models[2]
+    assert models.get("a") is None and models.get("z") is models[0]
+    again = pickle.loads(pickle.dumps(models))
+    assert vars(again) == {} and again == ["z", "b", "c"] and again.get("c") == "c"
 
 
 def test_a_model_pickles_with_its_metadata() -> None:
@@ -179,7 +199,7 @@ def test_models_are_model_objects_kept_for_a_while(server: OfflineServer, monkey
         assert paths(server) == ["/v1/models"]
         client.models(refresh=True)
         assert paths(server) == ["/v1/models"] * 2
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)
+        monkeypatch.setattr("reka_nb._model_lists.MODELS_TTL", 0.0)
         client.models()
         assert paths(server) == ["/v1/models"] * 3
 
@@ -241,7 +261,7 @@ def test_a_listed_model_is_checked_even_with_the_lookup_off(
         client.models()
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)  # old, but still what is known
+        monkeypatch.setattr("reka_nb._model_lists.MODELS_TTL", 0.0)  # old, but still what is known
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
         assert client.describe(CAT, show=False).cost == Decimal("0.0001248")

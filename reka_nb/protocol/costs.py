@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 
 from .models import Model, format_usd
@@ -49,16 +49,18 @@ class UsageTotals:
         self._models: dict[str, ModelUsage] = {}
 
     def add(self, model: str, usage: Usage | None, cost: Decimal | None) -> None:
-        """Count one answer."""
+        """Count one answer; a cost that cannot be added (not finite, or past what ``decimal``
+        holds) counts the answer as unpriced, so the totals stay usable."""
         with self._lock:
             now = self._models.get(model) or ModelUsage(model)
+            total = _plus(now.cost, cost)
             self._models[model] = replace(
                 now,
                 requests=now.requests + 1,
                 input_tokens=now.input_tokens + ((usage and usage.input_tokens) or 0),
                 output_tokens=now.output_tokens + ((usage and usage.output_tokens) or 0),
-                cost=now.cost + (cost or 0),
-                unpriced=now.unpriced + (cost is None),
+                cost=now.cost if total is None else total,
+                unpriced=now.unpriced + (total is None),
             )
 
     def rows(self) -> list[ModelUsage]:
@@ -211,6 +213,17 @@ class Budget:
         self.spent += held if cost is None else cost
         if cost is not None and (self._dearest is None or cost > self._dearest):
             self._dearest = cost
+
+
+def _plus(total: Decimal, cost: Decimal | None) -> Decimal | None:
+    """``total + cost``, or None when the cost is unknown or the sum is not a usable number."""
+    if cost is None:
+        return None
+    try:
+        result = total + cost
+    except DecimalException:
+        return None
+    return result if result.is_finite() else None
 
 
 def _plain(amount: Decimal) -> str:

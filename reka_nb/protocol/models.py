@@ -10,11 +10,12 @@ costs add up exactly; their field names are not settled, so ``prompt``/``complet
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, DecimalException, localcontext
 from typing import Any
 
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, ModelInfoWarning
 from .stream import MalformedEvent, Usage, load_json
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ModelList",
     "check_inputs",
     "format_usd",
+    "models_from_entries",
     "parse_models",
 ]
 
@@ -35,6 +37,10 @@ KNOWN_MAX_IMAGES = {"reka-edge-2603": 3}
 _PRICE_IN = ("prompt", "input")
 _PRICE_OUT = ("completion", "output")
 _MILLION = Decimal(1_000_000)
+MAX_PRICE = Decimal(1)
+"""The dearest price kept, in US dollars per token ($1,000,000 per million tokens)."""
+MIN_PRICE = Decimal("1e-12")
+"""The cheapest price above zero kept ($0.000001 per million tokens)."""
 
 
 class Model(str):
@@ -79,7 +85,7 @@ class Model(str):
         self.output_modalities = None if output_modalities is None else tuple(output_modalities)
         self.context_length = context_length
         self.max_output_length = max_output_length
-        self.pricing = None if pricing is None else dict(pricing)
+        self.pricing = None if pricing is None else _bounded(id, pricing)
         self.supported_sampling_parameters = (
             None if supported_sampling_parameters is None else tuple(supported_sampling_parameters)
         )
@@ -107,7 +113,7 @@ class Model(str):
             output_modalities=_names(item.get("output_modalities")),
             context_length=_count(item.get("context_length")),
             max_output_length=_count(item.get("max_output_length")),
-            pricing=_prices(item.get("pricing")),
+            pricing=_prices(ident, item.get("pricing")),
             supported_sampling_parameters=_names(item.get("supported_sampling_parameters")),
             max_images=_count(item.get("max_images")),
             raw=item,
@@ -146,7 +152,11 @@ class Model(str):
         inp, out = self.input_price, self.output_price
         if inp is None or out is None:
             return None
-        return usage.input_tokens * inp + usage.output_tokens * out
+        try:  # prices are bounded, but token counts come from the server too
+            cost = usage.input_tokens * inp + usage.output_tokens * out
+        except DecimalException:
+            return None
+        return cost if cost.is_finite() else None
 
     def takes(self, modality: str) -> bool | None:
         """Whether the model takes this kind of input; None when the server did not say."""
@@ -189,16 +199,27 @@ def _rebuild(raw: Mapping[str, Any]) -> Model:
 
 
 class ModelList(list):  # type: ignore[type-arg]
-    """The models a key can use: a list of ``Model`` shown as a table in notebooks."""
+    """The models a key can use: a list of ``Model`` shown as a table in notebooks.
+
+    ``get`` finds a model through an index of ids made on first use (and made again after the
+    list changes), so each question's lookup costs the same for 10 models or 200,000.
+    """
 
     COLUMNS = ("model", "name", "inputs", "context", "max output", "$/1M in", "$/1M out")
+    _index: dict[str, Model] | None = None
 
     def get(self, model_id: str) -> Model | None:  # type: ignore[override]
-        """The model with this id, or None."""
-        for model in self:
-            if model == model_id:
-                return model  # type: ignore[no-any-return]
-        return None
+        """The model with this id (the first, if listed twice), or None."""
+        index = self._index
+        if index is None:
+            index = {}
+            for model in self:
+                index.setdefault(str.__str__(model), model)
+            self._index = index
+        return index.get(model_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # the index is made again where the list is unpickled
 
     @property
     def ids(self) -> list[str]:
@@ -254,6 +275,25 @@ class ModelList(list):  # type: ignore[type-arg]
         return self.html()
 
 
+def _forgets_index(name: str) -> Any:
+    method = getattr(list, name)
+
+    def changed(self: ModelList, *args: Any) -> Any:
+        self.__dict__.pop("_index", None)
+        return method(self, *args)
+
+    changed.__name__ = name
+    changed.__doc__ = method.__doc__
+    return changed
+
+
+for _name in (
+    "__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend", "insert",
+    "pop", "remove", "clear", "sort", "reverse",
+):  # fmt: skip
+    setattr(ModelList, _name, _forgets_index(_name))
+
+
 def parse_models(body: bytes | str) -> ModelList:
     """The models of ``GET /models``: OpenAI's ``{"data": [...]}`` or a plain list."""
     data = load_json(body, "the model list")
@@ -261,7 +301,12 @@ def parse_models(body: bytes | str) -> ModelList:
         data = data.get("data", data.get("models"))
     if not isinstance(data, list):
         raise MalformedEvent("the model list was neither a list nor {'data': [...]}")
-    return ModelList(m for m in map(Model.from_json, data) if m is not None)
+    return models_from_entries(data)
+
+
+def models_from_entries(entries: Iterable[Any]) -> ModelList:
+    """The models of the list's entries; entries without a usable id are skipped."""
+    return ModelList(m for m in map(Model.from_json, entries) if m is not None)
 
 
 def input_kinds(messages: Iterable[Mapping[str, Any]]) -> tuple[set[str], list[int]]:
@@ -290,15 +335,15 @@ def check_inputs(
 ) -> None:
     """Refuse, before sending, an input the model does not take (InvalidRequestError).
 
-    Nothing is refused for what the server did not state. ``others`` (the rest of the list)
-    names the models that would take the input.
+    Nothing is refused for what the server did not state. ``others`` (the list, with or
+    without ``model``) names the models that would take the input; it is read only then.
     """
     kinds, images = input_kinds(messages)
     if model.input_modalities is not None:
         missing = sorted(k for k in kinds if k not in model.input_modalities)
         if missing:
             takes = _join(list(model.input_modalities)) or "nothing it stated"
-            able = [m.id for m in others if all(m.takes(k) for k in missing)]
+            able = [m.id for m in others if m != model and all(m.takes(k) for k in missing)]
             hint = f"; models that take {_join(missing)}: {', '.join(able)}" if able else ""
             raise InvalidRequestError(
                 f"model {model.id!r} does not take {_join(missing)} input: it takes {takes}{hint}"
@@ -313,16 +358,25 @@ def check_inputs(
 
 
 def format_usd(amount: Decimal) -> str:
-    """A cost for people: two significant digits, at least cents (``$0.00042``, ``$1.50``)."""
+    """A cost for people: two significant digits, at least cents (``$0.00042``, ``$1.50``);
+    amounts beyond any bill (more than $10^15, or less than $10^-30) in scientific notation."""
+    if not amount.is_finite():
+        return "$?"
     if amount == 0:
         return "$0.00"
+    if not -30 <= amount.adjusted() <= 15:
+        return f"${amount:.1E}"
     places = max(2, 1 - amount.adjusted())
-    rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    with localcontext() as context:
+        context.prec = 50  # 15 digits before the point and 31 after fit
+        rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     return f"${rounded:f}"
 
 
 def _per_million(price: Decimal) -> str:
-    value = (price * _MILLION).normalize()
+    with localcontext() as context:
+        context.prec = 50  # bounded prices: at most 7 digits before the point, 12 after
+        value = (price * _MILLION).normalize()
     text = f"{value:f}"
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
@@ -367,18 +421,50 @@ def _names(value: Any) -> tuple[str, ...] | None:
     return tuple(v for v in value if isinstance(v, str) and v)
 
 
-def _prices(value: Any) -> dict[str, Decimal] | None:
-    """Per-token prices; decimal strings (numbers are read through their text), others dropped."""
+def _prices(model: str, value: Any) -> dict[str, Decimal] | None:
+    """Per-token prices read from decimal strings (numbers through their text); a price that
+    is not a number is left out with a ``ModelInfoWarning`` (``_bounded`` checks the range)."""
     if not isinstance(value, Mapping):
         return None
     prices: dict[str, Decimal] = {}
     for name, price in value.items():
+        if price is None or isinstance(price, (Mapping, list)):
+            continue  # not stated, or a structure of its own: not a per-token price
         if isinstance(price, bool) or not isinstance(price, (str, int, float)):
+            _drop(model, str(name), "is not a number")
             continue
         try:
-            amount = Decimal(str(price).strip())
-        except InvalidOperation:
-            continue
-        if amount.is_finite() and amount >= 0:
-            prices[str(name)] = amount
+            prices[str(name)] = Decimal(str(price).strip())
+        except DecimalException:
+            _drop(model, str(name), "is not a number")
     return prices
+
+
+def _bounded(model: str, pricing: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """The prices from 0 (or ``MIN_PRICE``) to ``MAX_PRICE`` US dollars per token; any other
+    (NaN, infinite, negative, absurdly dear or cheap) is left out with a ``ModelInfoWarning``,
+    so that no cost, total or budget meets a number ``decimal`` cannot work with."""
+    prices: dict[str, Decimal] = {}
+    for name, price in pricing.items():
+        if not isinstance(price, Decimal):
+            _drop(model, str(name), "is not a Decimal")
+        elif not price.is_finite():
+            _drop(model, str(name), "is not a finite number")
+        elif price == 0 or MIN_PRICE <= price <= MAX_PRICE:
+            prices[str(name)] = price
+        else:
+            _drop(model, str(name), f"of {_short(price)} is out of range")
+    return prices
+
+
+def _short(price: Decimal) -> str:
+    return f"{price:.3E}" if not -6 <= price.adjusted() <= 6 else f"{price:f}"
+
+
+def _drop(model: str, name: str, why: str) -> None:
+    warnings.warn(
+        f"model {model!r}: its {name!r} price {why} (US dollars per token, from 0 to "
+        f"{MAX_PRICE}); it is left out, so costs of this model may be unknown",
+        ModelInfoWarning,
+        stacklevel=2,
+    )

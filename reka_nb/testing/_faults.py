@@ -12,9 +12,12 @@ n+2 of an n-word answer). On the native endpoint the last word's snapshot carrie
 On a non-streaming request: ``break_after`` sends the headers and half the body, then drops
 the connection; ``stall`` pauses between the headers and the body; ``malformed`` sends a body
 that is not JSON; ``end_without_finish(n)`` answers the first n words with a null finish reason.
-Status faults, ``reset`` and ``slow_first_byte`` apply to any request. The structured faults
-(``invalid_json``, ``missing_field``, ``wrong_type``, ``refusal``) spoil the next answer asked
-for with a JSON Schema (see ``_structured``) and change nothing on other requests.
+Status faults, ``reset`` and ``slow_first_byte`` apply to any request. ``trickle`` applies to
+``GET /models`` (a request of another endpoint is answered normally): the list's headers go out
+at once, then one space a time for a while, as a proxy that holds a response open. The
+structured faults (``invalid_json``, ``missing_field``, ``wrong_type``, ``refusal``) spoil the
+next answer asked for with a JSON Schema (see ``_structured``) and change nothing on other
+requests.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class Fault:
     body: bytes = b""
     content_type: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    every: float = 0.0
 
     @classmethod
     def ok(cls) -> Fault:
@@ -176,7 +180,17 @@ class Fault:
         """A structured answer that is a refusal in prose, with no JSON."""
         return cls("refusal")
 
+    @classmethod
+    def trickle(cls, seconds: float, every: float = 0.25) -> Fault:
+        """On ``GET /models``: send 200 and the headers, then a space (JSON whitespace) every
+        ``every`` seconds for ``seconds``, then the list."""
+        if _seconds(every) <= 0:
+            raise ValueError(f"every must be more than 0 seconds, got {every!r}")
+        return cls("trickle", seconds=_seconds(seconds), every=float(every))
+
     def __repr__(self) -> str:
+        if self.kind == "trickle":
+            return f"Fault.trickle({self.seconds:g}, {self.every:g})"
         if self.kind == "status":
             return f"Fault.status({self.code})"
         if self.kind in ("ok", "reset", "invalid_json", "missing_field", "wrong_type", "refusal"):

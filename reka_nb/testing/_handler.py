@@ -227,10 +227,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
             self._send_json(401, error_envelope(401, "Missing or invalid API key"))
             return
         if endpoint == "models":
-            data = [
-                model_entry(m, MODELS_CREATED, metadata=owner.model_metadata) for m in owner.models
-            ]
-            self._send_json(200, {"object": "list", "data": data})
+            self._models(fault)
             return
         native = endpoint == "native"
         request = validate_chat(
@@ -257,6 +254,34 @@ class OfflineHandler(BaseHTTPRequestHandler):
         if reply is None and asked is not None:
             reply = structured_reply(asked, request, fault)
         self._answer(request, complete(request, reply), native, fault)
+
+    def _models(self, fault: Fault | None) -> None:
+        """The model list: the catalog's entries, or ``owner.model_list`` as given; after
+        ``owner.models_latency`` seconds, and held open first by a ``trickle`` fault."""
+        owner = self.owner
+        owner._sleep(owner.models_latency)
+        data = owner.model_list
+        if data is None:
+            data = [
+                model_entry(m, MODELS_CREATED, metadata=owner.model_metadata) for m in owner.models
+            ]
+        body = dumps({"object": "list", "data": data}).encode()
+        if fault is None or fault.kind != "trickle":
+            self._send_bytes(200, body, "application/json")
+            return
+        self._chunked = self.request_version == "HTTP/1.1"
+        if not self._chunked:
+            self.close_connection = True
+        self._start(
+            200, "application/json", {"Transfer-Encoding": "chunked"} if self._chunked else {}
+        )
+        ends = time.monotonic() + fault.seconds
+        while time.monotonic() < ends and not owner._stopping.is_set():
+            self._write(b" ")
+            self.wfile.flush()
+            owner._sleep(min(fault.every, max(0.0, ends - time.monotonic())))
+        self._write(body)
+        self._end_body()
 
     # -- answers --------------------------------------------------------------------------
 

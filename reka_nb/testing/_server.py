@@ -106,6 +106,10 @@ class OfflineServer:
     carries ``x-ratelimit-*`` headers) and ``credits`` (chat answers the account can still
     pay for; at 0, 429 "insufficient balance"; None for no end). ``keep_bodies=False`` keeps
     the log small when many large images are sent (``prompt`` and ``images`` stay).
+
+    ``model_list`` (entries sent as they are by ``/v1/models`` instead of the catalog's: a
+    hostile or huge list) and ``models_latency`` (seconds before the list is sent) shape the
+    model list; chat requests are still checked against ``models`` and the catalog.
     """
 
     def __init__(
@@ -123,6 +127,8 @@ class OfflineServer:
         requests_per_minute: float | None = None,
         credits: int | None = None,
         keep_bodies: bool = True,
+        model_list: Sequence[Any] | None = None,
+        models_latency: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.token_delay = token_delay
@@ -135,7 +141,10 @@ class OfflineServer:
         self.models: tuple[str, ...] = tuple(models)
         self.max_images = max_images
         self.model_metadata = model_metadata
+        self.model_list = None if model_list is None else list(model_list)
+        self.models_latency = models_latency
         self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
+        self._initial_list = (self.model_list, models_latency)
         self._address = (host, port)
         self._lock = threading.Lock()
         self._idle = threading.Condition()  # requests being answered: see wait_idle
@@ -253,8 +262,8 @@ class OfflineServer:
         )
 
     def reset(self) -> None:
-        """Forget requests and queued faults; restore the delays, reply, account limits and
-        ``keep_bodies``."""
+        """Forget requests and queued faults; restore the delays, reply, account limits,
+        ``keep_bodies`` and the model list."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
@@ -262,6 +271,8 @@ class OfflineServer:
             self.token_delay, self.reply, self.latency = delay, reply, latency
             self.credits, self.keep_bodies = credits, keep
             self.requests_per_minute = rpm
+            model_list, self.models_latency = self._initial_list
+            self.model_list = None if model_list is None else list(model_list)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until no request is being answered (those a killed client left in flight are

@@ -877,6 +877,37 @@ def test_slow_first_byte_waits_then_answers(server: OfflineServer, client: httpx
     assert [r.fault for r in server.requests] == ["slow_first_byte", "slow_first_byte"]
 
 
+def test_trickle_holds_the_model_list_open(server: OfflineServer, client: httpx.Client) -> None:
+    server.queue(Fault.trickle(0.5, 0.1))
+    assert repr(Fault.trickle(0.5, 0.1)) == "Fault.trickle(0.5, 0.1)"
+    started = time.monotonic()
+    with client.stream("GET", "/models") as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        first = next(chunks)  # the headers and a first space, before the list
+        body = first + b"".join(chunks)
+    took = time.monotonic() - started
+    assert first == b" " and body.startswith(b"  ") and took >= 0.5
+    assert [m["id"] for m in json.loads(body)["data"]][:2] == ["reka-core", "reka-flash"]
+    assert [r.fault for r in server.requests] == ["trickle"]
+    with pytest.raises(ValueError, match="every must be more than 0 seconds"):
+        Fault.trickle(1, 0)
+
+
+def test_model_list_and_models_latency(server: OfflineServer, client: httpx.Client) -> None:
+    server.model_list = [{"id": "x", "pricing": {"prompt": "abc"}}, "y"]
+    server.models_latency = 0.3
+    started = time.monotonic()
+    assert client.get("/models").json() == {
+        "object": "list",
+        "data": [{"id": "x", "pricing": {"prompt": "abc"}}, "y"],
+    }
+    assert time.monotonic() - started >= 0.3
+    server.reset()
+    assert (server.model_list, server.models_latency) == (None, 0.0)
+    assert client.get("/models").json()["data"][0]["id"] == "reka-core"
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_end_without_finish(server: OfflineServer, client: httpx.Client, native: bool) -> None:
     server.queue(Fault.end_without_finish(4))
