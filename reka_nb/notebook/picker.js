@@ -267,7 +267,7 @@ function render({ model, el }) {
       if (!isImage(file)) {
         const why = `${file.name} is not an image (its type is ${file.type || "unknown"}), so it was not used.`;
         refused.push(why);
-        refuse(shown, why);
+        refuse(shown, `not an image (${file.type || "unknown type"})`);
         continue;
       }
       shown.note.textContent = "preparing";
@@ -277,14 +277,14 @@ function render({ model, el }) {
       } catch (error) {
         const why = `${file.name} could not be read by the browser (${error.message}), so it was not used.`;
         refused.push(why);
-        refuse(shown, why);
+        refuse(shown, `the browser could not read it (${error.message})`);
         continue;
       }
       model.send({ kind: "preparing", batch });
       if (prepared.blob.size > maxBytes) {
         const why = `${file.name} is ${sizeText(prepared.blob.size)}${prepared.downscaled ? " after downscaling" : ""}, larger than this panel's limit of ${sizeText(maxBytes)} per image, so it was not used.`;
         refused.push(why);
-        refuse(shown, why);
+        refuse(shown, `${sizeText(prepared.blob.size)}, above the limit of ${sizeText(maxBytes)}`);
         continue;
       }
       ready.push({ file, prepared, shown });

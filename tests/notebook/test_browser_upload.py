@@ -330,6 +330,9 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
             )
         now = state(page)
         assert len(now["received"]) == 6 and now["names"] == ["big.bmp"]
+        (row,) = cell.locator(".reka-picker-files li").all()  # marked where it is listed
+        assert "reka-picker-refused" in (row.get_attribute("class") or "")
+        assert row.inner_text().split("\n") == ["notes.txt", "not used: not an image (text/plain)"]
 
         # The panel fits its cell: no horizontal scrollbar.
         boxes = cell.locator(".jp-OutputArea-output, .jp-OutputArea-output .widget-vbox")
@@ -464,7 +467,14 @@ def test_without_anywidget_the_plain_file_button_takes_over(site: Site, page: An
             with tab.expect_file_chooser() as chooser:
                 button.click()
             chooser.value.set_files(CAT)
-            cell.locator("img.widget-image").wait_for(state="visible")
+            thumbnail = cell.locator("img.widget-image")
+            thumbnail.wait_for(state="visible")
+            box = thumbnail.evaluate(
+                "i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height,"
+                " i.naturalWidth, i.naturalHeight]"
+            )
+            assert box[2:] == [256, 170]  # the kernel's thumbnail, drawn at most 256 px
+            assert max(box[:2]) <= 256 and abs(box[0] / box[1] - 256 / 170) < 0.05, box
             save_screenshot(cell, "upload-panel-fallback.png")
     finally:
         tab.close()
