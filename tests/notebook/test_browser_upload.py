@@ -50,6 +50,7 @@ print(json.dumps({
     "received": [[r.name, r.size, r.original_size, r.parts, r.downscaled] for r in panel.received],
     "sizes": [[i.width, i.height] for i in panel.images],
 }))"""
+HELD_CELL = "panel.picker.max_held_bytes = 8 * 1024 * 1024  # what uploads may hold at once"
 # Widget state saved with the notebook (off by default in JupyterLab): on here, so the check
 # that no image bytes are saved also covers the widgets' state.
 SAVE_WIDGET_STATE = ("@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings", True)
@@ -111,7 +112,11 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 
 def make_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(PANEL_CELL), nbformat.v4.new_code_cell(STATE_CELL)]
+    nb.cells = [
+        nbformat.v4.new_code_cell(PANEL_CELL),
+        nbformat.v4.new_code_cell(STATE_CELL),
+        nbformat.v4.new_code_cell(HELD_CELL),
+    ]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -363,7 +368,7 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
             page.keyboard.press("Enter")
         dialog.value.set_files(CAT)
         chosen(cell, "Chosen: cat.jpeg")
-        assert page.locator(CELLS).count() == 2  # the keys went to the picker, not the notebook
+        assert page.locator(CELLS).count() == 3  # the keys went to the picker, not the notebook
 
 
 def save(page: Any, notebook: Path) -> int:
@@ -645,6 +650,27 @@ def test_the_panel_as_a_user_meets_it(site: Site, page: Any) -> None:
         chosen(cell, "Chosen: huge.bmp", timeout=90)
         wait_for(lambda: describe.is_enabled(), 10, "Describe to be ready again")
         assert chat_requests(site) == []  # the old choice was not described
+
+        # More than the kernel takes at once: refused, the file marked, nothing kept.
+        run_cell(page, notebook_cell(page, 2))
+        cell.get_by_label("Keep originals").check()
+        before = state(page)["received"]
+        drop(zone, site, "big.bmp", "image/bmp")
+        why = (
+            "these images add up to 14.9 MB, more than the 8 MB this panel takes at once now: "
+            "choose fewer at a time"
+        )
+        error = cell.locator(".reka-nb-error")
+        wait_for(
+            lambda: error.count() and error.inner_text() == f"The images did not arrive: {why}",
+            60,
+            "the refusal",
+        )
+        (row,) = cell.locator(".reka-picker-files li").all()
+        assert row.inner_text().split("\n") == ["big.bmp", f"not used: {why}"]
+        now = state(page)
+        assert now["received"] == before and now["names"] == ["huge.bmp"]
+        assert cell.locator(".reka-picker-chosen").inner_text() == "Chosen: huge.bmp"
 
         # Saved with "Save widget state automatically" on: no image and no thumbnail in it.
         save(page, site.notebook)
