@@ -272,10 +272,9 @@ class Picker(anywidget.AnyWidget):  # type: ignore[misc]
         if not isinstance(item, dict):
             raise Malformed("a file described by something that is not an object")
         name = _text(item, "name") or "file"
-        size, original = item.get("size"), item.get("original_size", 0)
-        for value in (size, original):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise Malformed(f"{name} announced a size that is not a number of bytes")
+        size, original = _count(item.get("size")), _count(item.get("original_size", 0))
+        if size is None or original is None:
+            raise Malformed(f"{name} announced a size that is not a number of bytes")
         if size > self.max_bytes:
             raise Malformed(f"{name} is larger than this panel's limit of {_size(self.max_bytes)}")
         return Received(
@@ -461,6 +460,13 @@ def _text(content: dict[str, Any], key: str, limit: int = _TEXT_LIMIT) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Malformed(f"a message whose {key} is not text")
     return str(value)[:limit]
+
+
+def _count(value: Any) -> int | None:
+    """A whole number of bytes from a message, or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def _kind(kind: Any) -> str:
