@@ -537,8 +537,16 @@ def rect(locator: Any) -> dict[str, float]:
 
 
 def screenshot(cell: Any, name: str) -> Path:
-    """A screenshot into tests/artifacts, copied to docs/screenshots."""
-    path = save_screenshot(cell, name)
+    """A screenshot into tests/artifacts, copied to docs/screenshots; the page is made tall
+    enough for the whole panel, answers and status line included."""
+    page = cell.page
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 1600})
+    try:
+        page.wait_for_timeout(300)  # the notebook lays itself out again
+        path = save_screenshot(cell, name)
+    finally:
+        page.set_viewport_size(size)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / name).write_bytes(path.read_bytes())
     return path
