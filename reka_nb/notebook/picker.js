@@ -6,11 +6,22 @@
 // smaller files are sent byte for byte. Bytes go to the kernel as binary buffers in custom
 // messages of at most `chunk_bytes`, each acknowledged before the next, so no message meets
 // Jupyter's websocket limit and no image is ever put in the widget's synced (saved) state.
+// The kernel says its limits (bytes per image, per part) when the picker says it is ready,
+// answers each file of a choice with whether it was used, and sends the chosen images'
+// thumbnails as buffers too, so they are drawn here and never saved with the notebook.
 
 const IMAGE_NAME = /\.(avif|bmp|gif|heic|heif|jpe?g|png|tiff?|webp)$/i;
 // Formats that may have transparency: downscaled to PNG. Everything else becomes a JPEG.
 const MAY_BE_TRANSPARENT = new Set(["image/png", "image/gif", "image/webp", "image/avif"]);
 const ACK_TIMEOUT = 60000; // ms to wait for the kernel to acknowledge one part
+const DEFAULT_LIMITS = { max_bytes: 20 * 1048576, chunk_bytes: 1048576 }; // until the kernel says
+
+function listed(names, shown = 4) {
+  // As the kernel's chooser words it: "2 images: a.jpg, b.png" or "a.jpg".
+  const more = names.length > shown ? ` and ${names.length - shown} more` : "";
+  const count = names.length > 1 ? `${names.length} images: ` : "";
+  return `${count}${names.slice(0, shown).join(", ")}${more}`;
+}
 
 function sizeText(bytes) {
   for (const [unit, scale] of [["MB", 1048576], ["KB", 1024]]) {
@@ -110,7 +121,11 @@ async function prepare(file, model) {
 
 function render({ model, el }) {
   let batchCount = 0;
+  let limits = { ...DEFAULT_LIMITS };
   const waiting = new Map(); // "batch/file/offset" -> resolve, for acknowledgements
+  const shownRows = new Map(); // batch -> the rows of the files it sent, by index
+  const refusedBatches = new Map(); // batch -> why the kernel refused it
+  let thumbURLs = [];
 
   const fileInput = element("input", {
     type: "file", multiple: true, accept: "image/*", hidden: true, tabIndex: -1,
@@ -123,12 +138,15 @@ function render({ model, el }) {
   ]);
   const camera = element("button", { type: "button", class: "reka-picker-camera" }, ["Camera"]);
   const keep = element("input", { type: "checkbox", class: "reka-picker-keep" });
-  const keepLabel = element("label", { class: "reka-picker-option" }, [keep, " Keep originals"]);
+  const keepLabel = element("label", { class: "reka-picker-option" }, [
+    keep, " Keep originals (send photos at full size)",
+  ]);
   const hint = element("span", { class: "reka-picker-hint" }, [
     "or drop images here, or paste one with Ctrl+V",
   ]);
   const chosen = element("div", { class: "reka-picker-chosen", role: "status" });
   const files = element("ul", { class: "reka-picker-files" });
+  const thumbs = element("div", { class: "reka-picker-thumbs" });
   const video = element("video", { class: "reka-picker-video", muted: true, playsInline: true });
   const snap = element("button", { type: "button", class: "reka-picker-snap" }, ["Take photo"]);
   const cancel = element("button", { type: "button", class: "reka-picker-cancel" }, ["Cancel"]);
@@ -139,11 +157,12 @@ function render({ model, el }) {
     class: "reka-picker-zone", tabIndex: 0, role: "group",
     "aria-label": "Images: choose, drop or paste",
   }, [
-    element("div", { class: "reka-picker-row" }, [choose, camera, keepLabel, hint]),
+    element("div", { class: "reka-picker-row" }, [choose, camera, hint]),
+    element("div", { class: "reka-picker-row reka-picker-options" }, [keepLabel]),
     cameraBox, chosen, files,
   ]);
   el.classList.add("reka-picker");
-  el.append(zone, fileInput, captureInput);
+  el.append(zone, thumbs, fileInput, captureInput);
 
   keep.checked = model.get("keep_originals");
   keep.addEventListener("change", () => {
@@ -158,18 +177,38 @@ function render({ model, el }) {
 
   // -- talking to the kernel ---------------------------------------------------------------------
 
-  const onMessage = (msg) => {
+  const onMessage = (msg, buffers) => {
     if (!msg || typeof msg !== "object") return;
     if (msg.kind === "ack") {
       const key = `${msg.batch}/${msg.file}/${msg.offset}`;
       const resolve = waiting.get(key);
       if (resolve) { waiting.delete(key); resolve(msg); }
+    } else if (msg.kind === "refused" && msg.batch !== undefined) {
+      // The kernel refused the whole choice (too much at once, or it stopped arriving).
+      refusedBatches.set(msg.batch, msg.error);
+      for (const [key, resolve] of waiting) {
+        if (key.startsWith(`${msg.batch}/`)) { waiting.delete(key); resolve({ error: msg.error }); }
+      }
+    } else if (msg.kind === "limits") {
+      limits = { max_bytes: msg.max_bytes, chunk_bytes: msg.chunk_bytes };
+    } else if (msg.kind === "outcome") {
+      const rows = shownRows.get(msg.batch) || [];
+      shownRows.delete(msg.batch);
+      for (const { file, used, note } of msg.files || []) {
+        if (!used && rows[file]) refuse(rows[file], note || "not used");
+      }
+    } else if (msg.kind === "thumbnails") {
+      showThumbnails(msg.items || [], buffers || []);
     }
   };
   model.on("msg:custom", onMessage);
 
   function acknowledged(batch, file, offset) {
     return new Promise((ok, fail) => {
+      if (refusedBatches.has(batch)) {
+        ok({ error: refusedBatches.get(batch) });
+        return;
+      }
       const key = `${batch}/${file}/${offset}`;
       const timer = setTimeout(() => {
         waiting.delete(key);
@@ -182,42 +221,75 @@ function render({ model, el }) {
   function row(name) {
     const bar = element("progress", { max: 1, value: 0 });
     const note = element("span", { class: "reka-picker-note" }, ["waiting"]);
-    const item = element("li", {}, [element("span", { class: "reka-picker-name" }, [name]), bar, note]);
+    const label = element("span", { class: "reka-picker-name", title: name }, [name]);
+    const item = element("li", {}, [label, bar, note]);
     files.append(item);
-    return { bar, note };
+    return { item, bar, note };
   }
 
-  async function send(given, how) {
-    const batch = `${Date.now().toString(36)}-${++batchCount}`;
-    const maxBytes = model.get("max_bytes");
-    const chunk = model.get("chunk_bytes");
+  function refuse(shown, why) {
+    // Mark a file that was not used where it is listed, saying why.
+    shown.item.classList.add("reka-picker-refused");
+    shown.bar.hidden = true;
+    shown.note.textContent = `not used: ${why}`;
+    shown.note.title = why;
+  }
+
+  function showThumbnails(items, buffers) {
+    for (const url of thumbURLs) URL.revokeObjectURL(url);
+    thumbURLs = [];
+    let next = 0;
+    const figures = items.map(({ name, mime, has_image }) => {
+      const box = element("div", { class: "reka-picker-thumb-box" });
+      if (has_image && next < buffers.length) {
+        const data = buffers[next++];
+        const bytes = ArrayBuffer.isView(data)
+          ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+          : data;
+        const url = URL.createObjectURL(new Blob([bytes], { type: mime }));
+        thumbURLs.push(url);
+        box.append(element("img", { src: url, alt: name, title: name }));
+      }
+      const caption = element("figcaption", { title: name }, [name]);
+      return element("figure", { class: "reka-picker-thumb" }, [box, caption]);
+    });
+    thumbs.replaceChildren(...figures);
+  }
+
+  async function send(given, how, batch) {
+    const maxBytes = limits.max_bytes;
+    const chunk = limits.chunk_bytes;
     files.replaceChildren();
     const refused = [];
     const ready = [];
     for (const file of given) {
+      const shown = row(file.name);
       if (!isImage(file)) {
-        refused.push(`${file.name} is not an image (its type is ${file.type || "unknown"}), so it was not used.`);
+        const why = `${file.name} is not an image (its type is ${file.type || "unknown"}), so it was not used.`;
+        refused.push(why);
+        refuse(shown, `not an image (${file.type || "unknown type"})`);
         continue;
       }
-      const shown = row(file.name);
       shown.note.textContent = "preparing";
       let prepared;
       try {
         prepared = await prepare(file, model);
       } catch (error) {
-        refused.push(`${file.name} could not be read by the browser (${error.message}), so it was not used.`);
-        shown.note.textContent = "not used";
+        const why = `${file.name} could not be read by the browser (${error.message}), so it was not used.`;
+        refused.push(why);
+        refuse(shown, `the browser could not read it (${error.message})`);
         continue;
       }
+      model.send({ kind: "preparing", batch });
       if (prepared.blob.size > maxBytes) {
-        refused.push(
-          `${file.name} is ${sizeText(prepared.blob.size)}${prepared.downscaled ? " after downscaling" : ""}, larger than this panel's limit of ${sizeText(maxBytes)} per image, so it was not used.`,
-        );
-        shown.note.textContent = "too large";
+        const why = `${file.name} is ${sizeText(prepared.blob.size)}${prepared.downscaled ? " after downscaling" : ""}, larger than this panel's limit of ${sizeText(maxBytes)} per image, so it was not used.`;
+        refused.push(why);
+        refuse(shown, `${sizeText(prepared.blob.size)}, above the limit of ${sizeText(maxBytes)}`);
         continue;
       }
       ready.push({ file, prepared, shown });
     }
+    shownRows.set(batch, ready.map(({ shown }) => shown));
     const described = ready.map(({ file, prepared }) => ({
       name: file.name,
       type: prepared.blob.type || file.type,
@@ -246,6 +318,8 @@ function render({ model, el }) {
       }
       model.send({ kind: "end", batch });
     } catch (error) {
+      shownRows.delete(batch);
+      for (const { shown } of ready) if (shown.bar.value < 1) refuse(shown, error.message);
       model.send({ kind: "failed", batch, message: error.message });
     }
   }
@@ -253,7 +327,12 @@ function render({ model, el }) {
   let queue = Promise.resolve();
   const enqueue = (given, how) => {
     if (given.length === 0) return;
-    queue = queue.then(() => send(given, how)).catch((error) => console.error(error));
+    // Say at once what is on its way: the kernel holds Describe back until it has arrived.
+    const batch = `${Date.now().toString(36)}-${++batchCount}`;
+    const names = given.map((file) => file.name);
+    chosen.textContent = `Preparing: ${listed(names)}…`;
+    model.send({ kind: "choosing", batch, how, names });
+    queue = queue.then(() => send(given, how, batch)).catch((error) => console.error(error));
   };
 
   // -- where images come from --------------------------------------------------------------------
@@ -329,6 +408,7 @@ function render({ model, el }) {
     model.off("msg:custom", onMessage);
     model.off("change:keep_originals", onKeep);
     model.off("change:chosen_text", onLabel);
+    for (const url of thumbURLs) URL.revokeObjectURL(url);
   };
 }
 

@@ -53,6 +53,12 @@ from .uploader_job import (
 __all__ = ["JUPYTER_MESSAGE_LIMIT", "MAX_UPLOAD_BYTES", "Uploader", "uploader"]
 
 MODES = (("One answer about all images together", "together"), ("One answer per image", "each"))
+FALLBACK_TEXT = "Upload panel: run this cell to show it (it needs a running kernel)."
+"""What a saved notebook shows in the panel's place once its kernel is gone."""
+FALLBACK_HTML = (
+    '<div class="reka-panel-fallback" style="padding:4px 8px;border:1px dashed;'
+    f'border-radius:4px">{FALLBACK_TEXT}</div>'
+)
 _CLOSE_WAIT = 5.0  # seconds close() waits for a stopped answer and the connections to close
 
 ResultCallback = Callable[[Description], Any]
@@ -91,7 +97,9 @@ class Uploader(widgets.VBox):
         problems: list[str] = []
         configured = self._configured_model(model, problems)
 
-        self._chooser = ImageChooser(max_bytes, self._chosen, self._show_errors)
+        self._chooser = ImageChooser(
+            max_bytes, self._chosen, self._show_errors, on_busy=self._update_buttons
+        )
         self.picker = self._chooser.picker
         self.upload = self._chooser.upload  # the fallback where the picker cannot load
         self.limits = self._chooser.limits
@@ -110,13 +118,16 @@ class Uploader(widgets.VBox):
         )
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.answer = widgets.Output()
+        self.answer.add_class("reka-panel-answer")
         self.status = widgets.Label()
+        self.status.add_class("reka-panel-status")
         self.error = widgets.HTML()
         super().__init__(
             children=[
                 *self._chooser.widgets,
                 self.prompt,
-                widgets.HBox([self.model, self.mode]),
+                self.model,
+                self.mode,
                 widgets.HBox([self.describe_button, self.stop_button]),
                 self.answer,
                 self.status,
@@ -174,6 +185,11 @@ class Uploader(widgets.VBox):
     def describe(self) -> None:
         """Press Describe: ask about the chosen images in the background (returns at once)."""
         if self.running or self._closed:
+            return
+        if self._chooser.busy:
+            self._show_errors(
+                ["The images just chosen are still arriving: Describe once they are shown."]
+            )
             return
         if not self._chooser.files:
             self._show_errors(["Choose one or more images first, with the button at the top."])
@@ -243,12 +259,29 @@ class Uploader(widgets.VBox):
     # -- choosing images (the kernel's thread) ----------------------------------------------
 
     def _chosen(self) -> None:
-        self.describe_button.disabled = self.running
+        """A new choice: the answers about the previous one go (unless one is being asked)."""
+        if not self.running:
+            self.answer.outputs = ()
+            self.status.value = ""
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """Describe is ready when images are chosen, none is still arriving, none is asked."""
+        self.describe_button.disabled = (
+            self.running or self._closed or self._chooser.busy or not self._chooser.files
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """Shown: the fallback replaces the picker if it has not loaded a little later."""
+        """Shown: the fallback replaces the picker if it has not loaded a little later.
+
+        Where the panel cannot be drawn (a saved notebook opened without its kernel), the
+        text and HTML in the bundle say to run the cell.
+        """
         self._chooser.shown()
-        return super()._repr_mimebundle_(**kwargs)
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle = {**bundle, "text/plain": FALLBACK_TEXT, "text/html": FALLBACK_HTML}
+        return bundle
 
     # -- asking (the background loop's thread) ----------------------------------------------
 
@@ -301,8 +334,8 @@ class Uploader(widgets.VBox):
                 self._show_errors([error_text(job.error), *job.problems])
         finally:
             self.stop_button.disabled = True
-            self.describe_button.disabled = not self._chooser.files or self._closed
             job.done.set()
+            self._update_buttons()
 
     def _show(self, job: Job) -> None:
         """Show a job's answer so far (widget traits only: this runs on any thread)."""

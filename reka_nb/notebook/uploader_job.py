@@ -39,6 +39,7 @@ __all__ = [
     "format_size",
     "limits_html",
     "panel_client",
+    "preparing_text",
     "progress_text",
     "read_uploads",
     "summary_text",
@@ -126,7 +127,8 @@ def panel_client(client: RekaClient | AsyncRekaClient | None) -> AsyncRekaClient
 class Job:
     """One press of Describe: what is asked, and the answer sections as they arrive.
 
-    ``states`` holds one of waiting, streaming, done, stopped, failed, skipped per section.
+    ``states`` holds one of queued, waiting (being asked), streaming, done, stopped, failed,
+    skipped per section: only the section being asked says so.
     """
 
     files: list[Chosen]
@@ -152,7 +154,7 @@ class Job:
     def __post_init__(self) -> None:
         count = len(self.groups)
         self.texts = [""] * count
-        self.states = ["waiting"] * count
+        self.states = ["waiting"] + ["queued"] * (count - 1)
 
     @property
     def groups(self) -> list[list[Chosen]]:
@@ -167,7 +169,7 @@ class Job:
         self.cancel_flush()
         marked = any(s in ("stopped", "failed") for s in self.states)
         for index, current in enumerate(self.states):
-            if current in ("waiting", "streaming"):
+            if current in ("queued", "waiting", "streaming"):
                 self.states[index] = "skipped" if marked else state
                 marked = True
 
@@ -259,6 +261,8 @@ def answer_output(job: Job) -> dict[str, Any]:
 
 
 def _section(text: str, state: str, model: str) -> tuple[str, str]:
+    if state == "queued":
+        return "*(waiting its turn)*", "(waiting its turn)"
     if state == "waiting":
         return f"*Asking {escape_markdown(model)}…*", f"Asking {model}…"
     if state == "streaming":
@@ -272,12 +276,18 @@ def _section(text: str, state: str, model: str) -> tuple[str, str]:
 
 
 def progress_text(job: Job) -> str:
-    """The status line while a job runs: model, which image, characters so far, seconds."""
+    """The status line while a job runs: model, which image, characters so far, seconds.
+
+    Once the last answer is in (before the footer replaces this line) it says "finishing".
+    """
     parts = [job.model]
-    index = next((i for i, s in enumerate(job.states) if s in ("waiting", "streaming")), None)
+    active = ("queued", "waiting", "streaming")
+    index = next((i for i, s in enumerate(job.states) if s in active), None)
     if job.each and index is not None:
         parts.append(f"image {index + 1} of {len(job.files)}")
-    if index is not None and job.states[index] == "streaming":
+    if index is None:
+        parts.append("finishing")
+    elif job.states[index] == "streaming":
         parts.append(f"{len(job.texts[index]):,} characters")
     else:
         parts.append("asking")
@@ -327,14 +337,29 @@ def limits_html(max_bytes: int, fallback: bool = False) -> str:
     return f'<div style="line-height:1.4;margin:2px 0">{html.escape(text)}</div>'
 
 
-def chosen_text(names: Sequence[str], shown: int = 4) -> str:
-    """What the picker says is chosen: ``Chosen: cat.jpeg, red.png`` ("" for nothing)."""
-    if not names:
+def chosen_text(names: Sequence[str], not_used: Sequence[str] = (), shown: int = 4) -> str:
+    """What the picker says is chosen: ``Chosen: 2 images: cat.jpeg, red.png``, then the files
+    of the last choice that were not used (``; 1 file not used: corrupt.jpg``); "" for none."""
+    if not names and not not_used:
         return ""
+    text = f"Chosen: {_listed(names, shown)}" if names else "Nothing chosen"
+    if not_used:
+        files = "1 file" if len(not_used) == 1 else f"{len(not_used)} files"
+        text += f"; {files} not used: {', '.join(not_used[:shown])}"
+        text += f" and {len(not_used) - shown} more" if len(not_used) > shown else ""
+    return text
+
+
+def preparing_text(names: Sequence[str], shown: int = 4) -> str:
+    """What the picker says while a new choice is on its way: ``Preparing: huge.bmp…``."""
+    return f"Preparing: {_listed(names, shown)}…"
+
+
+def _listed(names: Sequence[str], shown: int) -> str:
     listed = ", ".join(names[:shown])
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     count = f"{len(names)} images: " if len(names) > 1 else ""
-    return f"Chosen: {count}{listed}{more}"
+    return f"{count}{listed}{more}"
 
 
 def error_html(lines: Sequence[str]) -> str:

@@ -148,10 +148,11 @@ def test_uploader_describes_the_chosen_cat(lab: Lab, page: Any) -> None:
             picker.click()
         chooser.value.set_files(CAT)
 
-        thumbnail = cell.locator("img.widget-image")
+        thumbnail = cell.locator(".reka-picker-thumb img")  # drawn by the picker, never saved
         thumbnail.wait_for(state="visible")
         assert thumbnail.evaluate("img => img.complete && img.naturalWidth > 0")
-        assert cell.locator(".widget-label", has_text=re.compile(r"^cat\.jpeg$")).is_visible()
+        caption = cell.locator(".reka-picker-thumb figcaption", has_text=re.compile(r"^cat\.jpeg$"))
+        assert caption.is_visible()
 
         describe = cell.get_by_role("button", name="Describe")
         recorder = OutputRecorder(cell, ".widget-output")

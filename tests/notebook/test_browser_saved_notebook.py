@@ -94,3 +94,21 @@ def test_saved_answers_look_finished_with_their_images_above(opened: tuple[Any, 
         if answers == 1 and any(o["text"].startswith(ANSWER) for o in shown):
             save_screenshot(cell, "browser-saved-answer.png")
     assert answers >= 8
+
+
+def test_the_upload_panel_says_to_run_its_cell(opened: tuple[Any, Path]) -> None:
+    """Without its kernel the panel cannot be drawn: its place says so, in plain words."""
+    page, notebook = opened
+    sources = cell_sources(notebook)
+    (index,) = [
+        i for i, (kind, src) in enumerate(sources) if kind == "code" and "uploader()" in src
+    ]
+    cell = notebook_cell(page, index)
+    cell.scroll_into_view_if_needed()
+    output = cell.locator(".jp-OutputArea-output")
+    output.wait_for(state="visible")
+    assert output.inner_text().strip() == (
+        "Upload panel: run this cell to show it (it needs a running kernel)."
+    )
+    assert output.locator(".reka-panel-fallback").count() == 1
+    assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text()

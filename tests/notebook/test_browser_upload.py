@@ -25,6 +25,7 @@ import pytest
 from _browser import (
     CELLS,
     CHROMIUM,
+    OutputRecorder,
     artifacts_on_failure,
     launch_chromium,
     notebook_cell,
@@ -49,6 +50,7 @@ print(json.dumps({
     "received": [[r.name, r.size, r.original_size, r.parts, r.downscaled] for r in panel.received],
     "sizes": [[i.width, i.height] for i in panel.images],
 }))"""
+HELD_CELL = "panel.picker.max_held_bytes = 8 * 1024 * 1024  # what uploads may hold at once"
 # Widget state saved with the notebook (off by default in JupyterLab): on here, so the check
 # that no image bytes are saved also covers the widgets' state.
 SAVE_WIDGET_STATE = ("@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings", True)
@@ -63,6 +65,35 @@ async (zone, [url, name, type]) => {
   }
 }
 """
+_DROP_MANY = """
+async (zone, files) => {
+  const data = new DataTransfer();
+  for (const [url, name, type] of files) {
+    const blob = await (await fetch(url)).blob();
+    data.items.add(new File([blob], name, {type}));
+  }
+  for (const kind of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
+  }
+}
+"""
+# A drop, then Describe pressed 50 ms later (before the new choice can have arrived): what the
+# picker says at that moment.
+_DROP_AND_DESCRIBE = """
+async (zone, [url, name, type]) => {
+  const blob = await (await fetch(url)).blob();
+  const data = new DataTransfer();
+  data.items.add(new File([blob], name, {type}));
+  for (const kind of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
+  }
+  await new Promise((ok) => setTimeout(ok, 50));
+  const cell = zone.closest(".jp-Cell");
+  const buttons = [...cell.querySelectorAll("button")];
+  buttons.find((b) => b.innerText.trim() === "Describe").click();
+  return cell.querySelector(".reka-picker-chosen").innerText;
+}
+"""
 _PASTE = """
 (zone, [b64, name]) => {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -75,9 +106,17 @@ _PASTE = """
 """
 
 
+LONG_NAME = "a_photo_with_a_very_long_name_taken_on_the_first_day_of_the_holidays.png"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+
+
 def make_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(PANEL_CELL), nbformat.v4.new_code_cell(STATE_CELL)]
+    nb.cells = [
+        nbformat.v4.new_code_cell(PANEL_CELL),
+        nbformat.v4.new_code_cell(STATE_CELL),
+        nbformat.v4.new_code_cell(HELD_CELL),
+    ]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -152,6 +191,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "turned.jpg": turned_jpeg(root / "images" / "turned.jpg"),
     }
     images["notes.txt"].write_text("not a picture\n", encoding="utf-8")
+    Image.new("RGB", (60, 450), (30, 140, 60)).save(root / "images" / "tall.png")
+    Image.new("RGB", (400, 300), (200, 160, 40)).save(root / "images" / LONG_NAME)
+    (root / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG at all")
     (root / "images" / "cat.jpeg").write_bytes(CAT.read_bytes())
     home = tmp / "home"
     settings = home / "user-settings" / SAVE_WIDGET_STATE[0]
@@ -293,6 +335,9 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
             )
         now = state(page)
         assert len(now["received"]) == 6 and now["names"] == ["big.bmp"]
+        (row,) = cell.locator(".reka-picker-files li").all()  # marked where it is listed
+        assert "reka-picker-refused" in (row.get_attribute("class") or "")
+        assert row.inner_text().split("\n") == ["notes.txt", "not used: not an image (text/plain)"]
 
         # The panel fits its cell: no horizontal scrollbar.
         boxes = cell.locator(".jp-OutputArea-output, .jp-OutputArea-output .widget-vbox")
@@ -323,7 +368,7 @@ def test_drop_paste_camera_large_photos_and_saved_size(site: Site, page: Any) ->
             page.keyboard.press("Enter")
         dialog.value.set_files(CAT)
         chosen(cell, "Chosen: cat.jpeg")
-        assert page.locator(CELLS).count() == 2  # the keys went to the picker, not the notebook
+        assert page.locator(CELLS).count() == 3  # the keys went to the picker, not the notebook
 
 
 def save(page: Any, notebook: Path) -> int:
@@ -398,7 +443,7 @@ def test_notebook_7_shows_the_picker_and_takes_a_drop(site: Site, page: Any) -> 
                 url = f"{jupyter.base_url}/files/images/cat.jpeg"
                 zone.evaluate(_DROP, [url, "cat.jpeg", "image/jpeg"])
                 chosen(cell, "Chosen: cat.jpeg")
-                cell.locator("img.widget-image").wait_for(state="visible")
+                cell.locator(".reka-picker-thumb img").wait_for(state="visible")
                 save_screenshot(cell, "upload-panel-notebook7.png")
         finally:
             tab.close()
@@ -427,7 +472,223 @@ def test_without_anywidget_the_plain_file_button_takes_over(site: Site, page: An
             with tab.expect_file_chooser() as chooser:
                 button.click()
             chooser.value.set_files(CAT)
-            cell.locator("img.widget-image").wait_for(state="visible")
+            thumbnail = cell.locator("img.widget-image")
+            thumbnail.wait_for(state="visible")
+            box = thumbnail.evaluate(
+                "i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height,"
+                " i.naturalWidth, i.naturalHeight]"
+            )
+            assert box[2:] == [256, 170]  # the kernel's thumbnail, drawn at most 256 px
+            assert max(box[:2]) <= 256 and abs(box[0] / box[1] - 256 / 170) < 0.05, box
             save_screenshot(cell, "upload-panel-fallback.png")
     finally:
         tab.close()
+
+
+# Measured in the page: each thumbnail's drawn box and natural size, each caption's top edge
+# and whether it is cut with an ellipsis, and the prompt's top edge.
+_LAYOUT = """
+(cell) => {
+  const box = (n) => n.getBoundingClientRect();
+  const figures = [...cell.querySelectorAll(".reka-picker-thumb")];
+  const captions = figures.map((f) => f.querySelector("figcaption"));
+  const prompt = cell.querySelector(".widget-textarea textarea");
+  return {
+    images: figures.map((f) => {
+      const img = f.querySelector("img");
+      const r = box(img);
+      return {alt: img.alt, width: r.width, height: r.height,
+              natural: [img.naturalWidth, img.naturalHeight]};
+    }),
+    captions: captions.map((c) => ({
+      text: c.textContent, top: box(c).top, cut: c.scrollWidth > c.clientWidth,
+      overflow: getComputedStyle(c).textOverflow,
+    })),
+    thumbsBottom: Math.max(...figures.map((f) => box(f).bottom)),
+    promptTop: box(prompt).top,
+  };
+}
+"""
+# The focused drop zone's outline, and how much of it each clipping ancestor cuts off (px).
+_OUTLINE = """
+(zone) => {
+  const style = getComputedStyle(zone);
+  const reach = parseFloat(style.outlineWidth) + Math.max(0, parseFloat(style.outlineOffset));
+  const r = zone.getBoundingClientRect();
+  const cut = [];
+  for (let n = zone.parentElement; n && !n.classList.contains("jp-Cell"); n = n.parentElement) {
+    const s = getComputedStyle(n);
+    if (s.overflowX === "visible" && s.overflowY === "visible") continue;
+    const c = n.getBoundingClientRect();
+    cut.push([n.className, Math.max(c.left - (r.left - reach), (r.right + reach) - c.right,
+                                    c.top - (r.top - reach), (r.bottom + reach) - c.bottom, 0)]);
+  }
+  return {style: style.outlineStyle, width: style.outlineWidth, cut};
+}
+"""
+
+
+def chat_requests(site: Site) -> list[Any]:
+    return [r for r in site.server.requests if r.path == "/v1/chat/completions"]
+
+
+def rect(locator: Any) -> dict[str, float]:
+    return dict(locator.evaluate("n => n.getBoundingClientRect().toJSON()"))
+
+
+def screenshot(cell: Any, name: str) -> Path:
+    """A screenshot into tests/artifacts, copied to docs/screenshots; the page is made tall
+    enough for the whole panel, answers and status line included."""
+    page = cell.page
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 1600})
+    try:
+        page.wait_for_timeout(300)  # the notebook lays itself out again
+        path = save_screenshot(cell, name)
+    finally:
+        page.set_viewport_size(size)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / name).write_bytes(path.read_bytes())
+    return path
+
+
+def test_the_panel_as_a_user_meets_it(site: Site, page: Any) -> None:
+    """Thumbnails that keep their shape, refused files marked, one "Asking" at a time, the
+    choice updated at once, old answers cleared, nothing of the images in the saved state."""
+    cell = notebook_cell(page, 0)
+    with artifacts_on_failure(page, "upload-panel", site.jupyter):
+        run_cell(page, cell)  # a fresh panel
+        zone = cell.locator(".reka-picker-zone")
+        zone.wait_for(state="visible")
+        base = f"{site.jupyter.base_url}/files/images"
+        given = [
+            [f"{base}/cat.jpeg", "cat.jpeg", "image/jpeg"],
+            [f"{base}/tall.png", "tall.png", "image/png"],
+            [f"{base}/corrupt.jpg", "corrupt.jpg", "image/jpeg"],
+            [f"{base}/{LONG_NAME}", LONG_NAME, "image/png"],
+        ]
+        zone.evaluate(_DROP_MANY, given)
+        chosen(cell, f"Chosen: 3 images: cat.jpeg, tall.png, {LONG_NAME}; 1 file not used: ")
+        assert cell.locator(".reka-picker-chosen").inner_text() == (
+            f"Chosen: 3 images: cat.jpeg, tall.png, {LONG_NAME}; 1 file not used: corrupt.jpg"
+        )
+
+        # The refused file is marked where it is listed; the others are whole.
+        rows = cell.locator(".reka-picker-files li")
+        assert rows.count() == 4
+        bad = rows.nth(2)
+        wait_for(lambda: "reka-picker-refused" in (bad.get_attribute("class") or ""), 10, "mark")
+        assert bad.locator("progress").is_hidden()
+        assert bad.locator(".reka-picker-note").text_content() == (
+            "not used: upload 'corrupt.jpg' is truncated or corrupt (Truncated File Read)"
+        )
+        for index in (0, 1, 3):
+            assert rows.nth(index).locator("progress").evaluate("p => p.value") == 1
+            assert "reka-picker-refused" not in (rows.nth(index).get_attribute("class") or "")
+
+        # Thumbnails fit a box of at most 256 px with their aspect ratio; captions line up, a
+        # long name ends in an ellipsis; the prompt follows right after.
+        cell.locator(".reka-picker-thumb img").nth(2).wait_for(state="visible")
+        layout = cell.evaluate(_LAYOUT)
+        assert [i["alt"] for i in layout["images"]] == ["cat.jpeg", "tall.png", LONG_NAME]
+        assert layout["images"][1]["natural"] == [34, 256]  # the kernel's thumbnail
+        for image in layout["images"]:
+            natural = image["natural"][0] / image["natural"][1]
+            assert max(image["width"], image["height"]) <= 256, image
+            assert abs(image["width"] / image["height"] - natural) < 0.05 * natural, image
+        tops = {round(c["top"]) for c in layout["captions"]}
+        assert len(tops) == 1, layout["captions"]
+        long_caption = layout["captions"][2]
+        assert long_caption["cut"] and long_caption["overflow"] == "ellipsis", long_caption
+        name = rows.nth(3).locator(".reka-picker-name")
+        assert name.evaluate("n => getComputedStyle(n).textOverflow") == "ellipsis"
+        assert 0 <= layout["promptTop"] - layout["thumbsBottom"] < 120, layout
+
+        # The drop zone's focus outline shows whole; the row reads as a sentence; the model
+        # list and the mode buttons have rows of their own.
+        zone.scroll_into_view_if_needed()
+        zone.focus()
+        outline = zone.evaluate(_OUTLINE)
+        assert outline["style"] == "solid" and outline["width"] == "2px", outline
+        assert outline["cut"] and max(cut for _, cut in outline["cut"]) == 0, outline
+        hint = cell.locator(".reka-picker-hint")
+        assert hint.evaluate("h => h.parentElement.textContent") == (
+            "Choose images…Camera" + "or drop images here, or paste one with Ctrl+V"
+        )
+        keep = cell.locator(".reka-picker-option")
+        assert rect(keep)["top"] >= rect(hint)["bottom"]
+        assert (
+            rect(cell.locator(".widget-radio-box"))["top"]
+            >= rect(cell.locator(".widget-dropdown"))["bottom"]
+        )
+
+        # One answer per image: only the image being asked says "Asking", and the status
+        # line never goes back to "asking" once the last words are in.
+        cell.get_by_text("One answer per image").click()
+        answers = OutputRecorder(cell, ".reka-panel-answer")
+        statuses = OutputRecorder(cell, ".reka-panel-status")
+        site.server.reset()
+        cell.get_by_role("button", name="Describe").click()
+        status = cell.locator(".reka-panel-status")
+        wait_for(lambda: " · 3 answers · " in status.inner_text(), 60, "three answers")
+        texts, lines = answers.stop(), statuses.stop()
+        assert any("(waiting its turn)" in text for text in texts), texts
+        assert all(text.count("Asking reka-flash") <= 1 for text in texts), texts
+        last_words = max(i for i, line in enumerate(lines) if "image 3 of 3 · " in line)
+        assert not any("asking" in line for line in lines[last_words + 1 :]), lines
+        assert len(chat_requests(site)) == 3
+        screenshot(cell, "upload-panel-answers-light.png")
+        switch_theme(page, "JupyterLab Dark")
+        screenshot(cell, "upload-panel-answers-dark.png")
+        switch_theme(page, "JupyterLab Light")
+
+        # A new choice clears the answers about the old one.
+        drop(zone, site, "cat.jpeg", "image/jpeg")
+        chosen(cell, "Chosen: cat.jpeg")
+        wait_for(lambda: cell.locator(".reka-panel-answer").inner_text() == "", 10, "no answer")
+        assert status.inner_text() == ""
+
+        # Describe pressed right after a drop describes nothing old: the picker says at once
+        # what is coming, and Describe waits for it.
+        site.server.reset()
+        describe = cell.get_by_role("button", name="Describe")
+        said = zone.evaluate(_DROP_AND_DESCRIBE, [f"{base}/huge.bmp", "huge.bmp", "image/bmp"])
+        assert said == "Preparing: huge.bmp…"
+        wait_for(lambda: describe.is_disabled(), 10, "Describe to wait for the new choice")
+        chosen(cell, "Chosen: huge.bmp", timeout=90)
+        wait_for(lambda: describe.is_enabled(), 10, "Describe to be ready again")
+        assert chat_requests(site) == []  # the old choice was not described
+
+        # More than the kernel takes at once: refused, the file marked, nothing kept.
+        run_cell(page, notebook_cell(page, 2))
+        cell.get_by_label("Keep originals").check()
+        before = state(page)["received"]
+        drop(zone, site, "big.bmp", "image/bmp")
+        why = (
+            "these images add up to 14.9 MB, more than the 8 MB this panel takes at once now: "
+            "choose fewer at a time"
+        )
+        error = cell.locator(".reka-nb-error")
+        wait_for(
+            lambda: error.count() and error.inner_text() == f"The images did not arrive: {why}",
+            60,
+            "the refusal",
+        )
+        (row,) = cell.locator(".reka-picker-files li").all()
+        assert row.inner_text().split("\n") == ["big.bmp", f"not used: {why}"]
+        now = state(page)
+        assert now["received"] == before and now["names"] == ["huge.bmp"]
+        assert cell.locator(".reka-picker-chosen").inner_text() == "Chosen: huge.bmp"
+
+        # Saved with "Save widget state automatically" on: no image and no thumbnail in it.
+        save(page, site.notebook)
+        saved = json.loads(site.notebook.read_text(encoding="utf-8"))
+        widgets_state = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]
+        models = widgets_state["state"].values()
+        assert models
+        assert [m for m in models if m["model_name"] == "ImageModel"] == []
+        assert [m for m in models if m.get("buffers")] == []
+        text = json.dumps(widgets_state)
+        for name in ("cat.jpeg", "tall.png"):
+            data = (site.root / "images" / name).read_bytes()
+            assert base64.b64encode(data[:300]).decode()[:200] not in text

@@ -24,7 +24,13 @@ from PIL import Image
 from reka_nb import RekaClient, Uploader, uploader
 from reka_nb.images import prepare_image
 from reka_nb.notebook.uploader import MAX_UPLOAD_BYTES
-from reka_nb.notebook.uploader_job import Chosen, Job, answer_output, format_size
+from reka_nb.notebook.uploader_job import (
+    Chosen,
+    Job,
+    answer_output,
+    format_size,
+    progress_text,
+)
 from reka_nb.testing import DEFAULT_MODELS, TEST_API_KEY, Fault, OfflineServer
 
 CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
@@ -643,3 +649,25 @@ def test_a_section_that_failed_is_marked_failed_and_later_ones_not_asked() -> No
         "text/markdown": "**1. a.jpeg**\n\nHalf an\n\n*(failed)*\n\n**2. b.jpeg**\n\n*(not asked)*",
         "text/plain": "1. a.jpeg\nHalf an\n\n(failed)\n\n2. b.jpeg\n(not asked)",
     }
+
+
+def test_per_image_only_the_image_being_asked_says_asking() -> None:
+    image = prepare_image(CAT)
+    files = [Chosen("a.jpeg", image), Chosen("b.jpeg", image)]
+    job = Job(files, "?", "reka-flash", each=True)
+    assert answer_output(job)["data"]["text/plain"] == (
+        "1. a.jpeg\nAsking reka-flash…\n\n2. b.jpeg\n(waiting its turn)"
+    )
+    assert re.fullmatch(r"reka-flash · image 1 of 2 · asking · \d+\.\d s", progress_text(job))
+    job.texts, job.states = ["A cat.", "A cat too."], ["done", "done"]
+    assert re.fullmatch(r"reka-flash · finishing · \d+\.\d s", progress_text(job))
+
+
+def test_a_new_choice_clears_the_old_answers(make, server: OfflineServer) -> None:
+    panel = make()
+    choose(panel, CAT_FILE)
+    panel.mode.value = "each"
+    describe(panel)
+    assert panel.answer.outputs and panel.status.value
+    choose(panel, CAT_FILE)
+    assert panel.answer.outputs == () and panel.status.value == ""
