@@ -207,15 +207,17 @@ def test_any_json_shape_in_any_order_is_text_or_a_reka_error(
 def test_time_is_linear_in_one_event_and_in_many() -> None:
     def decode(body: bytes) -> float:
         best = float("inf")
-        for _ in range(3):  # the best of three: the machine is shared
+        # The best of five, in this process's CPU time: other processes on a shared machine
+        # neither add to it nor take turns out of it.
+        for _ in range(5):
             decoder = SSEDecoder(max_event_size=len(body) + 1)
-            started = time.perf_counter()
+            started = time.process_time()
             for i in range(0, len(body), 65536):
                 decoder.feed(body[i : i + 65536])
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.process_time() - started)
         return best
 
     one = [decode(b"data: " + b"x" * (n << 20) + b"\n\n") for n in (1, 8)]
-    many = [decode(increments(["w "] * n)) for n in (2_500, 20_000)]
+    many = [decode(increments(["w "] * n)) for n in (5_000, 40_000)]
     for small, large in (one, many):
         assert large < 20 * small  # 8x the input: linear is 8x the time, quadratic 64x
