@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..batch.progress import ProgressStats
+from ..batch.progress import ProgressStats, stop_message
 from ..batch.results import Result, Results, results_table
 from .display import display_mode
 from .throttle import Throttle
@@ -44,8 +44,8 @@ def progress_bundle(
         parts.append(f"{stats.cached} from the cache")
     parts.append(f"{stats.input_tokens:,} tokens in, {stats.output_tokens:,} out")
     line = " · ".join(parts)
-    if error is not None:
-        what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped: {error}"
+    what = stop_message(error, stats.done, stats.total)
+    if what is not None:
         line += f" · {what}"
     shown = rows[-LIVE_ROWS:]
     color = "#b00" if error is not None else "#2a7"
