@@ -132,10 +132,11 @@ class _Run:
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
-        """The results, knowing how to ask again for the failed ones (``retry_failed``)."""
+        """The results, knowing how to ask for the items not answered (``retry_failed``):
+        every item of the run but those whose index is in ``answered``."""
 
-        def retry(failed: list[Result]) -> Results:
-            return self.run_sync([items[r.index] for r in failed], None)
+        def retry(answered: set[int]) -> Results:
+            return self.run_sync([item for i, item in items.items() if i not in answered], None)
 
         return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
 

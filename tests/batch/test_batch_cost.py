@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +15,8 @@ from reka_nb import InvalidRequestError, describe_many
 from reka_nb.protocol.costs import Budget
 from reka_nb.testing import OfflineServer
 
-CAT = str(Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg")
+ROOT = Path(__file__).resolve().parents[2]
+CAT = str(ROOT / "docs" / "images" / "cat.jpeg")
 FLASH_IN, FLASH_OUT = Decimal("0.0000008"), Decimal("0.000002")
 ONE_ANSWER = 71 * FLASH_IN + 34 * FLASH_OUT  # the cat, the default prompt, on reka-flash
 
@@ -82,3 +86,42 @@ def test_budget_waits_for_requests_in_flight() -> None:
     failed = budget.start(Decimal("0.6"))
     budget.finish(failed, None, False)  # a failed request spent nothing
     assert budget.spent == Decimal("0.2") and budget.in_flight == 1
+
+
+BUDGET_SCRIPT = """
+import reka_nb, sys
+results = reka_nb.describe_many([sys.argv[1]] * 12, max_cost=0.001, max_tokens=50,
+                                concurrency=1, cache=False)
+print(len(results), results.total, flush=True)
+rest = results.retry_failed()
+print(len(rest), rest.complete, rest.stopped, flush=True)
+"""
+
+
+def test_a_budget_stop_says_why_in_a_terminal_and_retry_failed_goes_on(
+    env: OfflineServer, tmp_path: Path
+) -> None:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child_env.update(
+        REKA_BASE_URL=env.base_url,
+        REKA_API_KEY=env.api_key,
+        REKA_NB_MODEL_INFO="on",
+        REKA_NB_CACHE=str(tmp_path / "cache"),
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", BUDGET_SCRIPT, CAT],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    # the bar ends, and the line under it says why and how to finish
+    assert done.stderr.splitlines()[-1] == (
+        "reka: stopped before max_cost $0.001: $0.0009984 spent, and the next answer may cost "
+        "about $0.00012; 4 not asked: results.retry_failed() asks them"
+    )
+    # retry_failed() asks the 4 never asked (on a budget of the same size), and only them
+    assert done.stdout.splitlines() == ["8 12", "12 True None"]
+    assert len(env.chat_requests()) == 12
