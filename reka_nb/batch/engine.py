@@ -132,9 +132,11 @@ async def run_items(
     async def _reserve(item: Item, images: int) -> Decimal | None:
         """Wait until the budget lets this question start; None once it has stopped."""
         assert budget is not None and info is not None
-        first = first_estimate(info, str(item.prompt), images, params.get("max_tokens"))
         async with changed:
-            while True:
+            while True:  # the worst case grows as answers show what an image costs
+                first = first_estimate(
+                    info, str(item.prompt), images, params.get("max_tokens"), budget.image_tokens
+                )
                 held = budget.start(first)
                 if held is not None or budget.stopped is not None:
                     return held
@@ -199,8 +201,10 @@ async def run_items(
             )
             if description.model is None:
                 description.model = settings.model
-            if budget is not None and held is not None:
-                budget.finish(held, description.cost, True)  # at once: no await before finish
+            if budget is not None and held is not None:  # at once: no await before finish
+                usage = description.usage
+                tokens = None if usage is None else usage.input_tokens
+                budget.finish(held, description.cost, True, tokens, count)
             SESSION_USAGE.add(settings.model, description.usage, description.cost)
             # Kept before anything else is awaited: a stop from here on loses nothing paid for.
             finish(Result(item.index, item.image, item.source, description, None, seconds, thumb))

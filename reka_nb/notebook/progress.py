@@ -86,6 +86,10 @@ class NotebookProgress:
             self._publish(progress_bundle(self.stats, self._rows, timing=self._timing))
 
     def close(self, results: Results | None, error: BaseException | None = None) -> None:
+        if results is not None and error is not None:
+            # a stop landing while an update was drawn may have cut that update short: the
+            # results, not the updates seen, say how far the run got
+            self.stats.done = max(self.stats.done, len(results))
         if self._timing:
             final = progress_bundle(self.stats, self._rows, error=error, finished=True)
             self._publish(final)
