@@ -4,7 +4,8 @@
 give it the items, a client and a ``Limiter``; it returns ``Results`` in input order.
 
 Each worker takes the next item, prepares its images in a worker thread (Pillow releases the
-GIL), looks the question up in the cache, and only then waits for the limiter and asks. So at
+GIL), looks the question up in the cache (an identical question in flight is waited for and
+then found there, not asked twice), and only then waits for the limiter and asks. So at
 most ``concurrency`` prepared images exist at once, whatever the number of items. Failures
 stay with their item (retried first when worth it). An out-of-credits answer stops the run:
 nothing new is sent, and the requests already sent (paid for) finish and are kept. Cancelling
@@ -106,6 +107,8 @@ async def run_items(
     done: list[Result] = []
     writes: list[asyncio.Future[None]] = []  # cache writes of answers received
     flight = _Flight()
+    asking: dict[str, asyncio.Event] = {}  # questions in flight, by cache key
+    mine: dict[asyncio.Task[Any] | None, str] = {}  # the question each worker asks
     queue = iter(items)
 
     def finish(result: Result) -> None:
@@ -124,10 +127,33 @@ async def run_items(
                     raise
                 flight.close(exc, tasks)  # nothing new; what was sent ends and is kept
                 return
+            finally:
+                _done_asking()
             if result is None:  # the budget stopped the run: nothing more starts
                 return
             if result is not _KEPT:
                 finish(result)
+
+    async def _lookup(key: str) -> CachedAnswer | None:
+        """The cached answer, or None: then this worker asks. The same question already in
+        flight (identical images) is waited for, then looked up, instead of asked again."""
+        assert cache is not None
+        while True:
+            hit = await asyncio.to_thread(cache.get, key)
+            if hit is not None:
+                return hit
+            first = asking.get(key)
+            if first is None:
+                asking[key] = asyncio.Event()
+                mine[asyncio.current_task()] = key
+                return None
+            await first.wait()  # its answer is cached by then (or it failed: ask here)
+
+    def _done_asking() -> None:
+        """This worker's question has ended: wake those waiting for the same one."""
+        key = mine.pop(asyncio.current_task(), None)
+        if key is not None:
+            asking.pop(key).set()
 
     async def _reserve(item: Item, images: int) -> Decimal | None:
         """Wait until the budget lets this question start; None once it has stopped."""
@@ -162,7 +188,7 @@ async def run_items(
         count = len(images)
         del images  # the message holds what is sent; nothing else keeps the bytes
         if cache is not None and key is not None:
-            hit = await asyncio.to_thread(cache.get, key)
+            hit = await _lookup(key)
             if hit is not None:
                 seconds = time.monotonic() - started
                 return Result(

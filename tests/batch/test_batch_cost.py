@@ -32,16 +32,18 @@ def lookup(env: OfflineServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_totals_are_exact_and_the_cache_costs_nothing(env: OfflineServer) -> None:
     reka_nb._answer.SESSION_USAGE.clear()
-    results = describe_many([CAT] * 3, show=False)
+    results = describe_many([CAT] * 3, show=False, cache=False)  # asked three times
     assert Decimal("0.0001248") == ONE_ANSWER
     assert [r.description.cost for r in results] == [ONE_ANSWER] * 3
     assert results.usage == reka_nb.Usage(213, 102)
     assert results.cost == 213 * FLASH_IN + 102 * FLASH_OUT == 3 * ONE_ANSWER
     assert results.summary() == "3 of 3 answered · 0 failed · 213 tokens in, 102 out · $0.00037"
     assert reka_nb.usage().cost == 3 * ONE_ANSWER
+    once = describe_many([CAT] * 3, show=False)  # asked once: the other two wait for it
+    assert once.cached_count == 2 and once.cost == ONE_ANSWER
     again = describe_many([CAT] * 3, show=False)
     assert again.cached_count == 3 and again.cost == Decimal(0)
-    assert reka_nb.usage().requests == 3  # answers from the cache are not counted again
+    assert reka_nb.usage().requests == 4  # answers from the cache are not counted again
     reka_nb._answer.SESSION_USAGE.clear()
 
 
