@@ -246,8 +246,7 @@ async def run_items(
         seconds = time.monotonic() - started
         return Result(item.index, item.image, item.source, None, error, seconds, thumb)
 
-    tasks: list[asyncio.Task[None]] = []
-    tasks += [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 0)]
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 0)]
     try:
         if tasks:
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
