@@ -167,7 +167,7 @@ class _Run:
         stop: BaseException | None = None
         try:
             thread.start()
-            _show(events, progress)
+            _show(events, progress, outcome)
             thread.join()
         except BaseException as exc:  # Ctrl-C or the stop button, wherever it lands
             stop = exc
@@ -182,6 +182,9 @@ class _Run:
                 kept = outcome.get("results", self.partial)
             interrupt.results = kept  # type: ignore[attr-defined]
             done = 0 if kept is None else len(kept)
+            if progress is not None and outcome.get("closing") is not None:
+                with contextlib.suppress(Exception):  # the stop cut the display's end short
+                    progress.close(kept, interrupt)
             raise one_line(interrupt, stop_message(interrupt, done, len(items)) or "")
         if stop is not None:
             raise stop
@@ -194,8 +197,12 @@ class _Run:
 _STOP_WAIT = 30.0
 
 
-def _show(events: queue.SimpleQueue[Any], progress: Progress | None) -> None:
-    """Show the run's progress calls, in this thread, until the run ends."""
+def _show(
+    events: queue.SimpleQueue[Any], progress: Progress | None, outcome: dict[str, Any]
+) -> None:
+    """Show the run's progress calls, in this thread, until the run ends. The last call is
+    noted in ``outcome["closing"]`` until it has been shown, so a stop that cuts it short
+    can show it again."""
     while True:
         try:
             event = events.get(timeout=0.1)
@@ -205,7 +212,9 @@ def _show(events: queue.SimpleQueue[Any], progress: Progress | None) -> None:
             return
         method, args = event
         if progress is not None:
+            outcome["closing"] = event if method == "close" else None
             getattr(progress, method)(*args)
+            outcome["closing"] = None
 
 
 def _stop(
