@@ -7,9 +7,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description
-from ._ask import require_image, run_adescribe, run_describe
+from ._ask import require_image, run_adescribe, run_describe, stopped
 from ._client import RekaClient
-from ._exceptions import one_line
 from .protocol.costs import UsageTotals
 from .protocol.models import ModelList
 
@@ -66,9 +65,7 @@ def describe(
             **params,
         )
     except KeyboardInterrupt as exc:  # a stop: one line, not a traceback through httpx
-        raise one_line(
-            exc, "interrupted; the text that arrived is kept above" if show else "interrupted"
-        ) from None
+        raise stopped(exc, show) from None
 
 
 async def adescribe(

@@ -227,7 +227,10 @@ def test_a_stop_in_a_kernel_cancels_everything_and_keeps_every_answer(
         assert len(server.chat_requests()) == COUNT - len(kept["kept"]), why
 
 
-def test_a_stop_in_describe_is_one_line_in_a_kernel(kernel: Kernel, server: OfflineServer) -> None:
+@pytest.mark.parametrize("call", ["reka_nb.describe", "reka_nb.RekaClient().describe"])
+def test_a_stop_in_describe_is_one_line_in_a_kernel(
+    kernel: Kernel, server: OfflineServer, call: str
+) -> None:
     server.token_delay = 0.1
     stop: list[float] = []
 
@@ -237,9 +240,7 @@ def test_a_stop_in_describe_is_one_line_in_a_kernel(kernel: Kernel, server: Offl
         kernel.km.interrupt_kernel()
         stop.append(time.monotonic())
 
-    messages, reply, idle = kernel.run(
-        f"d = reka_nb.describe(r'{CAT}', 'Tell me a long story')", interrupt
-    )
+    messages, reply, idle = kernel.run(f"d = {call}(r'{CAT}', 'Tell me a long story')", interrupt)
     assert idle - stop[0] < STOP_SECONDS
     assert reply["ename"] == "KeyboardInterrupt"
     (error,) = [m for m in messages if m["msg_type"] == "error"]
