@@ -25,7 +25,7 @@ from ._answer import (
     answer_store,
     default_presenter,
 )
-from ._exceptions import ImageError
+from ._exceptions import ImageError, one_line
 from .protocol.messages import check_params, user_message
 from .protocol.models import Model
 from .protocol.stream import Completion
@@ -35,7 +35,15 @@ if TYPE_CHECKING:
     from ._client import RekaClient
     from .images import Media
 
-__all__ = ["require_image", "run_adescribe", "run_describe"]
+__all__ = ["require_image", "run_adescribe", "run_describe", "stopped"]
+
+
+def stopped(exc: KeyboardInterrupt, show: object) -> BaseException:
+    """A stop while one question was asked, as one line (IPython shows no traceback through
+    httpx): what arrived of the answer stays on screen when it was shown."""
+    return one_line(
+        exc, "interrupted; the text that arrived is kept above" if show else "interrupted"
+    )
 
 
 def require_image(image: Any) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._ask import require_image, run_describe
+from ._ask import require_image, run_describe, stopped
 from ._base import BaseClient, Messages, translate_send_error
 from ._exceptions import APIError, RekaError
 from ._model_lists import fetch_models
@@ -247,7 +247,12 @@ class RekaClient(BaseClient):
     ) -> Description:
         """Ask about one or more images; see ``reka_nb.describe``."""
         require_image(image)
-        return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
+        try:
+            return run_describe(
+                self, image, prompt, model=model, stream=stream, show=show, **params
+            )
+        except KeyboardInterrupt as exc:  # a stop: one line, not a traceback through httpx
+            raise stopped(exc, show) from None
 
 
 class ChatStream:

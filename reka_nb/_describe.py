@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description
-from ._ask import require_image, run_adescribe, run_describe
+from ._ask import require_image, run_adescribe, run_describe, stopped
 from ._client import RekaClient
 from .protocol.costs import UsageTotals
 from .protocol.models import ModelList
@@ -52,17 +52,20 @@ def describe(
     the point, so it is off unless asked for); see ``reka_nb.cache``.
     """
     require_image(image)
-    return run_describe(
-        client or default_client(),
-        image,
-        prompt,
-        model=model,
-        stream=stream,
-        show=show,
-        keep_metadata=keep_metadata,
-        cache=cache,
-        **params,
-    )
+    try:
+        return run_describe(
+            client or default_client(),
+            image,
+            prompt,
+            model=model,
+            stream=stream,
+            show=show,
+            keep_metadata=keep_metadata,
+            cache=cache,
+            **params,
+        )
+    except KeyboardInterrupt as exc:  # a stop: one line, not a traceback through httpx
+        raise stopped(exc, show) from None
 
 
 async def adescribe(

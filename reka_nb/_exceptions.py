@@ -83,6 +83,17 @@ def _restore(cls: type[RekaError], args: tuple, state: dict) -> RekaError:
     return error
 
 
+def one_line(exc: BaseException, message: str) -> BaseException:
+    """``exc`` (a ``KeyboardInterrupt``: a stop) shown as ``Type: message`` in IPython and
+    Jupyter, as a ``RekaError`` is, instead of a traceback through reka_nb, httpx and httpcore;
+    the cell still fails. ``message`` also becomes its ``str()``, which a script's traceback
+    ends with. Returns ``exc``."""
+    exc.args = (message,)
+    line = f"{type(exc).__name__}: {message}"
+    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
+    return exc
+
+
 class ConfigurationError(RekaError):
     """Raised when settings are unusable, before anything is sent."""
 

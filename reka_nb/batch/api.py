@@ -10,8 +10,10 @@ the finished answers stay reachable on the exception (``exc.results``) and as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -20,12 +22,12 @@ from typing import Any
 from .._answer import DEFAULT_PROMPT
 from .._async_client import AsyncRekaClient
 from .._client import RekaClient
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, one_line
 from ..protocol.messages import check_params
 from .cache import AnswerCache, default_cache
 from .engine import Item, run_items
 from .limiter import Limiter, shared_limiter
-from .progress import Progress, make_progress
+from .progress import Progress, make_progress, stop_message
 from .results import Result, Results
 from .sources import Prompt, make_items
 
@@ -130,10 +132,11 @@ class _Run:
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
-        """The results, knowing how to ask again for the failed ones (``retry_failed``)."""
+        """The results, knowing how to ask for the items not answered (``retry_failed``):
+        every item of the run but those whose index is in ``answered``."""
 
-        def retry(failed: list[Result]) -> Results:
-            return self.run_sync([items[r.index] for r in failed], None)
+        def retry(answered: set[int]) -> Results:
+            return self.run_sync([item for i, item in items.items() if i not in answered], None)
 
         return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
 
@@ -158,35 +161,95 @@ class _Run:
             finally:
                 loop.close()
                 events.put(_DONE)
+                outcome["ended"] = True
 
         thread = threading.Thread(target=target, name="reka-nb-describe-many", daemon=True)
-        thread.start()
-        interrupted: KeyboardInterrupt | None = None
-        while True:
-            try:
-                event = events.get(timeout=0.1) if interrupted is None else events.get()
-            except queue.Empty:
-                continue
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-                loop.call_soon_threadsafe(task.cancel)
-                continue
-            if event is _DONE:
-                break
-            method, args = event
-            if progress is not None:
-                getattr(progress, method)(*args)
-        thread.join()
+        stop: BaseException | None = None
+        try:
+            thread.start()
+            _show(events, progress, outcome)
+            thread.join()
+        except BaseException as exc:  # Ctrl-C or the stop button, wherever it lands
+            stop = exc
+            _stop(loop, task, thread, events, progress, outcome)
         if self.cache is not None:
             self.cache.warn(stacklevel=3)  # here, in the caller's thread, not a worker's
-        if interrupted is not None or isinstance(outcome.get("error"), asyncio.CancelledError):
-            stop = interrupted or KeyboardInterrupt()
-            kept = getattr(outcome.get("error"), "results", None)
-            stop.results = self.partial if kept is None else kept  # type: ignore[attr-defined]
+        error = outcome.get("error")
+        if isinstance(stop, KeyboardInterrupt) or isinstance(error, asyncio.CancelledError):
+            interrupt = stop if isinstance(stop, KeyboardInterrupt) else KeyboardInterrupt()
+            kept = getattr(error, "results", None)
+            if kept is None:
+                kept = outcome.get("results", self.partial)
+            interrupt.results = kept  # type: ignore[attr-defined]
+            done = 0 if kept is None else len(kept)
+            if progress is not None and outcome.get("closing") is not None:
+                with contextlib.suppress(Exception):  # the stop cut the display's end short
+                    progress.close(kept, interrupt)
+            raise one_line(interrupt, stop_message(interrupt, done, len(items)) or "")
+        if stop is not None:
             raise stop
-        if "error" in outcome:
-            raise outcome["error"]
+        if error is not None:
+            raise error
         return outcome["results"]  # type: ignore[no-any-return]
+
+
+#: Seconds a stopped run may take to wind down before the caller is let go regardless.
+_STOP_WAIT = 30.0
+
+
+def _show(
+    events: queue.SimpleQueue[Any], progress: Progress | None, outcome: dict[str, Any]
+) -> None:
+    """Show the run's progress calls, in this thread, until the run ends. The last call is
+    noted in ``outcome["closing"]`` until it has been shown, so a stop that cuts it short
+    can show it again."""
+    while True:
+        try:
+            event = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if event is _DONE:
+            return
+        method, args = event
+        if progress is not None:
+            outcome["closing"] = event if method == "close" else None
+            getattr(progress, method)(*args)
+            outcome["closing"] = None
+
+
+def _stop(
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+    thread: threading.Thread,
+    events: queue.SimpleQueue[Any],
+    progress: Progress | None,
+    outcome: Mapping[str, Any],
+) -> None:
+    """Cancel the run (every request in flight) and wait for it to wind down, showing its
+    last progress calls (the display ends saying it was interrupted). Another Ctrl-C while
+    waiting cancels again and goes on waiting: the finished answers are still being kept."""
+    deadline = time.monotonic() + _STOP_WAIT
+    while time.monotonic() < deadline:
+        try:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(task.cancel)
+            while time.monotonic() < deadline:
+                try:
+                    event = events.get(timeout=0.1)
+                except queue.Empty:
+                    if "ended" in outcome or thread.ident is None:
+                        break  # ended (its last event already shown), or never started
+                    continue
+                if event is _DONE:
+                    break
+                if progress is not None:
+                    method, args = event
+                    with contextlib.suppress(Exception):  # the display may be what failed
+                        getattr(progress, method)(*args)
+            thread.join(max(0.0, deadline - time.monotonic()))
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 class _Relay:

@@ -4,18 +4,22 @@
 give it the items, a client and a ``Limiter``; it returns ``Results`` in input order.
 
 Each worker takes the next item, prepares its images in a worker thread (Pillow releases the
-GIL), looks the question up in the cache, and only then waits for the limiter and asks. So at
+GIL), looks the question up in the cache (an identical question in flight is waited for and
+then found there, not asked twice), and only then waits for the limiter and asks. So at
 most ``concurrency`` prepared images exist at once, whatever the number of items. Failures
-stay with their item (retried first when worth it); an out-of-credits answer stops the run
-at once, and so does cancelling it: in both cases the finished results travel on the
-exception (``exc.results``).
+stay with their item (retried first when worth it). An out-of-credits answer stops the run:
+nothing new is sent, and the requests already sent (paid for) finish and are kept. Cancelling
+the run (Ctrl-C) stops every request at once. In both cases the finished results travel on
+the exception (``exc.results``): an answer is kept from the moment it arrives, and its cache
+write finishes even when the run is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -77,9 +81,10 @@ async def run_items(
     ``Budget``); the run then ends early and ``Results.stopped`` says why. It needs the
     model's prices, from the client's model list.
 
-    Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits,
-    a cancellation or an interrupt stops every worker at once and is re-raised with the
-    finished ``Results`` as ``exc.results``.
+    Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits
+    stops the run once the requests already sent have ended; a cancellation or an interrupt
+    stops every worker at once. Either is re-raised with the finished ``Results`` as
+    ``exc.results``.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
@@ -100,6 +105,10 @@ async def run_items(
         budget = Budget(max_cost)
     changed = asyncio.Condition()
     done: list[Result] = []
+    writes: list[asyncio.Future[None]] = []  # cache writes of answers received
+    flight = _Flight()
+    asking: dict[str, asyncio.Event] = {}  # questions in flight, by cache key
+    mine: dict[asyncio.Task[Any] | None, str] = {}  # the question each worker asks
     queue = iter(items)
 
     def finish(result: Result) -> None:
@@ -109,27 +118,63 @@ async def run_items(
 
     async def worker() -> None:
         for item in queue:  # shared iterator: each item is taken by exactly one worker
-            result = await _one(item)
+            if flight.closed is not None:
+                return
+            try:
+                result = await _one(item)
+            except RateLimitError as exc:
+                if not exc.out_of_credits:
+                    raise
+                flight.close(exc, tasks)  # nothing new; what was sent ends and is kept
+                return
+            finally:
+                _done_asking()
             if result is None:  # the budget stopped the run: nothing more starts
                 return
-            finish(result)
+            if result is not _KEPT:
+                finish(result)
+
+    async def _lookup(key: str) -> CachedAnswer | None:
+        """The cached answer, or None: then this worker asks. The same question already in
+        flight (identical images) is waited for, then looked up, instead of asked again."""
+        assert cache is not None
+        while True:
+            hit = await asyncio.to_thread(cache.get, key)
+            if hit is not None:
+                return hit
+            first = asking.get(key)
+            if first is None:
+                asking[key] = asyncio.Event()
+                mine[asyncio.current_task()] = key
+                return None
+            await first.wait()  # its answer is cached by then (or it failed: ask here)
+
+    def _done_asking() -> None:
+        """This worker's question has ended: wake those waiting for the same one."""
+        key = mine.pop(asyncio.current_task(), None)
+        if key is not None:
+            asking.pop(key).set()
 
     async def _reserve(item: Item, images: int) -> Decimal | None:
         """Wait until the budget lets this question start; None once it has stopped."""
         assert budget is not None and info is not None
-        first = first_estimate(info, str(item.prompt), images, params.get("max_tokens"))
         async with changed:
-            while True:
+            while True:  # the worst case grows as answers show what an image costs
+                first = first_estimate(
+                    info, str(item.prompt), images, params.get("max_tokens"), budget.image_tokens
+                )
                 held = budget.start(first)
                 if held is not None or budget.stopped is not None:
                     return held
                 await changed.wait()
 
     async def _release(held: Decimal | None, cost: Decimal | None, answered: bool) -> None:
-        if budget is None or held is None:
+        """End a request's hold on the budget (None: already ended) and wake the waiters."""
+        if budget is None:
             return
-        async with changed:
+        if held is not None:
             budget.finish(held, cost, answered)
+        async with changed:
             changed.notify_all()
 
     async def _one(item: Item) -> Result | None:
@@ -143,7 +188,7 @@ async def run_items(
         count = len(images)
         del images  # the message holds what is sent; nothing else keeps the bytes
         if cache is not None and key is not None:
-            hit = await asyncio.to_thread(cache.get, key)
+            hit = await _lookup(key)
             if hit is not None:
                 seconds = time.monotonic() - started
                 return Result(
@@ -162,7 +207,7 @@ async def run_items(
                 return None
         try:
             completion = await _ask(
-                client, limiter, message, settings.model, retries, stream, params
+                client, limiter, message, settings.model, retries, stream, params, flight
             )
         except RateLimitError as exc:
             await _release(held, None, False)
@@ -182,11 +227,22 @@ async def run_items(
             )
             if description.model is None:
                 description.model = settings.model
-            await _release(held, description.cost, True)
+            if budget is not None and held is not None:  # at once: no await before finish
+                usage = description.usage
+                tokens = None if usage is None else usage.input_tokens
+                budget.finish(held, description.cost, True, tokens, count)
             SESSION_USAGE.add(settings.model, description.usage, description.cost)
+            # Kept before anything else is awaited: a stop from here on loses nothing paid for.
+            finish(Result(item.index, item.image, item.source, description, None, seconds, thumb))
             if cache is not None and key is not None:
-                await asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
-            return Result(item.index, item.image, item.source, description, None, seconds, thumb)
+                write = asyncio.ensure_future(
+                    asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
+                )
+                writes.append(write)
+                await asyncio.shield(write)  # a stop does not cancel the write
+            if held is not None:
+                await _release(None, None, True)  # wake workers waiting for the budget
+            return _KEPT
         seconds = time.monotonic() - started
         return Result(item.index, item.image, item.source, None, error, seconds, thumb)
 
@@ -195,15 +251,62 @@ async def run_items(
         if tasks:
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in finished:
-                if task.exception() is not None:
+                if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+        if flight.closed is not None:
+            raise flight.closed
     except BaseException as exc:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await _settle(writes)
         exc.results = Results(done, total=len(items))  # type: ignore[attr-defined]
         raise
     return Results(done, total=len(items), stopped=None if budget is None else budget.stopped)
+
+
+#: What ``_one`` returns for an answer it has already handed to ``finish``.
+_KEPT: Any = object()
+
+
+class _Flight:
+    """Which workers have a request on the wire, and whether new requests may still start.
+
+    Once closed (out of credits) nothing new is sent: the workers with nothing on the wire
+    are cancelled, the others finish what they sent, which is paid for.
+    """
+
+    def __init__(self) -> None:
+        self.sending: set[asyncio.Task[Any]] = set()
+        self.closed: BaseException | None = None
+
+    @contextlib.contextmanager
+    def send(self) -> Iterator[None]:
+        """Around one request; raises CancelledError once the run is closed."""
+        if self.closed is not None:
+            raise asyncio.CancelledError
+        task = asyncio.current_task()
+        assert task is not None
+        self.sending.add(task)
+        try:
+            yield
+        finally:
+            self.sending.discard(task)
+
+    def close(self, reason: BaseException, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        if self.closed is None:
+            self.closed = reason
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current and task not in self.sending:
+                task.cancel()
+
+
+async def _settle(writes: Sequence[asyncio.Future[None]]) -> None:
+    """Wait for the cache writes of the answers received, through any further cancel."""
+    while pending := [w for w in writes if not w.done()]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait(pending)
 
 
 def _prepare(
@@ -239,23 +342,26 @@ async def _ask(
     retries: int,
     stream: bool,
     params: Mapping[str, Any],
+    flight: _Flight,
 ) -> Completion:
-    """One question with retries; every attempt waits for the limiter first."""
+    """One question with retries; every attempt waits for the limiter, and sends only while
+    ``flight`` is open."""
     attempt = waits = 0
     while True:
         await limiter.acquire()
         try:
-            if stream:
-                async with client.stream([message], model=model, retries=0, **params) as chat:
-                    await chat.open()
-                    pause = rate_limit_pause(chat.headers)
-                    if pause is not None:  # the last request the limit allows: hold everyone
-                        await limiter.pause(pause)
-                    async for _ in chat:
-                        pass
-                assert chat.completion is not None
-                return chat.completion
-            return await client.complete([message], model=model, retries=0, **params)
+            with flight.send():
+                if stream:
+                    async with client.stream([message], model=model, retries=0, **params) as chat:
+                        await chat.open()
+                        pause = rate_limit_pause(chat.headers)
+                        if pause is not None:  # the last request the limit allows: hold all
+                            await limiter.pause(pause)
+                        async for _ in chat:
+                            pass
+                    assert chat.completion is not None
+                    return chat.completion
+                return await client.complete([message], model=model, retries=0, **params)
         except RateLimitError as exc:
             if exc.out_of_credits:
                 raise

@@ -7,6 +7,7 @@ All calls come from the thread that called ``describe_many`` (or the event loop 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,21 @@ __all__ = [
     "ProgressStats",
     "TerminalProgress",
     "make_progress",
+    "stop_message",
 ]
+
+
+def stop_message(error: BaseException | None, done: int, total: int) -> str | None:
+    """Why a run ended early, for the end of its progress display; None when it did not.
+
+    A stop (Ctrl-C, the notebook's stop button, a cancelled task) says how far the run got
+    and where its finished answers are.
+    """
+    if error is None:
+        return None
+    if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+        return f"interrupted after {done} of {total}; finished answers in reka_nb.last_results"
+    return f"stopped: {error}" if str(error) else f"stopped: {type(error).__name__}"
 
 
 class Progress(Protocol):
@@ -147,6 +162,11 @@ class TerminalProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if error is None and results is not None and results.stopped:
+            # no exception will say it: the line under the bar tells why it ended early
+            left = results.total - len(results)
+            rest = f"; {left} not asked: results.retry_failed() asks them" if left else ""
+            print(f"reka: {results.stopped}{rest}", file=self._file or sys.stderr, flush=True)
 
 
 def make_progress(show: bool | Progress) -> Progress | None:

@@ -117,7 +117,7 @@ class Results(Sequence[Result]):
         results: Sequence[Result],
         *,
         total: int | None = None,
-        retry: Callable[[list[Result]], Results] | None = None,
+        retry: Callable[[set[int]], Results] | None = None,
         stopped: str | None = None,
     ) -> None:
         self._results = sorted(results, key=lambda r: r.index)
@@ -201,13 +201,14 @@ class Results(Sequence[Result]):
         return frame.astype({"input_tokens": "Int64", "output_tokens": "Int64"})
 
     def retry_failed(self) -> Results:
-        """Ask again for the failed items only; return these results with them replaced."""
-        failed = self.errors
-        if not failed:
+        """Ask again for the failed items, and go on with those a stopped run never asked
+        (``max_cost``, out of credits, an interrupt); return these results with them filled
+        in. The answers already here are kept, not asked again."""
+        if not self.errors and self.complete:
             return self
         if self._retry is None:
             raise RuntimeError("these results do not know how they were made: run them again")
-        again = self._retry(failed)
+        again = self._retry({r.index for r in self._results if r.error is None})
         by_index = {r.index: r for r in self._results}
         by_index.update({r.index: r for r in again})
         return Results(

@@ -143,7 +143,8 @@ class RekaMagics(Magics):
         try:
             self._run(line, cell, local_ns)
         except KeyboardInterrupt as exc:
-            _one_line(exc)
+            if not hasattr(exc, "_render_traceback_"):  # --each says how far its run got
+                _one_line(exc)
             raise
 
     def _user_ns(self) -> dict[str, Any]:

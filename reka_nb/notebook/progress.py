@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..batch.progress import ProgressStats
+from ..batch.progress import ProgressStats, stop_message
 from ..batch.results import HTML_ROWS, Result, Results, results_table
 from ..batch.wording import counted
 from ..images.markup import ERROR_STYLE, WRAP_STYLE
@@ -50,8 +50,8 @@ def progress_bundle(
             parts.append(left)
     parts.extend(stats.counts())
     line = " · ".join(parts)
-    if error is not None:
-        what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped: {error}"
+    what = stop_message(error, stats.done, stats.total)
+    if what is not None:
         line += f" · {what}"
     if finished:
         shown = sorted(rows, key=lambda r: r.index)[:HTML_ROWS] if error is not None else []
@@ -99,6 +99,10 @@ class NotebookProgress:
             self._publish(progress_bundle(self.stats, self._rows, timing=self._timing))
 
     def close(self, results: Results | None, error: BaseException | None = None) -> None:
+        if results is not None and error is not None:
+            # a stop landing while an update was drawn may have cut that update short: the
+            # results, not the updates seen, say how far the run got
+            self.stats.done = max(self.stats.done, len(results))
         if self._timing:
             final = progress_bundle(self.stats, self._rows, error=error, finished=True)
             self._publish(final)

@@ -160,23 +160,34 @@ IMAGE_TOKENS_GUESS = 1_000
 ANSWER_TOKENS_GUESS = 1_024
 
 
-def first_estimate(model: Model, prompt: str, images: int, max_tokens: int | None) -> Decimal:
-    """A generous cost of one question before any answer: the prompt at 4 characters a
-    token, ``IMAGE_TOKENS_GUESS`` per image and the longest answer allowed."""
+def first_estimate(
+    model: Model,
+    prompt: str,
+    images: int,
+    max_tokens: int | None,
+    image_tokens: int | None = None,
+) -> Decimal:
+    """A generous cost of one question: the prompt at 4 characters a token, each image at
+    ``image_tokens`` (the most an image has taken so far; ``IMAGE_TOKENS_GUESS`` before any
+    answer) and the longest answer allowed."""
     inp, out = model.input_price, model.output_price
     assert inp is not None and out is not None, "a budget needs the model's prices"
-    prompt_tokens = -(-len(prompt) // 4) + IMAGE_TOKENS_GUESS * images
+    per_image = IMAGE_TOKENS_GUESS if image_tokens is None else image_tokens
+    prompt_tokens = -(-len(prompt) // 4) + per_image * images
     return prompt_tokens * inp + (max_tokens or ANSWER_TOKENS_GUESS) * out
 
 
 class Budget:
     """Decides whether one more request may start without the total passing ``limit``.
 
-    Spent money is exact (each answer's cost); a request in flight holds its estimate: the
-    dearest answer so far, or before any answer ``first_estimate`` of its own question. When
-    the spent and held money plus one more estimate would pass the limit, no request starts:
-    with requests in flight it waits for them (their true cost may leave room), with none it
-    stops for good and says why in ``stopped``.
+    Spent money is exact (each answer's cost); a request in flight holds its estimate, a
+    worst case: ``first_estimate`` of its own question, with images at the most prompt tokens
+    an image has taken so far (``image_tokens``), or the dearest answer so far if more. Before
+    any answer nothing is known of what an image costs (a video, or a large image, can take
+    100 times the guess), so the first question goes alone. When the spent and held money
+    plus one more estimate would pass the limit, no request starts: with requests in flight
+    it waits for them (their true cost may leave room), with none it stops for good and says
+    why in ``stopped``. So the total passes the limit by at most one request's true cost.
     """
 
     def __init__(self, limit: Decimal) -> None:
@@ -185,13 +196,18 @@ class Budget:
         self.held = Decimal(0)
         self.in_flight = 0
         self._dearest: Decimal | None = None
+        self._answered = False
+        self.image_tokens: int | None = None
         self.stopped: str | None = None
 
     def start(self, first: Decimal) -> Decimal | None:
-        """The estimate held for a new request, or None when it may not start now."""
+        """The estimate held for a new request (``first``: its worst case as far as is
+        known), or None when it may not start now."""
         if self.stopped is not None:
             return None
-        estimate = first if self._dearest is None else self._dearest
+        if not self._answered and self.in_flight:
+            return None  # the first question goes alone: its answer shows what images cost
+        estimate = first if self._dearest is None else max(first, self._dearest)
         if self.spent + self.held + estimate <= self.limit:
             self.held += estimate
             self.in_flight += 1
@@ -203,13 +219,25 @@ class Budget:
             )
         return None
 
-    def finish(self, held: Decimal, cost: Decimal | None, answered: bool) -> None:
+    def finish(
+        self,
+        held: Decimal,
+        cost: Decimal | None,
+        answered: bool,
+        input_tokens: int | None = None,
+        images: int = 0,
+    ) -> None:
         """A request ended: an answer's true cost replaces its estimate (the estimate when
-        its tokens are unknown); a request that failed spent nothing."""
+        its tokens are unknown); a request that failed spent nothing. An answer's prompt
+        tokens over its ``images`` bound what the next images may take."""
         self.held -= held
         self.in_flight -= 1
         if not answered:
             return
+        self._answered = True
+        if input_tokens is not None and images > 0:
+            per_image = -(-input_tokens // images)
+            self.image_tokens = max(self.image_tokens or 0, per_image)
         self.spent += held if cost is None else cost
         if cost is not None and (self._dearest is None or cost > self._dearest):
             self._dearest = cost

@@ -30,6 +30,7 @@ from reka_nb.batch import ProgressStats, RateLimiter, TerminalProgress, run_item
 from reka_nb.batch.engine import Item
 from reka_nb.protocol.stream import Usage
 from reka_nb.testing import Fault, OfflineServer
+from reka_nb.testing import image_digest as digest
 
 COLUMNS = [
     "image",
@@ -185,6 +186,31 @@ def test_out_of_credits_stops_the_run_and_keeps_the_finished(env: OfflineServer)
     assert [r.index for r in kept] == [0, 1, 2] and all(r.ok for r in kept)
     assert reka_nb.last_results is not None and len(reka_nb.last_results) == 3
     assert [r.status for r in env.chat_requests()] == [200, 200, 200, 429]
+
+
+def test_out_of_credits_lets_the_requests_sent_finish_and_keeps_them(env: OfflineServer) -> None:
+    """The requests already sent when credits run out are paid for: they finish, their answers
+    are kept and cached, and nothing new is sent."""
+    env.credits, env.latency = 6, 0.5
+    images = [png(10 + i) for i in range(12)]
+    with pytest.raises(RateLimitError) as caught:
+        describe_many(images, "Credits?", concurrency=4, show=False)
+    assert caught.value.out_of_credits
+    assert env.wait_idle()
+    paid = [r for r in env.chat_requests() if r.status == 200]
+    assert len(paid) == 6  # 4, then 2 of the next ones while the others were refused
+    refused = [r.received for r in env.chat_requests() if r.status == 429]
+    assert 1 <= len(refused) <= 2  # the workers whose next request was sent before the first 429
+    assert all(r.received < refused[0] + 0.1 for r in env.chat_requests())  # nothing after it
+    kept = caught.value.results  # type: ignore[attr-defined]
+    assert len(kept) == 6 and all(r.ok for r in kept)
+    assert {r.index for r in kept} == {
+        i for i, image in enumerate(images) if any(r.images[0] == digest(image) for r in paid)
+    }
+    env.reset()
+    again = describe_many(images, "Credits?", concurrency=4, show=False)
+    assert sorted(r.index for r in again if r.cached) == sorted(r.index for r in kept)
+    assert len(env.chat_requests()) == 6
 
 
 def test_a_missing_key_or_bad_argument_sends_nothing(server: OfflineServer) -> None:

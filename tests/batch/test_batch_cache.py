@@ -16,7 +16,7 @@ from PIL import Image
 
 import reka_nb
 from reka_nb import CacheWarning, describe, describe_many
-from reka_nb.testing import OfflineServer, image_digest
+from reka_nb.testing import Fault, OfflineServer, image_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,3 +202,24 @@ def test_an_interrupt_keeps_the_finished_and_a_rerun_asks_only_the_rest(
     for r in results:
         if r.cached:  # asked once, in the interrupted run
             assert env.times_asked(prompt="Size?", image=png(10 + r.index)) == 1
+
+
+def test_identical_questions_in_flight_are_asked_once(env: OfflineServer, cache_dir: Path) -> None:
+    """50 identical images at concurrency 8: the first is asked, the others wait for it and
+    are answered from the cache, instead of 8 asking at once."""
+    env.latency = 0.3
+    results = describe_many([png(10)] * 50, "Same?", concurrency=8, show=False)
+    assert all(r.ok for r in results)
+    assert len(env.chat_requests()) == 1
+    assert [r.cached for r in results].count(True) == 49
+
+
+def test_when_the_question_in_flight_fails_one_waiting_asks_it(
+    env: OfflineServer, cache_dir: Path
+) -> None:
+    env.latency = 0.3
+    env.queue(Fault.status(400))  # not worth retrying: the first item fails
+    results = describe_many([png(10)] * 10, "Same?", concurrency=4, show=False)
+    assert [r.status for r in env.chat_requests()] == [400, 200]
+    assert len(results.errors) == 1
+    assert [r.cached for r in results].count(True) == 8
