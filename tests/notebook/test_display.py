@@ -638,4 +638,7 @@ def test_progress_ends_without_rows_unless_the_run_stopped_on_an_error() -> None
     assert "<table" not in progress_bundle(stats, rows, finished=True)["text/html"]
     stopped = progress_bundle(stats, rows, error=KeyboardInterrupt(), finished=True)
     assert stopped["text/html"].index("a.png") < stopped["text/html"].index("c.png")
-    assert stopped["text/plain"].endswith(" · 1 error · 0 tokens in, 0 out · interrupted")
+    assert stopped["text/plain"].endswith(
+        " · 1 error · 0 tokens in, 0 out · interrupted after 2 of 3; finished answers in"
+        " reka_nb.last_results"
+    )
