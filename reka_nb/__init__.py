@@ -14,10 +14,7 @@ from __future__ import annotations
 import importlib
 import typing
 
-from . import _answer
-from ._answer import Description
-from ._client import ChatStream, RekaClient
-from ._describe import adescribe, describe, models, usage
+from . import answer as _answer
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -38,8 +35,11 @@ from ._exceptions import (
     StreamInterrupted,
     VideoError,
 )
-from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
+from .answer import Description
+from .client.describe import adescribe, describe, models, usage
+from .client.offline_mode import stop_offline_server, use_offline_server
+from .client.sync import ChatStream, RekaClient
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -97,8 +97,9 @@ __all__ = [
 
 
 if typing.TYPE_CHECKING:
-    from ._async_client import AsyncChatStream, AsyncRekaClient
-    from .batch import Result, Results, adescribe_many, cache, describe_many
+    from . import cache
+    from .batch import Result, Results, adescribe_many, describe_many
+    from .client.aio import AsyncChatStream, AsyncRekaClient
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
@@ -107,8 +108,8 @@ if typing.TYPE_CHECKING:
 
 #: Public names imported on first use, and the module that holds each.
 _LAZY = {
-    "AsyncChatStream": "._async_client",  # asyncio
-    "AsyncRekaClient": "._async_client",
+    "AsyncChatStream": ".client.aio",  # asyncio
+    "AsyncRekaClient": ".client.aio",
     "AsyncClient": ".compat",
     "Client": ".compat",
     "Reka": ".compat",
@@ -124,7 +125,6 @@ _LAZY = {
     "Result": ".batch",  # asyncio, sqlite3
     "Results": ".batch",
     "adescribe_many": ".batch",
-    "cache": ".batch",
     "describe_many": ".batch",
 }
 
@@ -136,6 +136,8 @@ def __getattr__(name: str) -> object:
         from .batch import last_results
 
         return last_results()
+    if name == "cache":  # the answer cache's module (sqlite3): imported on first use
+        return importlib.import_module(".cache", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
@@ -159,7 +161,7 @@ def _notebook_progress() -> object | None:
 
 def _answer_store() -> _answer.AnswerStore | None:
     """The answer cache describe(cache=True) uses (sqlite3 is imported only then)."""
-    from .batch.cache import describe_store
+    from .cache import describe_store
 
     return describe_store()
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._answer import Description
-from .._exceptions import CacheWarning
-from ..protocol.stream import Usage
+from ._exceptions import CacheWarning
+from .answer import Description
+from .protocol.stream import Usage
 
 __all__ = [
     "SCHEMA_VERSION",

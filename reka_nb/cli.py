@@ -20,9 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ._answer import DEFAULT_PROMPT, StdoutPresenter
-from ._ask import run_describe
-from ._client import RekaClient
+from . import cache as answer_cache
 from ._exceptions import (
     APIError,
     ConfigurationError,
@@ -33,9 +31,11 @@ from ._exceptions import (
     StreamInterrupted,
 )
 from ._version import __version__
+from .answer import DEFAULT_PROMPT, StdoutPresenter
 from .batch import Result, TerminalProgress, describe_many
-from .batch import cache as answer_cache
 from .batch.sources import expand
+from .client.question import run_describe
+from .client.sync import RekaClient
 
 __all__ = ["main"]
 
@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
             if getattr(args, option) is not None:
                 raise InvalidRequestError(f"--{option} goes with --each")
     if args.offline:
-        from ._offline import use_offline_server
+        from .client.offline_mode import use_offline_server
 
         use_offline_server()
     with RekaClient(api=args.api, model_info=False) as client:  # one question: no extra request

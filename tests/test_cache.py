@@ -18,7 +18,7 @@ import reka_nb
 from reka_nb import CacheWarning, describe, describe_many
 from reka_nb.testing import OfflineServer, image_digest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def png(width: int) -> bytes:

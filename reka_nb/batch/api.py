@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .._answer import DEFAULT_PROMPT
-from .._async_client import AsyncRekaClient
-from .._client import RekaClient
 from .._exceptions import InvalidRequestError
+from ..answer import DEFAULT_PROMPT
+from ..cache import AnswerCache, default_cache
+from ..client.aio import AsyncRekaClient
+from ..client.sync import RekaClient
 from ..protocol.messages import check_params
-from .cache import AnswerCache, default_cache
 from .engine import Item, run_items
 from .limiter import Limiter, shared_limiter
 from .progress import Progress, make_progress

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .._answer import SESSION_USAGE, Description
-from .._async_client import AsyncRekaClient
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -30,13 +28,15 @@ from .._exceptions import (
     RekaError,
     StreamInterrupted,
 )
-from .._settings import Settings
+from ..answer import SESSION_USAGE, Description
+from ..cache import AnswerCache, CachedAnswer, cache_key
+from ..client.aio import AsyncRekaClient
+from ..client.settings import Settings
 from ..images import Media, prepare_images
 from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
 from ..protocol.messages import check_params, user_message
 from ..protocol.stream import Completion
-from .cache import AnswerCache, CachedAnswer, cache_key
 from .limiter import Limiter
 from .results import THUMBNAIL, Result, Results
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._answer import notebook_progress
+from ..answer import notebook_progress
 from .results import Result, Results
 
 __all__ = [

@@ -9,10 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._ask import require_image, run_adescribe
-from ._base import BaseClient, Messages, translate_send_error
-from ._exceptions import APIError, RekaError
-from ._replies import (
+from .._exceptions import APIError, RekaError
+from ..protocol.body import BodyTooLarge, UndecodableBody
+from ..protocol.errors import is_retryable, retry_delay
+from ..protocol.models import Model, ModelList
+from ..protocol.stream import Completion
+from .base import BaseClient, Messages, translate_send_error
+from .question import require_image, run_adescribe
+from .replies import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
     DRAIN_WAIT,
@@ -27,14 +31,10 @@ from ._replies import (
     take_body,
     wait_before_retry,
 )
-from ._settings import Settings
-from .protocol.body import BodyTooLarge, UndecodableBody
-from .protocol.errors import is_retryable, retry_delay
-from .protocol.models import Model, ModelList
-from .protocol.stream import Completion
+from .settings import Settings
 
 if TYPE_CHECKING:
-    from ._answer import Description
+    from ..answer import Description
 
 __all__ = ["AsyncChatStream", "AsyncRekaClient"]
 

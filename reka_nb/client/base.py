@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APITimeoutError,
     ClientClosedError,
@@ -24,13 +24,13 @@ from ._exceptions import (
     MissingAPIKeyError,
     RekaError,
 )
-from ._replies import KeyAuth, describe_transport, shutdown
-from ._settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
-from ._version import __version__
-from .protocol.body import ACCEPT_ENCODING
-from .protocol.errors import redact
-from .protocol.messages import build_body
-from .protocol.models import Model, ModelList, check_inputs
+from .._version import __version__
+from ..protocol.body import ACCEPT_ENCODING
+from ..protocol.errors import redact
+from ..protocol.messages import build_body
+from ..protocol.models import Model, ModelList, check_inputs
+from .replies import KeyAuth, describe_transport, shutdown
+from .settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
 
 __all__ = ["MODELS_TTL", "BaseClient", "Messages", "translate_send_error"]
 
@@ -45,6 +45,8 @@ class BaseClient:
 
     Every setting left as None is read from the environment at call time.
     """
+
+    _http: Any = None  # the driver's httpx pool, made at first use
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class BaseClient:
         so a call in another thread ends at once); return the pool to close, if any."""
         with self._lock:
             self._closed = True
-            http, self._http = self._http, None  # type: ignore[has-type]
+            http, self._http = self._http, None
         for stream in list(self._streams):
             shutdown(stream)
         return http

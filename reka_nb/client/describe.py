@@ -6,14 +6,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._answer import DEFAULT_PROMPT, SESSION_USAGE, Description
-from ._ask import require_image, run_adescribe, run_describe
-from ._client import RekaClient
-from .protocol.costs import UsageTotals
-from .protocol.models import ModelList
+from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description
+from ..protocol.costs import UsageTotals
+from ..protocol.models import ModelList
+from .question import require_image, run_adescribe, run_describe
+from .sync import RekaClient
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncRekaClient
+    from .aio import AsyncRekaClient
 
 __all__ = ["adescribe", "default_client", "describe", "models", "usage"]
 
@@ -84,7 +84,7 @@ async def adescribe(
         return await run_adescribe(
             client, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
         )
-    from ._async_client import AsyncRekaClient  # asyncio: imported when first used
+    from .aio import AsyncRekaClient  # asyncio: imported when first used
 
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
         return await run_adescribe(

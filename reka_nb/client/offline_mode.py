@@ -6,10 +6,10 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from .testing import OfflineServer
+    from ..offline import OfflineServer
 
 __all__ = ["ensure_server", "is_active", "stop_offline_server", "use_offline_server"]
 
@@ -51,7 +51,7 @@ def ensure_server() -> OfflineServer:
     global _server
     with _lock:
         if _server is None:
-            from .testing import OfflineServer
+            from ..offline import OfflineServer
 
             _server = OfflineServer(token_delay=_delay_from_environment()).start()
         return _server

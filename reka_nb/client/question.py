@@ -15,7 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._answer import (
+from .._exceptions import ImageError
+from ..answer import (
     DEFAULT_PROMPT,
     SESSION_USAGE,
     AnswerStore,
@@ -24,15 +25,14 @@ from ._answer import (
     answer_store,
     default_presenter,
 )
-from ._exceptions import ImageError
-from .protocol.messages import check_params, user_message
-from .protocol.models import Model
-from .protocol.stream import Completion
+from ..protocol.messages import check_params, user_message
+from ..protocol.models import Model
+from ..protocol.stream import Completion
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncRekaClient
-    from ._client import RekaClient
-    from .images import Media
+    from ..images import Media
+    from .aio import AsyncRekaClient
+    from .sync import RekaClient
 
 __all__ = ["require_image", "run_adescribe", "run_describe"]
 
@@ -55,7 +55,7 @@ def _prepare(
     history: Sequence[Mapping[str, Any]],
     keep_metadata: bool = False,
 ) -> tuple[list[Media], str, dict, list[dict], str]:
-    from .images import prepare_images  # Pillow: imported when a first image is prepared
+    from ..images import prepare_images  # Pillow: imported when a first image is prepared
 
     settings = client.settings(model)  # first: its limits are checked before images are read
     images = (

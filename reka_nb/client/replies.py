@@ -16,13 +16,12 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import APIError, RateLimitError, RekaError, ServerError, StreamInterrupted
-from ._settings import Secret, Settings
-from .protocol.body import MAX_BODY_SIZE, BodyDecoder, BodyTooLarge, UndecodableBody
-from .protocol.errors import error_from_response, parse_retry_after, redact
-from .protocol.models import ModelList, parse_models
-from .protocol.sse import EventTooLarge, SSEDecoder
-from .protocol.stream import (
+from .._exceptions import APIError, RateLimitError, RekaError, ServerError, StreamInterrupted
+from ..protocol.body import MAX_BODY_SIZE, BodyDecoder, BodyTooLarge, UndecodableBody
+from ..protocol.errors import error_from_response, parse_retry_after, redact
+from ..protocol.models import ModelList, parse_models
+from ..protocol.sse import EventTooLarge, SSEDecoder
+from ..protocol.stream import (
     Accumulator,
     Completion,
     MalformedEvent,
@@ -30,6 +29,7 @@ from .protocol.stream import (
     load_json,
     parse_completion,
 )
+from .settings import Secret, Settings
 
 __all__ = [
     "AFTER_FINISH_WAIT",

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._exceptions import ConfigurationError, MissingAPIKeyError
-from .protocol.errors import redact
-from .protocol.messages import Api
+from .._exceptions import ConfigurationError, MissingAPIKeyError
+from ..protocol.errors import redact
+from ..protocol.messages import Api
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -154,7 +154,7 @@ def resolve(
     The key is read last and held only as a ``Secret`` here, so no frame of a traceback
     raised while resolving shows it.
     """
-    from . import _offline
+    from . import offline_mode as _offline
 
     if api not in (None, "openai", "native"):
         raise ConfigurationError(f"api must be 'openai' or 'native', not {api!r}")

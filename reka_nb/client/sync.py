@@ -1,6 +1,6 @@
 """RekaClient: the synchronous client. It moves bytes; the protocol lives in no-I/O modules.
 
-AsyncRekaClient (``_async_client.py``) mirrors it line for line. Retries happen only before an
+AsyncRekaClient (``aio.py``) mirrors it line for line. Retries happen only before an
 answer has started: connection failures and 408/409/429/5xx replies, with backoff and jitter,
 honouring Retry-After. Once text has arrived, a failure raises StreamInterrupted with the
 partial text.
@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._ask import require_image, run_describe
-from ._base import BaseClient, Messages, translate_send_error
-from ._exceptions import APIError, RekaError
-from ._replies import (
+from .._exceptions import APIError, RekaError
+from ..protocol.body import BodyTooLarge, UndecodableBody
+from ..protocol.errors import is_retryable, retry_delay
+from ..protocol.models import Model, ModelList
+from ..protocol.stream import Completion
+from .base import BaseClient, Messages, translate_send_error
+from .question import require_image, run_describe
+from .replies import (
     AFTER_FINISH_WAIT,
     DRAIN_LIMIT,
     DRAIN_WAIT,
@@ -34,14 +38,10 @@ from ._replies import (
     take_body,
     wait_before_retry,
 )
-from ._settings import Settings
-from .protocol.body import BodyTooLarge, UndecodableBody
-from .protocol.errors import is_retryable, retry_delay
-from .protocol.models import Model, ModelList
-from .protocol.stream import Completion
+from .settings import Settings
 
 if TYPE_CHECKING:
-    from ._answer import Description
+    from ..answer import Description
 
 __all__ = ["ChatStream", "RekaClient"]
 

@@ -28,12 +28,12 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .._answer import DEFAULT_PROMPT, Description, default_presenter
-from .._ask import run_describe
-from .._describe import default_client, usage
 from .._exceptions import ConfigurationError, ImageError, InvalidRequestError
+from ..answer import DEFAULT_PROMPT, Description, default_presenter
 from ..batch import describe_many
 from ..batch.sources import expand
+from ..client.describe import default_client, usage
+from ..client.question import run_describe
 from ..protocol.messages import check_params
 from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 

@@ -1,4 +1,4 @@
-"""``python -m reka_nb.testing``: run the offline server until Ctrl-C."""
+"""``python -m reka_nb.offline``: run the offline server until Ctrl-C."""
 
 from __future__ import annotations
 

@@ -9,6 +9,6 @@ to install when Ray is missing. See docs/scale.md.
 
 from __future__ import annotations
 
-from .integrations.ray import ANSWER_COLUMNS, describe_dataset, require_ray, skip_answered
+from .dataset import ANSWER_COLUMNS, describe_dataset, require_ray, skip_answered
 
 __all__ = ["ANSWER_COLUMNS", "describe_dataset", "require_ray", "skip_answered"]

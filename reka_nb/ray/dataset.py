@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._answer import DEFAULT_PROMPT
-from .._async_client import AsyncRekaClient
 from .._exceptions import ConfigurationError, InvalidRequestError, MissingAPIKeyError
-from .._settings import resolve
-from ..batch.cache import FILE_NAME, AnswerCache, cache_folder
+from ..answer import DEFAULT_PROMPT
 from ..batch.engine import Item, run_items
 from ..batch.results import COLUMNS
+from ..cache import FILE_NAME, AnswerCache, cache_folder
+from ..client.aio import AsyncRekaClient
+from ..client.settings import resolve
 from ..protocol.messages import check_params
-from .ray_limiter import RayLimiter, desk_name, get_desk
+from .limiter import RayLimiter, desk_name, get_desk
 
 if TYPE_CHECKING:
     import numpy

@@ -27,7 +27,7 @@ from reka_nb.images import prepare_image
 from reka_nb.protocol.messages import user_message
 from reka_nb.testing import Fault, OfflineServer
 
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 KINDS = ["sync", "async"]
 
 
@@ -397,7 +397,7 @@ def test_an_answer_is_read_once(server: OfflineServer) -> None:
 
 @pytest.mark.parametrize("value", ["fast", "-1", "nan"])
 def test_bad_offline_delay_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from reka_nb import _offline
+    from reka_nb.client import offline_mode as _offline
 
     monkeypatch.setattr(_offline, "_server", None)
     monkeypatch.setenv("REKA_NB_OFFLINE", "1")

@@ -24,7 +24,7 @@ from reka_nb import (
 )
 from reka_nb.testing import Fault, OfflineServer
 
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 CAT_LINE = "Image 1: JPEG, 451×300 px, 35,042 bytes."
 
 

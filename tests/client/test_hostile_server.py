@@ -31,7 +31,7 @@ from reka_nb import (
 )
 
 KEY = "reka-hostile-test-key"
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 HI = [{"role": "user", "content": "hi"}]
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -23,11 +23,11 @@ from reka_nb import (
     RekaClient,
     Usage,
 )
-from reka_nb._ask import run_describe
+from reka_nb.client.question import run_describe
 from reka_nb.protocol.models import check_inputs, format_usd, parse_models
 from reka_nb.testing import DEFAULT_MODELS, OfflineServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAT = str(ROOT / "docs" / "images" / "cat.jpeg")
 FLASH_IN, FLASH_OUT = Decimal("0.0000008"), Decimal("0.000002")  # the server's example prices
 
@@ -179,7 +179,7 @@ def test_models_are_model_objects_kept_for_a_while(server: OfflineServer, monkey
         assert paths(server) == ["/v1/models"]
         client.models(refresh=True)
         assert paths(server) == ["/v1/models"] * 2
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)
+        monkeypatch.setattr("reka_nb.client.base.MODELS_TTL", 0.0)
         client.models()
         assert paths(server) == ["/v1/models"] * 3
 
@@ -241,7 +241,7 @@ def test_a_listed_model_is_checked_even_with_the_lookup_off(
         client.models()
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
-        monkeypatch.setattr("reka_nb._base.MODELS_TTL", 0.0)  # old, but still what is known
+        monkeypatch.setattr("reka_nb.client.base.MODELS_TTL", 0.0)  # old, but still what is known
         with pytest.raises(InvalidRequestError, match="does not take image input"):
             client.describe(CAT, model="reka-flash-3", show=False)
         assert client.describe(CAT, show=False).cost == Decimal("0.0001248")
@@ -281,7 +281,7 @@ def test_cost_from_the_servers_usage(env: OfflineServer, monkeypatch, api: str) 
 
 def test_session_usage_per_model(env: OfflineServer, monkeypatch) -> None:
     monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     with RekaClient() as client:
         a = client.describe(CAT, "What is it?", show=False)
         b = client.describe(CAT, "What is it?", show=False)
@@ -300,7 +300,7 @@ def test_session_usage_per_model(env: OfflineServer, monkeypatch) -> None:
         "reka-flash-3  1        2          1           ?",
         "total         3        136        61          $0.00023 (+1 unpriced)",
     ]
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     assert reka_nb.usage().table() == "No answers yet."
 
 
@@ -309,7 +309,7 @@ def test_session_usage_per_model(env: OfflineServer, monkeypatch) -> None:
 
 def test_usage_magic(ip_shell, env: OfflineServer, capsys, monkeypatch) -> None:
     monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     ip_shell.run_cell(f"%reka -i {CAT} What is it?", store_history=False)
     capsys.readouterr()
     ip_shell.run_cell("%reka usage", store_history=False)
@@ -317,7 +317,7 @@ def test_usage_magic(ip_shell, env: OfflineServer, capsys, monkeypatch) -> None:
         capsys.readouterr().out.splitlines()[2]
         == "reka-flash  1        67         30          $0.00011"
     )
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from reka_nb import AsyncRekaClient, RekaClient, RekaError, describe
-from reka_nb._settings import resolve
+from reka_nb.client.settings import resolve
 from reka_nb.testing import Fault, OfflineServer
 
 SECRET = "reka-SECRET-9f8e7d6c5b4a"
 WRONG = "reka-WRONG-1a2b3c4d5e6f"
-CAT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cat.jpeg"
+CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_errors_pickle_and_keys_do_not(secret_server: OfflineServer, produced: l
     import pickle
 
     from reka_nb import APIError, StreamInterrupted
-    from reka_nb._settings import Secret
+    from reka_nb.client.settings import Secret
 
     secret_server.queue(Fault.status(429, retry_after=0), *[Fault.status(404)] * 2)
     errors: list[RekaError] = []

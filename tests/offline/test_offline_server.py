@@ -27,8 +27,8 @@ from reka.client import Reka
 from reka.core.api_error import ApiError
 from reka.errors.unprocessable_entity_error import UnprocessableEntityError
 
+from reka_nb.offline import _handler as handler_module
 from reka_nb.testing import DEFAULT_MODELS, TEST_API_KEY, Fault, OfflineServer, RecordedRequest
-from reka_nb.testing import _handler as handler_module
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"

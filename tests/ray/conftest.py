@@ -7,7 +7,5 @@ import importlib.util
 
 def pytest_report_header() -> str:
     if importlib.util.find_spec("ray") is None:
-        return (
-            "ray: not installed: tests/integrations/test_ray.py skips; pip install 'reka-nb[ray]'"
-        )
-    return "ray: installed (tests/integrations/test_ray.py starts a local Ray with 2 CPUs)"
+        return "ray: not installed: tests/ray/test_ray.py skips; pip install 'reka-nb[ray]'"
+    return "ray: installed (tests/ray/test_ray.py starts a local Ray with 2 CPUs)"

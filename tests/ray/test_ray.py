@@ -29,9 +29,9 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
 
 import reka_nb.ray as rr
 from reka_nb import AsyncRekaClient, InvalidRequestError, describe_many
-from reka_nb.batch.cache import FILE_NAME, AnswerCache
+from reka_nb.cache import FILE_NAME, AnswerCache
 from reka_nb.images import prepare_image
-from reka_nb.integrations.ray import ANSWER_COLUMNS, _Config
+from reka_nb.ray.dataset import ANSWER_COLUMNS, _Config
 from reka_nb.testing import Fault, OfflineServer
 
 ROOT = Path(__file__).resolve().parents[2]
