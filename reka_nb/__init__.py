@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import typing
 
-from . import answer as _answer
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -37,7 +36,8 @@ from ._exceptions import (
 )
 from ._version import __version__
 from .answer import Description
-from .client.describe import adescribe, describe, models, usage
+from .auto import adescribe, describe
+from .client.describe import models, usage
 from .client.offline_mode import stop_offline_server, use_offline_server
 from .client.sync import ChatStream, RekaClient
 from .protocol.stream import Completion, Usage
@@ -98,7 +98,8 @@ __all__ = [
 
 if typing.TYPE_CHECKING:
     from . import cache
-    from .batch import Result, Results, adescribe_many, describe_many
+    from .auto import adescribe_many, describe_many
+    from .batch import Result, Results
     from .client.aio import AsyncChatStream, AsyncRekaClient
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
@@ -124,8 +125,8 @@ _LAZY = {
     "uploader": ".notebook.uploader",
     "Result": ".batch",  # asyncio, sqlite3
     "Results": ".batch",
-    "adescribe_many": ".batch",
-    "describe_many": ".batch",
+    "adescribe_many": ".auto",
+    "describe_many": ".auto",
 }
 
 
@@ -145,34 +146,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 
-def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
-    """The notebook display, where a kernel's frontend can update it (imported only then)."""
-    from .notebook.display import notebook_presenter
-
-    return notebook_presenter(raw)
-
-
-def _notebook_progress() -> object | None:
-    """describe_many's progress display in a notebook whose frontend can update outputs."""
-    from .notebook.progress import notebook_progress
-
-    return notebook_progress()
-
-
-def _answer_store() -> _answer.AnswerStore | None:
-    """The answer cache describe(cache=True) uses (sqlite3 is imported only then)."""
-    from .cache import describe_store
-
-    return describe_store()
-
-
-_answer.set_notebook_presenter(_notebook_presenter)
-_answer.set_notebook_progress(_notebook_progress)
-_answer.set_answer_store(_answer_store)
-
-
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext reka_nb``: register the %reka and %%reka magics."""
-    from .notebook.magics import load_ipython_extension as load
+    from .auto import load_ipython_extension as load
 
     load(ipython)

@@ -1,8 +1,8 @@
 """What an answer is (Description) and how one is shown while it arrives (Presenter).
 
 This sits below the clients and the notebook: the clients return Descriptions and the notebook
-display renders them. Where no caller chose a presenter, ``default_presenter`` asks the hook the
-notebook layer registers (from ``reka_nb/__init__.py``), so this module never imports it.
+display renders them. Which presenter shows an answer is chosen above (``reka_nb.auto``) and
+handed down; where nobody chose one, answers go to stdout.
 """
 
 from __future__ import annotations
@@ -22,16 +22,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PROMPT",
     "SESSION_USAGE",
-    "AnswerStore",
     "Description",
     "Presenter",
     "StdoutPresenter",
-    "answer_store",
-    "default_presenter",
-    "notebook_progress",
-    "set_answer_store",
-    "set_notebook_presenter",
-    "set_notebook_progress",
 ]
 
 SESSION_USAGE = UsageTotals()
@@ -204,76 +197,3 @@ class StdoutPresenter:
     def fail(self, error: BaseException, partial_text: str) -> None:
         if self._wrote:
             self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")
-
-
-#: Builds the notebook display (``raw``: plain text) or returns None where none can update.
-NotebookPresenterFactory = Callable[[bool], "Presenter | None"]
-_notebook_presenter: NotebookPresenterFactory | None = None
-
-
-def set_notebook_presenter(factory: NotebookPresenterFactory | None) -> None:
-    """Register how a notebook shows answers; the notebook layer does so at import of reka_nb."""
-    global _notebook_presenter
-    _notebook_presenter = factory
-
-
-def default_presenter(raw: bool = False) -> Presenter:
-    """The notebook display inside a notebook (plain text with ``raw``), else stdout."""
-    if "ipykernel" in sys.modules and _notebook_presenter is not None:
-        presenter = _notebook_presenter(raw)
-        if presenter is not None:
-            return presenter
-    return StdoutPresenter()
-
-
-#: Builds describe_many's progress display in a notebook, or returns None where none can update.
-NotebookProgressFactory = Callable[[], Any]
-_notebook_progress: NotebookProgressFactory | None = None
-
-
-def set_notebook_progress(factory: NotebookProgressFactory | None) -> None:
-    """Register how a notebook shows a run over many images (also done at import of reka_nb,
-    so that ``reka_nb.batch`` is imported only when used)."""
-    global _notebook_progress
-    _notebook_progress = factory
-
-
-def notebook_progress() -> Any:
-    """The registered notebook progress display inside a notebook, else None."""
-    if "ipykernel" in sys.modules and _notebook_progress is not None:
-        return _notebook_progress()
-    return None
-
-
-class AnswerStore(Protocol):
-    """Answers kept between runs (the answer cache), for ``describe(..., cache=True)``.
-
-    ``question`` holds what decides an answer: base_url, api, model, prompt, images (the
-    PreparedImages), params and context (earlier messages); never the API key.
-    """
-
-    def lookup(self, question: Mapping[str, Any]) -> tuple[str, Description | None]:
-        """(the question's key, its stored answer or None)."""
-        ...
-
-    def store(self, key: str, description: Description) -> None: ...
-
-    def close(self) -> None:
-        """Release the store; warn (in the caller's thread) if it could not be used."""
-        ...
-
-
-#: Opens the answer store, or returns None when it is turned off.
-AnswerStoreFactory = Callable[[], "AnswerStore | None"]
-_answer_store: AnswerStoreFactory | None = None
-
-
-def set_answer_store(factory: AnswerStoreFactory | None) -> None:
-    """Register the answer cache; the batch layer's is registered at import of reka_nb."""
-    global _answer_store
-    _answer_store = factory
-
-
-def answer_store() -> AnswerStore | None:
-    """The registered answer store, or None (none registered, or the cache is off)."""
-    return _answer_store() if _answer_store is not None else None

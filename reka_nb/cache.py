@@ -19,7 +19,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,11 +34,9 @@ __all__ = [
     "AnswerCache",
     "CacheInfo",
     "CachedAnswer",
-    "DescribeStore",
     "cache_key",
     "clear",
     "default_cache",
-    "describe_store",
     "info",
 ]
 
@@ -322,58 +319,3 @@ def clear() -> int:
         return cache.clear()
     finally:
         cache.close()
-
-
-class DescribeStore:
-    """The answer cache as ``describe(cache=True)`` uses it (the ``AnswerStore`` protocol).
-
-    Each lookup and store opens the database and closes it again: a failed request leaves
-    no file open.
-    """
-
-    def __init__(self, cache: AnswerCache) -> None:
-        self._cache = cache
-
-    def lookup(self, question: Mapping[str, Any]) -> tuple[str, Description | None]:
-        images = question["images"]
-        key = cache_key(
-            base_url=question["base_url"],
-            api=question["api"],
-            model=question["model"],
-            prompt=question["prompt"],
-            images=[(image.data, image.url) for image in images],
-            params=question["params"],
-            context=question.get("context", ()),
-        )
-        try:
-            hit = self._cache.get(key)
-        finally:
-            self._cache.close()
-        return key, None if hit is None else hit.description(str(question["prompt"]))
-
-    def store(self, key: str, description: Description) -> None:
-        usage = description.usage
-        answer = CachedAnswer(
-            text=description.text,
-            model=description.model,
-            finish_reason=description.finish_reason,
-            input_tokens=None if usage is None else usage.input_tokens,
-            output_tokens=None if usage is None else usage.output_tokens,
-            request_id=description.request_id,
-            seconds=description.elapsed,
-            stored_at=time.time(),
-        )
-        try:
-            self._cache.put(key, answer)
-        finally:
-            self._cache.close()
-
-    def close(self) -> None:
-        self._cache.close()
-        self._cache.warn(stacklevel=4)
-
-
-def describe_store() -> DescribeStore | None:
-    """The store ``describe(cache=True)`` uses: the cache REKA_NB_CACHE names now, or None."""
-    cache = default_cache()
-    return None if cache is None else DescribeStore(cache)

@@ -199,6 +199,7 @@ class AsyncRekaClient(BaseClient):
         *,
         model: str | None = None,
         retries: int | None = None,
+        settings: Settings | None = None,
         **params: Any,
     ) -> AsyncChatStream:
         """Start a streamed answer; ``async for`` over it for text deltas. Checks happen now.
@@ -206,7 +207,7 @@ class AsyncRekaClient(BaseClient):
         ``retries`` replaces the client's ``max_retries`` for this request (0: one attempt,
         for callers that retry themselves).
         """
-        return AsyncChatStream(self, messages, model, params, retries)
+        return AsyncChatStream(self, messages, model, params, retries, settings)
 
     async def complete(
         self,
@@ -215,17 +216,20 @@ class AsyncRekaClient(BaseClient):
         model: str | None = None,
         stream: bool = False,
         retries: int | None = None,
+        settings: Settings | None = None,
         **params: Any,
     ) -> Completion:
         """The whole answer at once (``stream=True`` streams it and gathers the text)."""
         if stream:
-            async with self.stream(messages, model=model, retries=retries, **params) as chat:
+            async with self.stream(
+                messages, model=model, retries=retries, settings=settings, **params
+            ) as chat:
                 async for _ in chat:
                     pass
             assert chat.completion is not None
             return chat.completion
         settings, url, headers, body = self._chat_request(
-            messages, model=model, stream=False, params=params
+            messages, model=model, stream=False, params=params, settings=settings
         )
         response, content = await self._send(
             "POST", url, settings, headers, body, read=True, retries=retries
@@ -259,11 +263,12 @@ class AsyncChatStream:
         model: str | None,
         params: dict,
         retries: int | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._client = client
         self._retries = retries
         self.settings, self._url, self._headers, self._body = client._chat_request(
-            messages, model=model, stream=True, params=params
+            messages, model=model, stream=True, params=params, settings=settings
         )
         self._response: httpx.Response | None = None
         self._state: StreamState | None = None

@@ -195,9 +195,11 @@ class BaseClient:
         model: str | None,
         stream: bool,
         params: Mapping[str, Any],
+        settings: Settings | None = None,
     ) -> tuple[Settings, str, dict[str, str], dict[str, Any]]:
-        """(settings, url, headers, body) for a chat call; raises before anything is sent."""
-        settings = self.settings(model)
+        """(settings, url, headers, body) for a chat call; raises before anything is sent.
+        ``settings``: those a question resolved already (else resolved now, for ``model``)."""
+        settings = self.settings(model) if settings is None else settings
         body = build_body(
             messages, model=settings.model, stream=stream, api=settings.api, params=params
         )
@@ -235,6 +237,10 @@ class BaseClient:
         if self.model_info_lookup is not None:
             return self.model_info_lookup
         return model_info_wanted()
+
+    def known_models(self, settings: Settings) -> ModelList | None:
+        """The last model list got for these settings, however old (no request), or None."""
+        return self._cached_models(settings, stale=True)[1]
 
     def known_model(self, model: str | None = None) -> Model | None:
         """What the last model list said about ``model`` (no request); None when unknown."""

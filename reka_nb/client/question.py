@@ -1,40 +1,39 @@
-"""One question on an explicit client: prepare the images, send, show the answer, return it.
+"""One question, from the caller's arguments to a finished answer: the one path every caller
+takes (``describe``/``adescribe``, the clients' ``describe`` methods, the magics, the upload
+panel, and ``describe_many``'s engine for each row, and so Ray's).
 
-Before sending, the model's metadata is looked up (``model_info``: kept by the client for a few
-minutes), so an input the model does not take is refused unsent, and the answer's cost is known.
-Every answer is added to the session's totals (``SESSION_USAGE``).
+``Question.prepare`` resolves nothing itself: it gets the settings resolved once by the caller,
+checks the parameters and the limits before any image is read, prepares the images and builds
+the message, so whatever it refuses is refused with nothing sent, for every caller alike.
+``learn`` takes the model's metadata (``model_info``) and refuses an input the model does not
+take; ``cached`` answers from the answer cache; ``finish`` turns a completion into the
+``Description`` (its cost, the session's usage, the cache entry).
 
-``run_describe`` / ``run_adescribe`` are the one code path to Reka behind ``describe()``, the
-clients' ``describe`` methods, the magics and the upload panel. They take the client as a
-parameter, so they sit below the clients and import none.
+``run_describe`` / ``run_adescribe`` drive one question on a sync or an async client; they take
+the client as a parameter, so they import none at run time.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ImageError
-from ..answer import (
-    DEFAULT_PROMPT,
-    SESSION_USAGE,
-    AnswerStore,
-    Description,
-    Presenter,
-    answer_store,
-    default_presenter,
-)
+from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
-from ..protocol.models import Model
-from ..protocol.stream import Completion
+from ..protocol.models import Model, ModelList, check_inputs
 
 if TYPE_CHECKING:
+    from ..cache import AnswerCache, CachedAnswer
     from ..images import Media
+    from ..protocol.stream import Completion
     from .aio import AsyncRekaClient
+    from .settings import Settings
     from .sync import RekaClient
 
-__all__ = ["require_image", "run_adescribe", "run_describe"]
+__all__ = ["Question", "refuse_images", "require_image", "run_adescribe", "run_describe"]
 
 
 def require_image(image: Any) -> None:
@@ -46,34 +45,221 @@ def require_image(image: Any) -> None:
         )
 
 
-def _prepare(
+@dataclass
+class Question:
+    """One question, checked and prepared: everything is decided before a byte is sent."""
+
+    settings: Settings
+    prompt: str
+    images: list[Media]
+    message: dict[str, Any]
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    info: Model | None = None
+    presenter: Presenter | None = None
+    started: float = field(default_factory=time.monotonic)
+    _cache: AnswerCache | None = field(default=None, repr=False)
+    _key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def prepare(
+        cls,
+        settings: Settings,
+        image: Any,
+        prompt: str | None = None,
+        *,
+        system: str | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
+        keep_metadata: bool = False,
+        params: Mapping[str, Any] | None = None,
+        models: ModelList | None = None,
+    ) -> Question:
+        """Check the parameters, the limits and (from ``models``, a list known already) the
+        model's inputs before reading any image; then prepare the images and the message."""
+        checked = check_params(params or {}, settings.api)
+        if image is not None and models is not None:
+            refuse_images(settings, models)
+        images: list[Media] = []
+        if image is not None:
+            from ..images import prepare_images  # Pillow: imported when a first image is prepared
+
+            images = prepare_images(
+                image,
+                keep_metadata=keep_metadata,
+                max_images=settings.max_images,
+                max_request_bytes=settings.max_request_bytes,
+            )
+        text = DEFAULT_PROMPT if prompt is None else prompt
+        message = user_message(text, images, settings.api)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        messages += [dict(m) for m in history]
+        messages.append(message)
+        return cls(settings, text, images, message, messages, checked)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def learn(self, info: Model | None, models: ModelList | None) -> None:
+        """Keep the model's metadata (prices: the answer's cost) and refuse, unsent, an input
+        the model does not take."""
+        self.info = info
+        if info is not None and models is not None:
+            check_inputs(info, self.messages, [m for m in models if m != info])
+
+    def key(self) -> str:
+        """The question's key in the answer cache: never the API key; images by their hash."""
+        from ..cache import cache_key  # sqlite3: imported when a cache is used
+
+        return cache_key(
+            base_url=self.settings.base_url,
+            api=self.settings.api,
+            model=self.model,
+            prompt=self.prompt,
+            images=[(im.data, im.url) for im in self.images],
+            params=self.params,
+            context=self.messages[:-1],  # a system message and earlier turns change the answer
+        )
+
+    def cached(self, cache: AnswerCache | None, *, close: bool = True) -> Description | None:
+        """The stored answer to this question (shown like a new one), else None; ``store``
+        keeps a new one. ``close=False``: the cache stays open (a run closes it at its end)."""
+        if cache is None:
+            return None
+        self._cache, self._key = cache, self.key()
+        try:
+            hit = cache.get(self._key)
+        finally:
+            if close:
+                cache.close()  # no file held open while the question is asked
+        if hit is None:
+            return None
+        self._cache = None
+        description = hit.description(self.prompt)
+        description.model = description.model or self.model
+        description.images = tuple(self.images)
+        description.message = dict(self.message)
+        if self.presenter:
+            self.presenter.start(model=description.model, prompt=self.prompt, images=self.images)
+            self.presenter.finish(description)
+        return description
+
+    def start(self) -> None:
+        """The answer is about to arrive: the presenter shows the question."""
+        if self.presenter:
+            self.presenter.start(model=self.model, prompt=self.prompt, images=self.images)
+
+    def update(self, delta: str) -> None:
+        if self.presenter:
+            self.presenter.update(delta)
+
+    def fail(self, error: BaseException, partial: str) -> None:
+        if self.presenter:
+            self.presenter.fail(error, partial)
+
+    def finish(self, completion: Completion, *, inputs: bool = True) -> Description:
+        """The answer: its cost (from ``info``), added to the session's usage, and shown.
+        ``inputs=False`` leaves the images out of it (a run over many keeps no image bytes)."""
+        elapsed = time.monotonic() - self.started
+        description = Description.from_completion(
+            completion,
+            elapsed=elapsed,
+            prompt=self.prompt,
+            images=self.images if inputs else (),
+            message=self.message if inputs else None,
+            model_info=self.info,
+        )
+        if description.model is None:
+            description.model = self.model
+        SESSION_USAGE.add(self.model, description.usage, description.cost)
+        if self.presenter:
+            self.presenter.finish(description)
+        return description
+
+    def store(self, description: Description, *, close: bool = True) -> None:
+        """Keep a new answer in the cache the question was looked up in (if any)."""
+        if self._cache is not None and self._key is not None:
+            try:
+                self._cache.put(self._key, cache_entry(description))
+            finally:
+                if close:
+                    self._cache.close()
+
+
+def cache_entry(description: Description) -> CachedAnswer:
+    """What the answer cache keeps of an answer."""
+    from ..cache import CachedAnswer
+
+    usage = description.usage
+    return CachedAnswer(
+        text=description.text,
+        model=description.model,
+        finish_reason=description.finish_reason,
+        input_tokens=None if usage is None else usage.input_tokens,
+        output_tokens=None if usage is None else usage.output_tokens,
+        request_id=description.request_id,
+        seconds=description.elapsed,
+        stored_at=time.time(),
+    )
+
+
+_IMAGE_PROBE = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}
+
+
+def refuse_images(settings: Settings, models: ModelList) -> None:
+    """Refuse, before any image is read, a model the list says takes no images."""
+    info = models.get(settings.model)
+    if info is not None and info.input_modalities is not None and not info.takes("image"):
+        check_inputs(info, [_IMAGE_PROBE], [m for m in models if m != info])
+
+
+def open_cache(cache: bool | AnswerCache | None) -> AnswerCache | None:
+    """``cache=True``: the answer cache ``REKA_NB_CACHE`` names now (None when it is off)."""
+    if cache is True:
+        from ..cache import default_cache  # sqlite3: imported when a cache is used
+
+        return default_cache()
+    return cache or None
+
+
+def presenter_of(show: bool | Presenter | None) -> Presenter | None:
+    """``show=True``: print to stdout (the notebook display is chosen above, in ``auto``)."""
+    if show is True:
+        return StdoutPresenter()
+    if show is False or show is None:
+        return None
+    return show
+
+
+def _question(
     client: RekaClient | AsyncRekaClient,
     image: Any,
     prompt: str | None,
     model: str | None,
+    show: bool | Presenter | None,
     system: str | None,
     history: Sequence[Mapping[str, Any]],
-    keep_metadata: bool = False,
-) -> tuple[list[Media], str, dict, list[dict], str]:
-    from ..images import prepare_images  # Pillow: imported when a first image is prepared
-
-    settings = client.settings(model)  # first: its limits are checked before images are read
-    images = (
-        prepare_images(
-            image,
-            keep_metadata=keep_metadata,
-            max_images=settings.max_images,
-            max_request_bytes=settings.max_request_bytes,
-        )
-        if image is not None
-        else []
+    keep_metadata: bool,
+    params: Mapping[str, Any],
+) -> Question:
+    settings = client.settings(model)  # once: its limits are checked before images are read
+    question = Question.prepare(
+        settings,
+        image,
+        prompt,
+        system=system,
+        history=history,
+        keep_metadata=keep_metadata,
+        params=params,
+        models=client.known_models(settings),
     )
-    text = DEFAULT_PROMPT if prompt is None else prompt
-    message = user_message(text, images, settings.api)
-    messages: list[dict] = [{"role": "system", "content": system}] if system else []
-    messages += [dict(m) for m in history]
-    messages.append(message)
-    return images, text, message, messages, settings.model
+    question.presenter = presenter_of(show)
+    return question
+
+
+def _warn(cache: AnswerCache | None) -> None:
+    if cache is not None:
+        cache.warn(stacklevel=4)  # at the caller's describe() line
 
 
 def run_describe(
@@ -87,7 +273,7 @@ def run_describe(
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     keep_metadata: bool = False,
-    cache: bool = False,
+    cache: bool | AnswerCache = False,
     **params: Any,
 ) -> Description:
     """describe() on an explicit client; everything is checked before anything is sent.
@@ -95,41 +281,37 @@ def run_describe(
     ``cache=True`` answers from the answer cache when the same question was asked before
     (the answer says ``cached``), and stores a new answer there.
     """
-    images, text, message, messages, model_name = _prepare(
-        client, image, prompt, model, system, history, keep_metadata
-    )
-    info = client.model_info(model_name)
-    presenter = _presenter(show)
-    store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
-    if hit is not None:
-        return _replay(hit, presenter, text, images, message, model_name)
-    started = time.monotonic()
-    if stream:
-        chat = client.stream(messages, model=model_name, **params)
-        if presenter:
-            presenter.start(model=model_name, prompt=text, images=images)
-        try:
-            for delta in chat:
-                if presenter:
-                    presenter.update(delta)
-        except BaseException as exc:
-            if presenter:
-                presenter.fail(exc, chat.text)
-            raise
-        assert chat.completion is not None
-        completion = chat.completion
-    else:
-        if presenter:
-            presenter.start(model=model_name, prompt=text, images=images)
-        try:
-            completion = client.complete(messages, model=model_name, **params)
-        except BaseException as exc:
-            if presenter:
-                presenter.fail(exc, "")
-            raise
-    description = _finish(completion, presenter, started, text, images, message, model_name, info)
-    _keep(store, key, description)
-    return description
+    q = _question(client, image, prompt, model, show, system, history, keep_metadata, params)
+    q.learn(client.model_info(q.model), client.known_models(q.settings))
+    store = open_cache(cache)
+    try:
+        hit = q.cached(store)
+        if hit is not None:
+            return hit
+        q.started = time.monotonic()
+        if stream:
+            chat = client.stream(q.messages, settings=q.settings, **q.params)
+            q.start()
+            try:
+                for delta in chat:
+                    q.update(delta)
+            except BaseException as exc:
+                q.fail(exc, chat.text)
+                raise
+            assert chat.completion is not None
+            completion = chat.completion
+        else:
+            q.start()
+            try:
+                completion = client.complete(q.messages, settings=q.settings, **q.params)
+            except BaseException as exc:
+                q.fail(exc, "")
+                raise
+        description = q.finish(completion)
+        q.store(description)
+        return description
+    finally:
+        _warn(store)
 
 
 async def run_adescribe(
@@ -143,149 +325,38 @@ async def run_adescribe(
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     keep_metadata: bool = False,
-    cache: bool = False,
+    cache: bool | AnswerCache = False,
     **params: Any,
 ) -> Description:
-    """adescribe() on an explicit client; the mirror of run_describe.
-
-    ``cache=True`` answers from the answer cache when the same question was asked before
-    (the answer says ``cached``), and stores a new answer there.
-    """
-    images, text, message, messages, model_name = _prepare(
-        client, image, prompt, model, system, history, keep_metadata
-    )
-    info = await client.model_info(model_name)
-    presenter = _presenter(show)
-    store, key, hit = _lookup(cache, client, model_name, text, images, messages, params)
-    if hit is not None:
-        return _replay(hit, presenter, text, images, message, model_name)
-    started = time.monotonic()
-    if stream:
-        chat = client.stream(messages, model=model_name, **params)
-        if presenter:
-            presenter.start(model=model_name, prompt=text, images=images)
-        try:
-            async for delta in chat:
-                if presenter:
-                    presenter.update(delta)
-        except BaseException as exc:
-            if presenter:
-                presenter.fail(exc, chat.text)
-            raise
-        assert chat.completion is not None
-        completion = chat.completion
-    else:
-        if presenter:
-            presenter.start(model=model_name, prompt=text, images=images)
-        try:
-            completion = await client.complete(messages, model=model_name, **params)
-        except BaseException as exc:
-            if presenter:
-                presenter.fail(exc, "")
-            raise
-    description = _finish(completion, presenter, started, text, images, message, model_name, info)
-    _keep(store, key, description)
-    return description
-
-
-def _lookup(
-    cache: bool,
-    client: RekaClient | AsyncRekaClient,
-    model: str,
-    prompt: str,
-    images: list[Media],
-    messages: list[dict],
-    params: Mapping[str, Any],
-) -> tuple[AnswerStore | None, str | None, Description | None]:
-    """With ``cache``: the store, the question's key and its stored answer (if any)."""
-    store = answer_store() if cache else None
-    if store is None:
-        return None, None, None
-    settings = client.settings(model)
-    question = {
-        "base_url": settings.base_url,
-        "api": settings.api,
-        "model": model,
-        "prompt": prompt,
-        "images": images,
-        "params": check_params(params, settings.api),
-        "context": messages[:-1],  # a system message and earlier turns change the answer
-    }
+    """adescribe() on an explicit client: run_describe's steps, awaited."""
+    q = _question(client, image, prompt, model, show, system, history, keep_metadata, params)
+    q.learn(await client.model_info(q.model), client.known_models(q.settings))
+    store = open_cache(cache)
     try:
-        key, hit = store.lookup(question)
-    except BaseException:
-        store.close()
-        raise
-    if hit is not None:
-        store.close()
-        return None, None, hit
-    return store, key, None
-
-
-def _keep(store: AnswerStore | None, key: str | None, description: Description) -> None:
-    if store is not None and key is not None:
-        try:
-            store.store(key, description)
-        finally:
-            store.close()
-
-
-def _replay(
-    hit: Description,
-    presenter: Presenter | None,
-    prompt: str,
-    images: list[Media],
-    message: dict,
-    model: str,
-) -> Description:
-    """A cached answer, shown like a new one (its footer says ``cached``)."""
-    description = Description(
-        hit.text,
-        model=hit.model or model,
-        usage=hit.usage,
-        finish_reason=hit.finish_reason,
-        request_id=hit.request_id,
-        elapsed=hit.elapsed,
-        prompt=prompt,
-        images=images,
-        message=message,
-        cached=True,
-    )
-    if presenter:
-        presenter.start(model=description.model or model, prompt=prompt, images=images)
-        presenter.finish(description)
-    return description
-
-
-def _presenter(show: bool | Presenter) -> Presenter | None:
-    if show is True:
-        return default_presenter()
-    if show is False or show is None:
-        return None
-    return show
-
-
-def _finish(
-    completion: Completion,
-    presenter: Presenter | None,
-    started: float,
-    prompt: str,
-    images: list[Media],
-    message: dict,
-    model: str,
-    info: Model | None,
-) -> Description:
-    description = Description.from_completion(
-        completion,
-        elapsed=time.monotonic() - started,
-        prompt=prompt,
-        images=images,
-        message=message,
-        model_info=info,
-    )
-    if description.model is None:
-        description.model = model
-    SESSION_USAGE.add(model, description.usage, description.cost)
-    if presenter:
-        presenter.finish(description)
-    return description
+        hit = q.cached(store)
+        if hit is not None:
+            return hit
+        q.started = time.monotonic()
+        if stream:
+            chat = client.stream(q.messages, settings=q.settings, **q.params)
+            q.start()
+            try:
+                async for delta in chat:
+                    q.update(delta)
+            except BaseException as exc:
+                q.fail(exc, chat.text)
+                raise
+            assert chat.completion is not None
+            completion = chat.completion
+        else:
+            q.start()
+            try:
+                completion = await client.complete(q.messages, settings=q.settings, **q.params)
+            except BaseException as exc:
+                q.fail(exc, "")
+                raise
+        description = q.finish(completion)
+        q.store(description)
+        return description
+    finally:
+        _warn(store)

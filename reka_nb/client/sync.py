@@ -195,6 +195,7 @@ class RekaClient(BaseClient):
         *,
         model: str | None = None,
         retries: int | None = None,
+        settings: Settings | None = None,
         **params: Any,
     ) -> ChatStream:
         """Start a streamed answer; iterate the result for text deltas. Checks happen now.
@@ -202,7 +203,7 @@ class RekaClient(BaseClient):
         ``retries`` replaces the client's ``max_retries`` for this request (0: one attempt,
         for callers that retry themselves).
         """
-        return ChatStream(self, messages, model, params, retries)
+        return ChatStream(self, messages, model, params, retries, settings)
 
     def complete(
         self,
@@ -211,17 +212,20 @@ class RekaClient(BaseClient):
         model: str | None = None,
         stream: bool = False,
         retries: int | None = None,
+        settings: Settings | None = None,
         **params: Any,
     ) -> Completion:
         """The whole answer at once (``stream=True`` streams it and gathers the text)."""
         if stream:
-            with self.stream(messages, model=model, retries=retries, **params) as chat:
+            with self.stream(
+                messages, model=model, retries=retries, settings=settings, **params
+            ) as chat:
                 for _ in chat:
                     pass
             assert chat.completion is not None
             return chat.completion
         settings, url, headers, body = self._chat_request(
-            messages, model=model, stream=False, params=params
+            messages, model=model, stream=False, params=params, settings=settings
         )
         response, content = self._send(
             "POST", url, settings, headers, body, read=True, retries=retries
@@ -253,11 +257,12 @@ class ChatStream:
         model: str | None,
         params: dict,
         retries: int | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._client = client
         self._retries = retries
         self.settings, self._url, self._headers, self._body = client._chat_request(
-            messages, model=model, stream=True, params=params
+            messages, model=model, stream=True, params=params, settings=settings
         )
         self._response: httpx.Response | None = None
         self._state: StreamState | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .._exceptions import ConfigurationError, ImageError, InvalidRequestError
-from ..answer import DEFAULT_PROMPT, Description, default_presenter
-from ..batch import describe_many
+from ..answer import DEFAULT_PROMPT, Description, Presenter, StdoutPresenter
+from ..batch import Progress, describe_many
 from ..batch.sources import expand
 from ..client.describe import default_client, usage
 from ..client.question import run_describe
@@ -88,9 +88,19 @@ class Conversation:
 class RekaMagics(Magics):
     """The %reka magics; one ``Conversation`` per shell."""
 
-    def __init__(self, shell: Any = None) -> None:
+    def __init__(
+        self,
+        shell: Any = None,
+        *,
+        presenter: Callable[[bool], Presenter] | None = None,
+        progress: Callable[[], Progress] | None = None,
+    ) -> None:
         super().__init__(shell)
         self.conversation = Conversation()
+        # How answers and runs are shown, chosen by the caller (reka_nb.auto: the notebook's
+        # display where a frontend can update it); stdout and tqdm otherwise.
+        self._presenter = presenter or (lambda raw: StdoutPresenter())
+        self._progress = progress
         parser = self.reka.parser
         parser.allow_abbrev = False  # options are found before parsing, by their full names
         self._takes_value = {  # argparse has no public list of its options
@@ -192,7 +202,7 @@ class RekaMagics(Magics):
             prompt or DEFAULT_PROMPT,
             model=args.model,
             stream=not args.no_stream,
-            show=default_presenter(raw=args.raw),
+            show=self._presenter(args.raw),
             system=system,
             history=list(chat.messages) if args.chat else (),
             cache=args.cache,
@@ -226,6 +236,7 @@ class RekaMagics(Magics):
             concurrency=args.concurrency or 8,
             requests_per_minute=args.rpm,
             stream=False,  # whole answers: nothing is shown word by word
+            show=True if self._progress is None else self._progress(),
             **params,
         )
         user_ns = self._user_ns()
@@ -367,13 +378,19 @@ def ask_questions(lines: list[str]) -> list[str]:
     return out
 
 
-def load_ipython_extension(ipython: Any) -> None:
-    """Register the %reka magics with an IPython shell.
+def load_ipython_extension(
+    ipython: Any,
+    *,
+    presenter: Callable[[bool], Presenter] | None = None,
+    progress: Callable[[], Progress] | None = None,
+) -> None:
+    """Register the %reka magics with an IPython shell; ``presenter(raw)`` and ``progress()``
+    make what shows an answer and a run (``reka_nb.auto`` hands down the notebook's).
 
     A ``%reka ...?`` line in the cell that loads the extension was read by IPython as a help
     request before the magics existed, so nothing would be asked: that cell fails, saying so.
     """
-    ipython.register_magics(RekaMagics)
+    ipython.register_magics(RekaMagics(ipython, presenter=presenter, progress=progress))
     cleanup = ipython.input_transformers_cleanup
     if any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
         return  # this cell was read with the transformer in place

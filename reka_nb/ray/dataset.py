@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ConfigurationError, InvalidRequestError, MissingAPIKeyError
 from ..answer import DEFAULT_PROMPT
 from ..batch.engine import Item, run_items
+from ..batch.options import check_run_options
 from ..batch.results import COLUMNS
 from ..cache import FILE_NAME, AnswerCache, cache_folder
 from ..client.aio import AsyncRekaClient
@@ -193,22 +194,13 @@ def describe_dataset(
         raise InvalidRequestError(f"the prompt must be a non-empty string, not {prompt!r}")
     if not isinstance(column, str) or not column:
         raise InvalidRequestError(f"column must be a column name, not {column!r}")
-    for name, value, low in (
-        ("concurrency", concurrency, 1),
-        ("in_flight", in_flight, 1),
-        ("batch_size", batch_size, 1),
-        ("retries", retries, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidRequestError(f"{name} must be a whole number >= {low}, not {value!r}")
-    if requests_per_minute is not None and (
-        isinstance(requests_per_minute, bool)
-        or not isinstance(requests_per_minute, int | float)
-        or not requests_per_minute > 0
-    ):
-        raise InvalidRequestError(
-            f"requests_per_minute must be a number above 0 (or None), not {requests_per_minute!r}"
-        )
+    check_run_options(
+        concurrency=concurrency,
+        in_flight=in_flight,
+        batch_size=batch_size,
+        retries=retries,
+        requests_per_minute=requests_per_minute,
+    )
     if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus < 0:
         raise InvalidRequestError(f"num_cpus must be a number >= 0, not {num_cpus!r}")
     settings = resolve(base_url=base_url, model=model, api=api)

@@ -31,7 +31,8 @@ from PIL import Image
 from traitlets.config import Config
 
 from reka_nb import ConfigurationError, Description, StreamInterrupted, Usage, prepare_images
-from reka_nb.answer import StdoutPresenter, default_presenter
+from reka_nb.answer import StdoutPresenter
+from reka_nb.auto import default_presenter
 from reka_nb.notebook.display import (
     NotebookPresenter,
     bundle_size,
