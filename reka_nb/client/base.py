@@ -1,7 +1,12 @@
-"""What the sync and async clients share: settings, URLs, headers, bodies (no I/O).
+"""What the sync and async clients share: settings, URLs, headers, bodies, and the request
+flow itself (no I/O).
 
-Reading replies (bodies within a size limit, streamed answers, typed errors) is in
-``_replies.py``; the clients move the bytes.
+The request flow (send, retry with backoff and ``Retry-After``, read a reply within limits,
+turn errors into types; the model list; a whole answer) is written once, as generators that
+yield what to do (``Send``, ``Read``, ``Sleep``) and get back what happened, as httpx writes
+its auth flow: ``RekaClient`` drives them with blocking calls, ``AsyncRekaClient`` with
+awaits, so no behaviour can differ between the two. Reading replies (bodies within a size
+limit, streamed answers, typed errors) is in ``replies.py``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ import hashlib
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from .._exceptions import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     ClientClosedError,
     ConfigurationError,
@@ -26,15 +33,66 @@ from .._exceptions import (
 )
 from .._version import __version__
 from ..protocol.body import ACCEPT_ENCODING
-from ..protocol.errors import redact
+from ..protocol.errors import is_retryable, redact, retry_delay
 from ..protocol.messages import build_body
 from ..protocol.models import Model, ModelList, check_inputs
-from .replies import KeyAuth, describe_transport, shutdown
+from ..protocol.stream import Completion
+from .replies import (
+    Body,
+    KeyAuth,
+    describe_transport,
+    error_of,
+    json_completion,
+    json_models,
+    may_retry,
+    shutdown,
+    wait_before_retry,
+)
 from .settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
 
-__all__ = ["MODELS_TTL", "BaseClient", "Messages", "translate_send_error"]
+__all__ = [
+    "MODELS_TTL",
+    "BaseClient",
+    "Flow",
+    "Messages",
+    "Read",
+    "Send",
+    "Sleep",
+    "translate_send_error",
+]
 
 Messages = Iterable[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this request; the driver answers with the response (its body still unread), or
+    the ``httpx.HTTPError`` that sending raised."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: Any
+    auth: KeyAuth
+
+
+@dataclass(frozen=True)
+class Read:
+    """Read this response's body within MAX_BODY_SIZE and close it: a ``Body``, or the
+    ``httpx.HTTPError`` that reading raised."""
+
+    response: httpx.Response
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait this many seconds (a backoff) before going on."""
+
+    seconds: float
+
+
+#: A request flow: yields steps, gets each one's outcome, returns its result.
+Flow = Generator["Send | Read | Sleep", Any, Any]
 
 MODELS_TTL = 300.0
 """Seconds a client keeps the model list (and a failure to get it) before asking again."""
@@ -254,6 +312,110 @@ class BaseClient:
         info = models.get(settings.model) if models else None
         if info is not None and models is not None:
             check_inputs(info, messages, [m for m in models if m != info])
+
+    # -- the request flow, written once (driven by each client's ``_drive``) -----------------
+
+    def _send_flow(
+        self,
+        method: str,
+        url: str,
+        settings: Settings,
+        headers: dict[str, str],
+        body: Any = None,
+        *,
+        read: bool = False,
+        retries: int | None = None,
+    ) -> Flow:
+        """Send with retries; return (a response with a 2xx status, its body if ``read``).
+
+        Only what happens before the reply is retried: a body that breaks is not resent.
+        Errors are raised here, outside any ``except``: httpx's exception holds the request,
+        which must not become a typed error's context.
+        """
+        auth = self._auth(settings)  # the key goes into the request only as it is sent
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            sent = yield Send(method, url, headers, body, auth)
+            if isinstance(sent, httpx.HTTPError):
+                if last or not may_retry(sent) or self._closed:
+                    raise translate_send_error(sent, settings, self)
+                yield Sleep(retry_delay(attempt, base=self.backoff))
+                continue
+            response: httpx.Response = sent
+            if response.is_success and not read:
+                return response, Body(b"")
+            content = yield Read(response)
+            if isinstance(content, httpx.HTTPError):
+                raise translate_send_error(content, settings, self)
+            if response.is_success:
+                return response, content
+            api_error = yield from self._error_flow(response, content, settings, body)
+            if last or not is_retryable(api_error):
+                raise api_error
+            wait = wait_before_retry(api_error, response)
+            yield Sleep(retry_delay(attempt, wait, base=self.backoff))
+        raise AssertionError("unreachable")
+
+    def _error_flow(
+        self, response: httpx.Response, content: Body, settings: Settings, body: Any
+    ) -> Generator[Any, Any, APIError]:
+        """The typed error of a reply; a 404 for a model lists the models that exist."""
+        model = body.get("model") if isinstance(body, dict) else None
+        available: list[str] = []
+        if response.status_code == 404 and model is not None:
+            try:
+                available = yield from self._list_flow(retries=0)
+            except Exception:  # listing is a courtesy; the 404 is the error to report
+                available = []
+        return error_of(response, content, settings, model, available)
+
+    def _list_flow(self, retries: int | None = None) -> Generator[Any, Any, ModelList]:
+        settings = self.settings()
+        headers = self._headers(settings)
+        url = settings.base_url + "/models"
+        response, body = yield from self._send_flow(
+            "GET", url, settings, headers, read=True, retries=retries
+        )
+        return json_models(response, body, settings)
+
+    def _models_flow(self, refresh: bool) -> Generator[Any, Any, ModelList]:
+        settings = self.settings()
+        found, models = self._cached_models(settings)
+        if found and models is not None and not refresh:
+            return models
+        models = yield from self._list_flow()
+        self._keep_models(settings, models)
+        return models
+
+    def _model_info_flow(self, model: str | None) -> Generator[Any, Any, Model | None]:
+        settings = self.settings(model)
+        found, models = self._cached_models(settings)
+        if not found and not self._looks_up_models():
+            return self.known_model(model)  # a list got earlier, however old
+        if not found:
+            try:
+                models = yield from self._list_flow(retries=0)
+            except RekaError:  # metadata is a courtesy: without it the question goes as before
+                models = self._cached_models(settings, stale=True)[1]  # what was known stays
+            self._keep_models(settings, models)
+        return models.get(settings.model) if models else None
+
+    def _complete_flow(
+        self,
+        messages: Messages,
+        model: str | None,
+        retries: int | None,
+        settings: Settings | None,
+        params: Mapping[str, Any],
+    ) -> Generator[Any, Any, Completion]:
+        settings, url, headers, body = self._chat_request(
+            messages, model=model, stream=False, params=params, settings=settings
+        )
+        response, content = yield from self._send_flow(
+            "POST", url, settings, headers, body, read=True, retries=retries
+        )
+        return json_completion(response, content, settings)
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._exceptions import APIError, RekaError
 from ..protocol.body import BodyTooLarge, UndecodableBody
-from ..protocol.errors import is_retryable, retry_delay
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
-from .base import BaseClient, Messages, translate_send_error
+from .base import BaseClient, Flow, Messages, Read, Send, Sleep
 from .question import require_image, run_describe
 from .replies import (
     AFTER_FINISH_WAIT,
@@ -29,14 +27,10 @@ from .replies import (
     Body,
     StreamState,
     body_reader,
-    error_of,
     json_completion,
-    json_models,
-    may_retry,
     shutdown_response,
     stream_reply_kind,
     take_body,
-    wait_before_retry,
 )
 from .settings import Settings
 
@@ -72,58 +66,37 @@ class RekaClient(BaseClient):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        settings: Settings,
-        headers: dict,
-        body: Any = None,
-        *,
-        read: bool = False,
-        retries: int | None = None,
-    ) -> tuple[httpx.Response, Body]:
-        """Send with retries; return a response with a 2xx status (and its body if ``read``).
-
-        Only what happens before the reply is retried: a body that breaks is not resent.
-        """
-        auth = self._auth(settings)  # the key goes into the request only as it is sent
-        retries = self.max_retries if retries is None else retries
-        extensions = {"trace": self._note_connection}
-        for attempt in range(retries + 1):
-            last = attempt == retries
-            failure: httpx.HTTPError | None = None  # raised outside the except: no context
-            http = self._client()
+    def _drive(self, flow: Flow) -> Any:
+        """Run a request flow (``BaseClient``) with blocking calls; return its result."""
+        outcome: Any = None
+        while True:
             try:
-                request = http.build_request(
-                    method, url, headers=headers, json=body, extensions=extensions
-                )
-                response = http.send(request, stream=True, auth=auth)
-            except httpx.HTTPError as exc:
-                failure = exc
-            except RuntimeError:  # httpx's "the client has been closed", from another thread
-                if not self._closed:
-                    raise
-                failure = httpx.ReadError("closed")
-            if failure is not None:
-                if last or not may_retry(failure) or self._closed:
-                    raise translate_send_error(failure, settings, self)
-                time.sleep(retry_delay(attempt, base=self.backoff))
-                continue
-            if response.is_success and not read:
-                return response, Body(b"")
-            content = self._read(response)
-            if isinstance(content, httpx.HTTPError):
-                raise translate_send_error(content, settings, self)
-            if response.is_success:
-                return response, content
-            api_error = self._error(response, content, settings, body)
-            if last or not is_retryable(api_error):
-                raise api_error
-            time.sleep(
-                retry_delay(attempt, wait_before_retry(api_error, response), base=self.backoff)
+                step = flow.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                outcome = None
+            elif isinstance(step, Read):
+                outcome = self._read(step.response)
+            else:
+                outcome = self._send(step)
+
+    def _send(self, step: Send) -> httpx.Response | httpx.HTTPError:
+        """Send one request (its body is read later); a transport failure is returned."""
+        http = self._client()
+        extensions = {"trace": self._note_connection}
+        try:
+            request = http.build_request(
+                step.method, step.url, headers=step.headers, json=step.body, extensions=extensions
             )
-        raise AssertionError("unreachable")
+            return http.send(request, stream=True, auth=step.auth)
+        except httpx.HTTPError as exc:
+            return exc
+        except RuntimeError:  # httpx's "the client has been closed", from another thread
+            if not self._closed:
+                raise
+            return httpx.ReadError("closed")
 
     @staticmethod
     def _read(response: httpx.Response) -> Body | httpx.HTTPError:
@@ -143,51 +116,16 @@ class RekaClient(BaseClient):
             response.close()
         return Body(bytes(out))
 
-    def _error(
-        self, response: httpx.Response, content: Body, settings: Settings, body: Any
-    ) -> APIError:
-        model = body.get("model") if isinstance(body, dict) else None
-        available: list[str] = []
-        if response.status_code == 404 and model is not None:
-            try:
-                available = self._models(retries=0)
-            except Exception:  # listing is a courtesy; the 404 is the error to report
-                available = []
-        return error_of(response, content, settings, model, available)
-
     def models(self, *, refresh: bool = False) -> ModelList:
         """The models this key can use, with what ``GET /models`` says of each (``Model``s,
         which are their ids as str). Kept for ``MODELS_TTL`` seconds; ``refresh`` asks again."""
-        settings = self.settings()
-        found, models = self._cached_models(settings)
-        if found and models is not None and not refresh:
-            return models
-        models = self._models()
-        self._keep_models(settings, models)
-        return models
+        return self._drive(self._models_flow(refresh))  # type: ignore[no-any-return]
 
     def model_info(self, model: str | None = None) -> Model | None:
         """What the server says of ``model`` (its inputs and prices), from the kept list or
         one request without retries (unless the lookup is off: ``model_info=False`` or
         ``REKA_NB_MODEL_INFO=off``); None when unknown."""
-        settings = self.settings(model)
-        found, models = self._cached_models(settings)
-        if not found and not self._looks_up_models():
-            return self.known_model(model)  # a list got earlier, however old
-        if not found:
-            try:
-                models = self._models(retries=0)
-            except RekaError:  # metadata is a courtesy: without it the question goes as before
-                models = self._cached_models(settings, stale=True)[1]  # what was known stays
-            self._keep_models(settings, models)
-        return models.get(settings.model) if models else None
-
-    def _models(self, retries: int | None = None) -> ModelList:
-        settings = self.settings()
-        headers = self._headers(settings)
-        url = settings.base_url + "/models"
-        response, body = self._send("GET", url, settings, headers, read=True, retries=retries)
-        return json_models(response, body, settings)
+        return self._drive(self._model_info_flow(model))  # type: ignore[no-any-return]
 
     def stream(
         self,
@@ -224,13 +162,8 @@ class RekaClient(BaseClient):
                     pass
             assert chat.completion is not None
             return chat.completion
-        settings, url, headers, body = self._chat_request(
-            messages, model=model, stream=False, params=params, settings=settings
-        )
-        response, content = self._send(
-            "POST", url, settings, headers, body, read=True, retries=retries
-        )
-        return json_completion(response, content, settings)
+        flow = self._complete_flow(messages, model, retries, settings, params)
+        return self._drive(flow)  # type: ignore[no-any-return]
 
     def describe(
         self,
@@ -289,9 +222,10 @@ class ChatStream:
     def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
-            response, _ = self._client._send(
+            flow = self._client._send_flow(
                 "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
             )
+            response, _ = self._client._drive(flow)
             self._response = response
             self._state = StreamState(
                 self.settings, response, self._client.read_timeout, lambda: self._client.closed
