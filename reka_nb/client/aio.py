@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -12,17 +12,11 @@ import httpx
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
-from .base import BaseClient, Flow, Messages, Read, Send, Sleep
+from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
 from .question import require_image, run_adescribe
 from .replies import (
-    AFTER_FINISH_WAIT,
-    DRAIN_LIMIT,
-    DRAIN_WAIT,
     Body,
-    StreamState,
     body_reader,
-    json_completion,
-    stream_reply_kind,
     take_body,
 )
 from .settings import Settings
@@ -183,7 +177,7 @@ class AsyncRekaClient(BaseClient):
         )
 
 
-class AsyncChatStream:
+class AsyncChatStream(BaseChatStream):
     """A streamed answer for asyncio: ``async for`` text deltas; then ``completion``."""
 
     def __init__(
@@ -195,110 +189,49 @@ class AsyncChatStream:
         retries: int | None = None,
         settings: Settings | None = None,
     ) -> None:
+        super().__init__(client, messages, model, params, retries, settings)
         self._client = client
-        self._retries = retries
-        self.settings, self._url, self._headers, self._body = client._chat_request(
-            messages, model=model, stream=True, params=params, settings=settings
-        )
-        self._response: httpx.Response | None = None
-        self._state: StreamState | None = None
-        self.completion: Completion | None = None
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def request_id(self) -> str | None:
-        return self._state.request_id if self._state else None
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The response's headers once it is open (rate-limit state, request id), else empty."""
-        return self._response.headers if self._response is not None else {}
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._state.acc.text if self._state else ""
 
     async def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
-            flow = self._client._send_flow(
-                "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
-            )
-            response, _ = await self._client._drive(flow)
-            self._response = response
-            self._state = StreamState(
-                self.settings, response, self._client.read_timeout, lambda: self._client.closed
-            )
+            response, _ = await self._client._drive(self._request_flow(self._client))
+            self._opened(self._client, response)
 
     async def __aiter__(self) -> AsyncIterator[str]:
         await self.open()
-        assert self._response is not None and self._state is not None
-        state, response = self._state, self._response
-        if state.started:
-            raise RuntimeError("this answer has been read already: start a new stream")
-        state.started = True
+        assert self._response is not None
+        response, flow = self._response, self._flow()
+        loop = asyncio.get_running_loop()
         chunks: AsyncIterator[bytes] | None = None
+        deadline: float | None = None
+        outcome: Any = None
         try:
-            if stream_reply_kind(response) == "json":  # a whole answer to a stream request
-                async for text in self._whole(response, state):
-                    yield text
-                return
-            chunks = response.aiter_raw()
-            failure: httpx.HTTPError | None = None
-            try:
-                async for chunk in chunks:
-                    for delta in state.feed(chunk):
-                        yield delta
-                    if state.acc.finished:
-                        break
-                else:
-                    for delta in state.end():
-                        yield delta
-            except httpx.HTTPError as exc:
-                failure = exc
-            if failure is not None and not state.acc.finished:  # after the finish: nothing lost
-                raise state.translate(failure)  # outside the except: httpx's request stays out
-            if failure is None and state.acc.finished:
-                async for delta in self._after_finish(chunks, state):
-                    yield delta
-            self.completion = state.acc.completion(state.request_id)
+            while True:
+                try:
+                    step = flow.send(outcome)
+                except StopIteration:
+                    return
+                outcome = None
+                if isinstance(step, str):
+                    yield step
+                    continue
+                if step is WHOLE:
+                    outcome = await self._client._read(response)
+                    continue
+                chunks = response.aiter_raw() if chunks is None else chunks
+                if step.wait is not None and deadline is None:
+                    deadline = loop.time() + step.wait
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                try:
+                    outcome = await asyncio.wait_for(chunks.__anext__(), left)
+                except (StopAsyncIteration, asyncio.TimeoutError):
+                    outcome = None  # the end; past the deadline the connection is closed
+                except httpx.HTTPError as exc:
+                    outcome = exc
         finally:
             await chunks_close(chunks)
             await self.aclose()
-
-    @staticmethod
-    async def _after_finish(chunks: AsyncIterator[bytes], state: StreamState) -> AsyncIterator[str]:
-        """Read what follows the finish (usage, [DONE], the end of the body) for at most
-        AFTER_FINISH_WAIT seconds: a server that keeps the connection open past that gets
-        it shut down, so the answer never waits on it (and the connection is not reused)."""
-        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
-        deadline = asyncio.get_running_loop().time() + wait
-        try:
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                chunk = await asyncio.wait_for(chunks.__anext__(), max(left, 0.0))
-                if not state.acc.done:
-                    for delta in state.feed(chunk):
-                        yield delta
-                    continue
-                state.drained += len(chunk)
-                if state.drained > DRAIN_LIMIT:
-                    break  # more than an end of body: not worth keeping the connection
-        except (StopAsyncIteration, asyncio.TimeoutError, httpx.HTTPError):
-            pass  # the answer is complete; on a timeout the connection is closed, not reused
-
-    async def _whole(self, response: httpx.Response, state: StreamState) -> AsyncIterator[str]:
-        content = await self._client._read(response)
-        if isinstance(content, httpx.HTTPError):
-            raise state.translate(content)
-        text = state.acc.take_whole(json_completion(response, content, self.settings))
-        if text:
-            yield text
-        self.completion = state.acc.completion(state.request_id)
 
     async def aclose(self) -> None:
         """Close the connection (at once, even mid-answer)."""

@@ -38,21 +38,29 @@ from ..protocol.messages import build_body
 from ..protocol.models import Model, ModelList, check_inputs
 from ..protocol.stream import Completion
 from .replies import (
+    AFTER_FINISH_WAIT,
+    DRAIN_LIMIT,
+    DRAIN_WAIT,
     Body,
     KeyAuth,
+    StreamState,
     describe_transport,
     error_of,
     json_completion,
     json_models,
     may_retry,
     shutdown,
+    stream_reply_kind,
     wait_before_retry,
 )
 from .settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
 
 __all__ = [
     "MODELS_TTL",
+    "WHOLE",
+    "BaseChatStream",
     "BaseClient",
+    "Chunk",
     "Flow",
     "Messages",
     "Read",
@@ -90,6 +98,18 @@ class Sleep:
 
     seconds: float
 
+
+@dataclass(frozen=True)
+class Chunk:
+    """The next raw bytes of a streamed body: ``bytes``, None at its end, or the
+    ``httpx.HTTPError`` that reading raised. With ``wait``, only what arrives within ``wait``
+    seconds of the first such step (after that: None, and the connection is shut)."""
+
+    wait: float | None = None
+
+
+#: Read the whole body (a JSON answer to a stream request): a ``Body`` or an ``HTTPError``.
+WHOLE = object()
 
 #: A request flow: yields steps, gets each one's outcome, returns its result.
 Flow = Generator["Send | Read | Sleep", Any, Any]
@@ -416,6 +436,105 @@ class BaseClient:
             "POST", url, settings, headers, body, read=True, retries=retries
         )
         return json_completion(response, content, settings)
+
+
+class BaseChatStream:
+    """A streamed answer: what ``ChatStream`` and ``AsyncChatStream`` share, and their
+    reading written once (``_flow``) for each to drive."""
+
+    def __init__(
+        self,
+        client: BaseClient,
+        messages: Messages,
+        model: str | None,
+        params: dict,
+        retries: int | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self._retries = retries
+        self.settings, self._url, self._headers, self._body = client._chat_request(
+            messages, model=model, stream=True, params=params, settings=settings
+        )
+        self._response: httpx.Response | None = None
+        self._state: StreamState | None = None
+        self.completion: Completion | None = None
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    @property
+    def request_id(self) -> str | None:
+        return self._state.request_id if self._state else None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response's headers once it is open (rate-limit state, request id), else empty."""
+        return self._response.headers if self._response is not None else {}
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._state.acc.text if self._state else ""
+
+    def _request_flow(self, client: BaseClient) -> Flow:
+        return client._send_flow(
+            "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
+        )
+
+    def _opened(self, client: BaseClient, response: httpx.Response) -> None:
+        self._response = response
+        self._state = StreamState(
+            self.settings, response, client.read_timeout, lambda: client.closed
+        )
+
+    def _flow(self) -> Generator[Any, Any, None]:
+        """Read the answer: yields text deltas (str) and ``Chunk``/``WHOLE`` steps.
+
+        After the finish reason, what follows (usage, ``[DONE]``, the end of the body) is read
+        for at most AFTER_FINISH_WAIT seconds (DRAIN_WAIT after ``[DONE]``): a server that
+        keeps the connection open gets it shut, so the answer never waits on it. Errors are
+        raised outside any ``except``: httpx's request stays out of their context.
+        """
+        assert self._response is not None and self._state is not None
+        state, response = self._state, self._response
+        if state.started:
+            raise RuntimeError("this answer has been read already: start a new stream")
+        state.started = True
+        if stream_reply_kind(response) == "json":  # a whole answer to a stream request
+            content = yield WHOLE
+            if isinstance(content, httpx.HTTPError):
+                raise state.translate(content)
+            text = state.acc.take_whole(json_completion(response, content, self.settings))
+            if text:
+                yield text
+            self.completion = state.acc.completion(state.request_id)
+            return
+        failure: httpx.HTTPError | None = None
+        while not state.acc.finished:
+            chunk = yield Chunk()
+            if isinstance(chunk, httpx.HTTPError):
+                failure = chunk
+                break
+            if chunk is None:
+                yield from state.end()
+                break
+            yield from state.feed(chunk)
+        if failure is not None and not state.acc.finished:  # after the finish: nothing lost
+            raise state.translate(failure)
+        if failure is None and state.acc.finished:
+            wait = Chunk(DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT)
+            while True:
+                chunk = yield wait
+                if chunk is None or isinstance(chunk, httpx.HTTPError):
+                    break  # the answer is complete; the connection is simply not reused
+                if not state.acc.done:
+                    yield from state.feed(chunk)
+                    continue
+                state.drained += len(chunk)
+                if state.drained > DRAIN_LIMIT:
+                    break  # more than an end of body: not worth keeping the connection
+        self.completion = state.acc.completion(state.request_id)
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,18 +18,12 @@ import httpx
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
-from .base import BaseClient, Flow, Messages, Read, Send, Sleep
+from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
 from .question import require_image, run_describe
 from .replies import (
-    AFTER_FINISH_WAIT,
-    DRAIN_LIMIT,
-    DRAIN_WAIT,
     Body,
-    StreamState,
     body_reader,
-    json_completion,
     shutdown_response,
-    stream_reply_kind,
     take_body,
 )
 from .settings import Settings
@@ -180,7 +174,7 @@ class RekaClient(BaseClient):
         return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
 
 
-class ChatStream:
+class ChatStream(BaseChatStream):
     """A streamed answer: iterate for text deltas; ``completion`` is set once it finished."""
 
     def __init__(
@@ -192,107 +186,46 @@ class ChatStream:
         retries: int | None = None,
         settings: Settings | None = None,
     ) -> None:
+        super().__init__(client, messages, model, params, retries, settings)
         self._client = client
-        self._retries = retries
-        self.settings, self._url, self._headers, self._body = client._chat_request(
-            messages, model=model, stream=True, params=params, settings=settings
-        )
-        self._response: httpx.Response | None = None
-        self._state: StreamState | None = None
-        self.completion: Completion | None = None
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def request_id(self) -> str | None:
-        return self._state.request_id if self._state else None
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The response's headers once it is open (rate-limit state, request id), else empty."""
-        return self._response.headers if self._response is not None else {}
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._state.acc.text if self._state else ""
 
     def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
         if self._response is None:
-            flow = self._client._send_flow(
-                "POST", self._url, self.settings, self._headers, self._body, retries=self._retries
-            )
-            response, _ = self._client._drive(flow)
-            self._response = response
-            self._state = StreamState(
-                self.settings, response, self._client.read_timeout, lambda: self._client.closed
-            )
+            response, _ = self._client._drive(self._request_flow(self._client))
+            self._opened(self._client, response)
 
     def __iter__(self) -> Iterator[str]:
         self.open()
-        assert self._response is not None and self._state is not None
-        state, response = self._state, self._response
-        if state.started:
-            raise RuntimeError("this answer has been read already: start a new stream")
-        state.started = True
+        assert self._response is not None
+        response, flow = self._response, self._flow()
+        chunks = response.iter_raw()
+        timer: threading.Timer | None = None
+        outcome: Any = None
         try:
-            if stream_reply_kind(response) == "json":  # a whole answer to a stream request
-                yield from self._whole(response, state)
-                return
-            chunks = response.iter_raw()
-            failure: httpx.HTTPError | None = None
-            try:
-                for chunk in chunks:
-                    yield from state.feed(chunk)
-                    if state.acc.finished:
-                        break
+            while True:
+                try:
+                    step = flow.send(outcome)
+                except StopIteration:
+                    return
+                outcome = None
+                if isinstance(step, str):
+                    yield step
+                elif step is WHOLE:
+                    outcome = self._client._read(response)
                 else:
-                    yield from state.end()
-            except httpx.HTTPError as exc:
-                failure = exc
-            if failure is not None and not state.acc.finished:  # after the finish: nothing lost
-                raise state.translate(failure)  # outside the except: httpx's request stays out
-            if failure is None and state.acc.finished:
-                yield from self._after_finish(chunks, state, response)
-            self.completion = state.acc.completion(state.request_id)
+                    if step.wait is not None and timer is None:  # past it, the socket is shut
+                        timer = threading.Timer(step.wait, shutdown_response, (response,))
+                        timer.daemon = True
+                        timer.start()
+                    try:
+                        outcome = next(chunks, None)
+                    except httpx.HTTPError as exc:
+                        outcome = exc
         finally:
+            if timer is not None:
+                timer.cancel()
             self.close()
-
-    @staticmethod
-    def _after_finish(
-        chunks: Iterator[bytes], state: StreamState, response: httpx.Response
-    ) -> Iterator[str]:
-        """Read what follows the finish (usage, [DONE], the end of the body) for at most
-        AFTER_FINISH_WAIT seconds (DRAIN_WAIT after [DONE]): a server that keeps the connection
-        open gets it shut down, so the answer never waits on it (nor is the connection reused)."""
-        wait = DRAIN_WAIT if state.acc.done else AFTER_FINISH_WAIT
-        timer = threading.Timer(wait, shutdown_response, (response,))
-        timer.daemon = True
-        timer.start()
-        try:
-            for chunk in chunks:
-                if not state.acc.done:
-                    yield from state.feed(chunk)
-                    continue
-                state.drained += len(chunk)
-                if state.drained > DRAIN_LIMIT:
-                    break  # more than an end of body: not worth keeping the connection
-        except httpx.HTTPError:
-            pass  # the answer is complete; the connection is simply not reused
-        finally:
-            timer.cancel()
-
-    def _whole(self, response: httpx.Response, state: StreamState) -> Iterator[str]:
-        content = self._client._read(response)
-        if isinstance(content, httpx.HTTPError):
-            raise state.translate(content)
-        text = state.acc.take_whole(json_completion(response, content, self.settings))
-        if text:
-            yield text
-        self.completion = state.acc.completion(state.request_id)
 
     def close(self) -> None:
         """Close the connection (at once, even mid-answer)."""
