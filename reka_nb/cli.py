@@ -34,8 +34,7 @@ from ._version import __version__
 from .answer import DEFAULT_PROMPT, StdoutPresenter
 from .batch import Result, TerminalProgress, describe_many
 from .batch.sources import expand
-from .client.question import run_describe
-from .client.sync import RekaClient
+from .client.sync import RekaClient, run_describe
 
 __all__ = ["main"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -13,7 +14,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import require_image, run_adescribe
+from .question import ask, open_cache, require_image, warn
 from .replies import (
     Body,
     body_reader,
@@ -22,9 +23,10 @@ from .replies import (
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..answer import Description
+    from ..answer import Description, Presenter
+    from ..cache import AnswerCache
 
-__all__ = ["AsyncChatStream", "AsyncRekaClient"]
+__all__ = ["AsyncChatStream", "AsyncRekaClient", "run_adescribe"]
 
 
 async def chunks_close(chunks: object) -> None:
@@ -243,3 +245,51 @@ class AsyncChatStream(BaseChatStream):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def run_adescribe(
+    client: AsyncRekaClient,
+    image: Any,
+    prompt: str | None = None,
+    *,
+    model: str | None = None,
+    stream: bool = True,
+    show: bool | Presenter = True,
+    system: str | None = None,
+    history: Sequence[Mapping[str, Any]] = (),
+    keep_metadata: bool = False,
+    cache: bool | AnswerCache = False,
+    **params: Any,
+) -> Description:
+    """adescribe() on an explicit client: run_describe's steps, awaited."""
+    q = ask(client, image, prompt, model, show, system, history, keep_metadata, params)
+    q.learn(await client.model_info(q.model), client.known_models(q.settings))
+    store = open_cache(cache)
+    try:
+        hit = q.cached(store)
+        if hit is not None:
+            return hit
+        q.started = time.monotonic()
+        if stream:
+            chat = client.stream(q.messages, settings=q.settings, **q.params)
+            q.start()
+            try:
+                async for delta in chat:
+                    q.update(delta)
+            except BaseException as exc:
+                q.fail(exc, chat.text)
+                raise
+            assert chat.completion is not None
+            completion = chat.completion
+        else:
+            q.start()
+            try:
+                completion = await client.complete(q.messages, settings=q.settings, **q.params)
+            except BaseException as exc:
+                q.fail(exc, "")
+                raise
+        description = q.finish(completion)
+        q.store(description)
+        return description
+    finally:
+        warn(store)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description
+from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter
 from ..protocol.costs import UsageTotals
 from ..protocol.models import ModelList
-from .question import require_image, run_adescribe, run_describe
-from .sync import RekaClient
+from .question import require_image
+from .sync import RekaClient, run_describe
 
 if TYPE_CHECKING:
     from .aio import AsyncRekaClient
@@ -36,7 +36,7 @@ def describe(
     *,
     model: str | None = None,
     stream: bool = True,
-    show: bool = True,
+    show: bool | Presenter = True,
     client: RekaClient | None = None,
     keep_metadata: bool = False,
     cache: bool = False,
@@ -71,7 +71,7 @@ async def adescribe(
     *,
     model: str | None = None,
     stream: bool = True,
-    show: bool = True,
+    show: bool | Presenter = True,
     client: AsyncRekaClient | None = None,
     keep_metadata: bool = False,
     cache: bool = False,
@@ -79,17 +79,14 @@ async def adescribe(
 ) -> Description:
     """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
     require_image(image)
-    params["keep_metadata"] = keep_metadata
-    if client is not None:
-        return await run_adescribe(
-            client, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
-        )
-    from .aio import AsyncRekaClient  # asyncio: imported when first used
+    from .aio import AsyncRekaClient, run_adescribe  # asyncio: imported when first used
 
+    options: dict[str, Any] = {"model": model, "stream": stream, "show": show}
+    options["keep_metadata"] = keep_metadata
+    if client is not None:
+        return await run_adescribe(client, image, prompt, cache=cache, **options, **params)
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
-        return await run_adescribe(
-            own, image, prompt, model=model, stream=stream, show=show, cache=cache, **params
-        )
+        return await run_adescribe(own, image, prompt, cache=cache, **options, **params)
 
 
 def models(*, refresh: bool = False) -> ModelList:

@@ -9,8 +9,8 @@ the message, so whatever it refuses is refused with nothing sent, for every call
 take; ``cached`` answers from the answer cache; ``finish`` turns a completion into the
 ``Description`` (its cost, the session's usage, the cache entry).
 
-``run_describe`` / ``run_adescribe`` drive one question on a sync or an async client; they take
-the client as a parameter, so they import none at run time.
+``run_describe`` (``sync.py``) and ``run_adescribe`` (``aio.py``) drive one question on a
+client; this module imports neither.
 """
 
 from __future__ import annotations
@@ -29,11 +29,18 @@ if TYPE_CHECKING:
     from ..cache import AnswerCache, CachedAnswer
     from ..images import Media
     from ..protocol.stream import Completion
-    from .aio import AsyncRekaClient
+    from .base import BaseClient
     from .settings import Settings
-    from .sync import RekaClient
 
-__all__ = ["Question", "refuse_images", "require_image", "run_adescribe", "run_describe"]
+__all__ = [
+    "Question",
+    "ask",
+    "open_cache",
+    "presenter_of",
+    "refuse_images",
+    "require_image",
+    "warn",
+]
 
 
 def require_image(image: Any) -> None:
@@ -231,8 +238,8 @@ def presenter_of(show: bool | Presenter | None) -> Presenter | None:
     return show
 
 
-def _question(
-    client: RekaClient | AsyncRekaClient,
+def ask(
+    client: BaseClient,
     image: Any,
     prompt: str | None,
     model: str | None,
@@ -257,106 +264,7 @@ def _question(
     return question
 
 
-def _warn(cache: AnswerCache | None) -> None:
+def warn(cache: AnswerCache | None) -> None:
+    """Say (once) that the answer cache could not be used, at the caller's describe() line."""
     if cache is not None:
         cache.warn(stacklevel=4)  # at the caller's describe() line
-
-
-def run_describe(
-    client: RekaClient,
-    image: Any,
-    prompt: str | None = None,
-    *,
-    model: str | None = None,
-    stream: bool = True,
-    show: bool | Presenter = True,
-    system: str | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    keep_metadata: bool = False,
-    cache: bool | AnswerCache = False,
-    **params: Any,
-) -> Description:
-    """describe() on an explicit client; everything is checked before anything is sent.
-
-    ``cache=True`` answers from the answer cache when the same question was asked before
-    (the answer says ``cached``), and stores a new answer there.
-    """
-    q = _question(client, image, prompt, model, show, system, history, keep_metadata, params)
-    q.learn(client.model_info(q.model), client.known_models(q.settings))
-    store = open_cache(cache)
-    try:
-        hit = q.cached(store)
-        if hit is not None:
-            return hit
-        q.started = time.monotonic()
-        if stream:
-            chat = client.stream(q.messages, settings=q.settings, **q.params)
-            q.start()
-            try:
-                for delta in chat:
-                    q.update(delta)
-            except BaseException as exc:
-                q.fail(exc, chat.text)
-                raise
-            assert chat.completion is not None
-            completion = chat.completion
-        else:
-            q.start()
-            try:
-                completion = client.complete(q.messages, settings=q.settings, **q.params)
-            except BaseException as exc:
-                q.fail(exc, "")
-                raise
-        description = q.finish(completion)
-        q.store(description)
-        return description
-    finally:
-        _warn(store)
-
-
-async def run_adescribe(
-    client: AsyncRekaClient,
-    image: Any,
-    prompt: str | None = None,
-    *,
-    model: str | None = None,
-    stream: bool = True,
-    show: bool | Presenter = True,
-    system: str | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    keep_metadata: bool = False,
-    cache: bool | AnswerCache = False,
-    **params: Any,
-) -> Description:
-    """adescribe() on an explicit client: run_describe's steps, awaited."""
-    q = _question(client, image, prompt, model, show, system, history, keep_metadata, params)
-    q.learn(await client.model_info(q.model), client.known_models(q.settings))
-    store = open_cache(cache)
-    try:
-        hit = q.cached(store)
-        if hit is not None:
-            return hit
-        q.started = time.monotonic()
-        if stream:
-            chat = client.stream(q.messages, settings=q.settings, **q.params)
-            q.start()
-            try:
-                async for delta in chat:
-                    q.update(delta)
-            except BaseException as exc:
-                q.fail(exc, chat.text)
-                raise
-            assert chat.completion is not None
-            completion = chat.completion
-        else:
-            q.start()
-            try:
-                completion = await client.complete(q.messages, settings=q.settings, **q.params)
-            except BaseException as exc:
-                q.fail(exc, "")
-                raise
-        description = q.finish(completion)
-        q.store(description)
-        return description
-    finally:
-        _warn(store)

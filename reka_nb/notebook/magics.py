@@ -33,7 +33,7 @@ from ..answer import DEFAULT_PROMPT, Description, Presenter, StdoutPresenter
 from ..batch import Progress, describe_many
 from ..batch.sources import expand
 from ..client.describe import default_client, usage
-from ..client.question import run_describe
+from ..client.sync import run_describe
 from ..protocol.messages import check_params
 from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 

@@ -29,8 +29,7 @@ import ipywidgets as widgets
 
 from .._exceptions import RekaError
 from ..answer import DEFAULT_PROMPT, Description
-from ..client.aio import AsyncRekaClient
-from ..client.question import run_adescribe
+from ..client.aio import AsyncRekaClient, run_adescribe
 from ..client.settings import DEFAULT_MODEL, redact
 from ..client.sync import RekaClient
 from ..images import Media

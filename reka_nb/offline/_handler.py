@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from ._answer import Completion, complete
@@ -28,9 +28,6 @@ from ._faults import Fault, error_envelope
 from ._limits import INSUFFICIENT_BALANCE, question_of
 from ._request import ChatRequest, Rejection
 from ._validate import InvalidJSON, parse_body, validate_chat
-
-if TYPE_CHECKING:
-    from ._server import OfflineServer
 
 __all__ = ["MAX_BODY_BYTES", "MODELS_CREATED", "OfflineHandler"]
 
@@ -75,8 +72,9 @@ class OfflineHandler(BaseHTTPRequestHandler):
     _limit_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
 
     @property
-    def owner(self) -> OfflineServer:
-        return self.server.owner  # type: ignore[attr-defined,no-any-return]
+    def owner(self) -> Any:
+        """The ``OfflineServer`` this connection belongs to (which imports this module)."""
+        return self.server.owner  # type: ignore[attr-defined]
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from reka_nb import (
     RekaClient,
     Usage,
 )
-from reka_nb.client.question import run_describe
+from reka_nb.client.sync import run_describe
 from reka_nb.protocol.models import check_inputs, format_usd, parse_models
 from reka_nb.testing import DEFAULT_MODELS, OfflineServer
 
