@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,7 +19,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import ask, open_cache, require_image, warn
+from .question import INFO, NEXT, answer_flow, ask, require_image
 from .replies import (
     Body,
     body_reader,
@@ -29,7 +29,7 @@ from .replies import (
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..answer import Description, Presenter
+    from ..answer import Description
     from ..cache import AnswerCache
 
 __all__ = ["ChatStream", "RekaClient", "run_describe"]
@@ -245,48 +245,34 @@ def run_describe(
     image: Any,
     prompt: str | None = None,
     *,
-    model: str | None = None,
     stream: bool = True,
-    show: bool | Presenter = True,
-    system: str | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    keep_metadata: bool = False,
     cache: bool | AnswerCache = False,
-    **params: Any,
+    **options: Any,
 ) -> Description:
     """describe() on an explicit client; everything is checked before anything is sent.
-
-    ``cache=True`` answers from the answer cache when the same question was asked before
-    (the answer says ``cached``), and stores a new answer there.
-    """
-    q = ask(client, image, prompt, model, show, system, history, keep_metadata, params)
-    q.learn(client.model_info(q.model), client.known_models(q.settings))
-    store = open_cache(cache)
-    try:
-        hit = q.cached(store)
-        if hit is not None:
-            return hit
-        q.started = time.monotonic()
-        if stream:
-            chat = client.stream(q.messages, settings=q.settings, **q.params)
-            q.start()
-            try:
-                for delta in chat:
-                    q.update(delta)
-            except BaseException as exc:
-                q.fail(exc, chat.text)
-                raise
-            assert chat.completion is not None
-            completion = chat.completion
-        else:
-            q.start()
-            try:
-                completion = client.complete(q.messages, settings=q.settings, **q.params)
-            except BaseException as exc:
-                q.fail(exc, "")
-                raise
-        description = q.finish(completion)
-        q.store(description)
-        return description
-    finally:
-        warn(store)
+    ``options``: those of ``question.ask`` (model, show, system, history, keep_metadata,
+    params). ``cache=True`` answers from the answer cache when the same question was asked
+    before (the answer says ``cached``), and stores a new answer there."""
+    q = ask(client, image, prompt, **options)
+    flow = answer_flow(q, cache, stream)
+    outcome: Any = None
+    deltas: Iterator[str] = iter(())
+    while True:
+        try:
+            step = flow.send(outcome)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            if step == INFO:
+                outcome = client.model_info(q.model), client.known_models(q.settings)
+            elif step == NEXT:
+                outcome = next(deltas, None)
+            elif step.stream:
+                outcome = client.stream(q.messages, settings=q.settings, **q.params)
+                deltas = iter(outcome)
+            else:
+                outcome = client.complete(q.messages, settings=q.settings, **q.params)
+        except BaseException as exc:
+            if step == INFO or getattr(step, "stream", False):
+                raise  # before the answer began: nothing to show
+            outcome = exc
