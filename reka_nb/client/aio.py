@@ -13,7 +13,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import INFO, NEXT, answer_flow, ask, require_image
+from .question import INFO, NEXT, answer_flow, ask
 from .replies import (
     Body,
     body_reader,
@@ -40,14 +40,7 @@ class AsyncRekaClient(BaseClient):
     """An asyncio client for Reka's chat API; the mirror of RekaClient."""
 
     _http: httpx.AsyncClient | None = None
-
-    def _client(self) -> httpx.AsyncClient:
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._http is None:
-                self._http = httpx.AsyncClient(**self._client_options())
-            return self._http
+    _http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the connection pool; calls in progress in other tasks end at once, and
@@ -161,37 +154,11 @@ class AsyncRekaClient(BaseClient):
         flow = self._complete_flow(messages, model, retries, settings, params)
         return await self._drive(flow)  # type: ignore[no-any-return]
 
-    async def describe(
-        self,
-        image: Any,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        stream: bool = True,
-        show: bool = True,
-        **params: Any,
-    ) -> Description:
-        """Ask about one or more images; see ``reka_nb.adescribe``."""
-        require_image(image)
-        return await run_adescribe(
-            self, image, prompt, model=model, stream=stream, show=show, **params
-        )
-
 
 class AsyncChatStream(BaseChatStream):
     """A streamed answer for asyncio: ``async for`` text deltas; then ``completion``."""
 
-    def __init__(
-        self,
-        client: AsyncRekaClient,
-        messages: Messages,
-        model: str | None,
-        params: dict,
-        retries: int | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(client, messages, model, params, retries, settings)
-        self._client = client
+    _client: AsyncRekaClient
 
     async def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
@@ -279,3 +246,6 @@ async def run_adescribe(
             if step == INFO or getattr(step, "stream", False):
                 raise  # before the answer began: nothing to show
             outcome = exc
+
+
+AsyncRekaClient._run_describe = run_adescribe  # type: ignore[assignment]

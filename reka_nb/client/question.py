@@ -20,10 +20,10 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ImageError
 from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
+from .base import require_image
 
 if TYPE_CHECKING:
     from ..cache import AnswerCache, CachedAnswer
@@ -44,15 +44,6 @@ __all__ = [
     "refuse_images",
     "require_image",
 ]
-
-
-def require_image(image: Any) -> None:
-    """describe() is about images: None (allowed inside, for text-only magics) is an error here."""
-    if image is None:
-        raise ImageError(
-            "describe() needs an image: pass a path, URL, bytes, an open binary file, a PIL image, "
-            "a numpy array or a matplotlib figure, or a list of them"
-        )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import INFO, NEXT, answer_flow, ask, require_image
+from .question import INFO, NEXT, answer_flow, ask
 from .replies import (
     Body,
     body_reader,
@@ -39,14 +39,7 @@ class RekaClient(BaseClient):
     """A synchronous client for Reka's chat API (OpenAI-compatible or native)."""
 
     _http: httpx.Client | None = None
-
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._http is None:
-                self._http = httpx.Client(**self._client_options())
-            return self._http
+    _http_class = httpx.Client
 
     def close(self) -> None:
         """Close the connection pool; calls in progress in other threads end at once, and
@@ -160,35 +153,11 @@ class RekaClient(BaseClient):
         flow = self._complete_flow(messages, model, retries, settings, params)
         return self._drive(flow)  # type: ignore[no-any-return]
 
-    def describe(
-        self,
-        image: Any,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        stream: bool = True,
-        show: bool = True,
-        **params: Any,
-    ) -> Description:
-        """Ask about one or more images; see ``reka_nb.describe``."""
-        require_image(image)
-        return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
-
 
 class ChatStream(BaseChatStream):
     """A streamed answer: iterate for text deltas; ``completion`` is set once it finished."""
 
-    def __init__(
-        self,
-        client: RekaClient,
-        messages: Messages,
-        model: str | None,
-        params: dict,
-        retries: int | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(client, messages, model, params, retries, settings)
-        self._client = client
+    _client: RekaClient
 
     def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
@@ -276,3 +245,6 @@ def run_describe(
             if step == INFO or getattr(step, "stream", False):
                 raise  # before the answer began: nothing to show
             outcome = exc
+
+
+RekaClient._run_describe = run_describe  # type: ignore[assignment]
