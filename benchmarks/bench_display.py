@@ -27,7 +27,7 @@ from PIL import Image
 from traitlets.config import Config
 
 from reka_nb import Description, PreparedImage, RekaClient
-from reka_nb._ask import run_describe
+from reka_nb.client.sync import run_describe
 from reka_nb.notebook.display import NotebookPresenter
 from reka_nb.testing import OfflineServer
 

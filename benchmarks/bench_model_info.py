@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from reka_nb import RekaClient
+from reka_nb.offline._catalog import model_entry
 from reka_nb.testing import OfflineServer
-from reka_nb.testing._catalog import model_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT = str(ROOT / "docs" / "images" / "cat.jpeg")

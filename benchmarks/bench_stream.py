@@ -28,9 +28,9 @@ import httpx
 import httpx_sse
 
 from reka_nb import RekaClient
-from reka_nb._ask import run_describe
-from reka_nb._replies import StreamState
-from reka_nb._settings import Settings
+from reka_nb.client.replies import StreamState
+from reka_nb.client.settings import Settings
+from reka_nb.client.sync import run_describe
 from reka_nb.protocol.sse import SSEDecoder
 
 

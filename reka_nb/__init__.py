@@ -14,10 +14,6 @@ from __future__ import annotations
 import importlib
 import typing
 
-from . import _answer
-from ._answer import Description
-from ._client import ChatStream, RekaClient
-from ._describe import adescribe, describe, models, usage
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -40,8 +36,12 @@ from ._exceptions import (
     StreamInterrupted,
     VideoError,
 )
-from ._offline import stop_offline_server, use_offline_server
 from ._version import __version__
+from .answer import Description
+from .auto import adescribe, describe
+from .client.describe import models, usage
+from .client.offline_mode import stop_offline_server, use_offline_server
+from .client.sync import ChatStream, RekaClient
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -101,8 +101,10 @@ __all__ = [
 
 
 if typing.TYPE_CHECKING:
-    from ._async_client import AsyncChatStream, AsyncRekaClient
-    from .batch import Result, Results, adescribe_many, cache, describe_many
+    from . import cache
+    from .auto import adescribe_many, describe_many
+    from .batch import Result, Results
+    from .client.aio import AsyncChatStream, AsyncRekaClient
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
@@ -111,8 +113,8 @@ if typing.TYPE_CHECKING:
 
 #: Public names imported on first use, and the module that holds each.
 _LAZY = {
-    "AsyncChatStream": "._async_client",  # asyncio
-    "AsyncRekaClient": "._async_client",
+    "AsyncChatStream": ".client.aio",  # asyncio
+    "AsyncRekaClient": ".client.aio",
     "AsyncClient": ".compat",
     "Client": ".compat",
     "Reka": ".compat",
@@ -127,9 +129,8 @@ _LAZY = {
     "uploader": ".notebook.uploader",
     "Result": ".batch",  # asyncio, sqlite3
     "Results": ".batch",
-    "adescribe_many": ".batch",
-    "cache": ".batch",
-    "describe_many": ".batch",
+    "adescribe_many": ".auto",
+    "describe_many": ".auto",
 }
 
 
@@ -140,6 +141,8 @@ def __getattr__(name: str) -> object:
         from .batch import last_results
 
         return last_results()
+    if name == "cache":  # the answer cache's module (sqlite3): imported on first use
+        return importlib.import_module(".cache", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
@@ -147,34 +150,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 
-def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
-    """The notebook display, where a kernel's frontend can update it (imported only then)."""
-    from .notebook.display import notebook_presenter
-
-    return notebook_presenter(raw)
-
-
-def _notebook_progress() -> object | None:
-    """describe_many's progress display in a notebook whose frontend can update outputs."""
-    from .notebook.progress import notebook_progress
-
-    return notebook_progress()
-
-
-def _answer_store() -> _answer.AnswerStore | None:
-    """The answer cache describe(cache=True) uses (sqlite3 is imported only then)."""
-    from .batch.cache import describe_store
-
-    return describe_store()
-
-
-_answer.set_notebook_presenter(_notebook_presenter)
-_answer.set_notebook_progress(_notebook_progress)
-_answer.set_answer_store(_answer_store)
-
-
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext reka_nb``: register the %reka and %%reka magics."""
-    from .notebook.magics import load_ipython_extension as load
+    from .auto import load_ipython_extension as load
 
     load(ipython)

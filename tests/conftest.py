@@ -30,7 +30,7 @@ def _clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "reka-nb-cache"))
     yield
-    from reka_nb import _offline
+    from reka_nb.client import offline_mode as _offline
 
     _offline._active = False
 

@@ -25,9 +25,9 @@ from reka_nb import (
     RekaClient,
     describe_many,
 )
-from reka_nb._model_lists import DISK_TTL, list_folder, load_list
+from reka_nb.client.model_lists import DISK_TTL, list_folder, load_list
+from reka_nb.offline._catalog import model_entry
 from reka_nb.testing import Fault, OfflineServer
-from reka_nb.testing._catalog import model_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT = str(ROOT / "docs" / "images" / "cat.jpeg")
@@ -44,7 +44,7 @@ def lookup_on(monkeypatch: pytest.MonkeyPatch) -> None:
 def fresh_default_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """describe() here uses a client of this test's own, as a fresh process would."""
     client = RekaClient()
-    monkeypatch.setattr("reka_nb._describe._default_client", client)
+    monkeypatch.setattr("reka_nb.client.describe._default_client", client)
     yield
     client.close()
 
@@ -251,7 +251,7 @@ def hostile_list(price: str) -> list[dict]:
 @pytest.mark.parametrize("price", list(HOSTILE))
 def test_hostile_prices_are_left_out_and_nothing_breaks(env: OfflineServer, price: str) -> None:
     env.model_list = hostile_list(price)
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     warning = (
         f"model 'reka-flash': {HOSTILE[price]} (US dollars per token, from 0 to 1); "
         "it is left out, so costs of this model may be unknown"
@@ -270,7 +270,7 @@ def test_hostile_prices_are_left_out_and_nothing_breaks(env: OfflineServer, pric
     assert repr(results).startswith("<Results 3 of 3 answered")
     assert repr(reka_nb.usage()) == "<UsageTotals 4 answers, 284 tokens in, 136 out, ?>"
     assert "reka-flash  Reka Flash" in table and "?        $2.00" in table
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
 
 
 def test_a_price_that_is_absurd_but_bounded_never_raises(env: OfflineServer) -> None:
@@ -279,13 +279,13 @@ def test_a_price_that_is_absurd_but_bounded_never_raises(env: OfflineServer) -> 
     flash = model_entry("reka-flash", 0)
     flash["pricing"] = {"prompt": "1", "completion": "1"}
     env.model_list = [flash]
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     answer = reka_nb.describe(CAT, show=False)
     assert answer.cost == Decimal(105) and "$105.00" in answer.footer()
     results = describe_many([CAT] * 3, show=False, cache=False, max_cost=2500)
     assert results.cost == Decimal(315) and results.stopped is None
     assert repr(reka_nb.usage()).endswith("$420.00>")
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
 
 
 # -- a huge list is indexed once --------------------------------------------------------------

@@ -9,9 +9,9 @@ registered from above), ``api`` (the public functions).
 
 from __future__ import annotations
 
-from . import cache
+from .. import cache
+from ..cache import AnswerCache, CacheInfo
 from .api import adescribe_many, describe_many, last_results
-from .cache import AnswerCache, CacheInfo
 from .engine import Item, run_items
 from .limiter import Limiter, RateLimiter, shared_limiter
 from .progress import Progress, ProgressStats, TerminalProgress

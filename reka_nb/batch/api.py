@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .._answer import DEFAULT_PROMPT
-from .._async_client import AsyncRekaClient
-from .._client import RekaClient
 from .._exceptions import InvalidRequestError, one_line
+from ..answer import DEFAULT_PROMPT
+from ..cache import AnswerCache, default_cache
+from ..client.aio import AsyncRekaClient
+from ..client.settings import resolve
+from ..client.sync import RekaClient
 from ..protocol.messages import check_params
-from .cache import AnswerCache, default_cache
 from .engine import Item, run_items
 from .limiter import Limiter, shared_limiter
+from .options import check_run_options
 from .progress import Progress, make_progress, stop_message
 from .results import Result, Results
 from .sources import Prompt, make_items
@@ -62,6 +64,7 @@ class _Run:
     limiter: Limiter | None
     params: dict[str, Any] = field(default_factory=dict)
     max_cost: Decimal | None = None
+    keep_metadata: bool = False
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
@@ -129,6 +132,7 @@ class _Run:
             on_result=None if progress is None else progress.update,
             params=self.params,
             max_cost=self.max_cost,
+            keep_metadata=self.keep_metadata,
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
@@ -273,30 +277,25 @@ class _Relay:
 
 
 def _setup(
-    client: Any,
-    model: str | None,
-    concurrency: int,
-    requests_per_minute: float | None,
-    cache: bool | AnswerCache,
-    retries: int,
-    stream: bool,
-    limiter: Limiter | None,
-    params: Mapping[str, Any],
+    images: Any,
+    prompt: Prompt,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    requests_per_minute: float | None = None,
+    cache: bool | AnswerCache = True,
+    client: Any = None,
+    retries: int = 2,
+    stream: bool = False,
+    limiter: Limiter | None = None,
     max_cost: Any = None,
-) -> _Run:
-    """Check every argument before anything is read or sent."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InvalidRequestError(f"retries must be a whole number >= 0, not {retries!r}")
-    if requests_per_minute is not None and (
-        isinstance(requests_per_minute, bool)
-        or not isinstance(requests_per_minute, (int, float))
-        or not requests_per_minute > 0
-    ):
-        raise InvalidRequestError(
-            f"requests_per_minute must be a number above 0 (or None), not {requests_per_minute!r}"
-        )
+    keep_metadata: bool = False,
+    **params: Any,
+) -> tuple[_Run, list[Item]]:
+    """describe_many's arguments checked before anything is read or sent: the run, its items."""
+    check_run_options(
+        concurrency=concurrency, retries=retries, requests_per_minute=requests_per_minute
+    )
     if client is not None and not isinstance(client, (RekaClient, AsyncRekaClient)):
         raise InvalidRequestError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
@@ -307,7 +306,10 @@ def _setup(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
     )
     run.max_cost = _budget(max_cost)
-    return run
+    run.keep_metadata = keep_metadata
+    items = make_items(images, prompt)
+    _check_key(run)
+    return run, items
 
 
 def _budget(max_cost: Any) -> Decimal | None:
@@ -341,6 +343,7 @@ def describe_many(
     stream: bool = False,
     limiter: Limiter | None = None,
     max_cost: float | Decimal | str | None = None,
+    keep_metadata: bool = False,
     **params: Any,
 ) -> Results:
     """Ask the same question (or ``prompt(item)``) about many images; return ``Results``.
@@ -352,62 +355,38 @@ def describe_many(
     missing. ``show=False`` is silent. Params as for describe(): max_tokens, temperature, ...
     Answers are asked whole (``stream=True`` streams each one; nobody reads them word by
     word, and whole answers cost less on both ends).
+    Images go without their metadata unless ``keep_metadata=True``, as in describe().
     ``max_cost`` (US dollars): no request starts once the total could pass it; the results
     then hold what finished and ``Results.stopped`` says why. ``Results.cost`` and
     ``.usage`` total the run.
     """
-    run = _setup(
-        client,
-        model,
-        concurrency,
-        requests_per_minute,
-        cache,
-        retries,
-        stream,
-        limiter,
-        params,
-        max_cost,
+    run, items = _setup(
+        images,
+        prompt,
+        model=model,
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        cache=cache,
+        client=client,
+        retries=retries,
+        stream=stream,
+        limiter=limiter,
+        max_cost=max_cost,
+        keep_metadata=keep_metadata,
+        **params,
     )
-    items = make_items(images, prompt)
-    _check_key(run)
     return run.run_sync(items, make_progress(show))
 
 
 async def adescribe_many(
-    images: Any,
-    prompt: Prompt = DEFAULT_PROMPT,
-    *,
-    model: str | None = None,
-    concurrency: int = 8,
-    requests_per_minute: float | None = None,
-    cache: bool | AnswerCache = True,
-    show: bool | Progress = True,
-    client: RekaClient | AsyncRekaClient | None = None,
-    retries: int = 2,
-    stream: bool = False,
-    limiter: Limiter | None = None,
-    max_cost: float | Decimal | str | None = None,
-    **params: Any,
+    images: Any, prompt: Prompt = DEFAULT_PROMPT, *, show: bool | Progress = True, **options: Any
 ) -> Results:
-    """``await adescribe_many(...)``: describe_many for a running event loop."""
-    run = _setup(
-        client,
-        model,
-        concurrency,
-        requests_per_minute,
-        cache,
-        retries,
-        stream,
-        limiter,
-        params,
-        max_cost,
-    )
-    items = make_items(images, prompt)
-    _check_key(run)
+    """``await adescribe_many(...)``: describe_many for a running event loop (the same options)."""
+    run, items = _setup(images, prompt, **options)
     progress = make_progress(show)
     try:
-        if isinstance(client, AsyncRekaClient):
-            return await run.arun(items, client, progress)
+        if isinstance(run.client, AsyncRekaClient):
+            return await run.arun(items, run.client, progress)
         async with AsyncRekaClient(**run.options()) as own:
             return await run.arun(items, own, progress)
     finally:
@@ -417,5 +396,5 @@ async def adescribe_many(
 
 def _check_key(run: _Run) -> None:
     """A missing key (or bad settings) is an error before anything is read or sent."""
-    probe = run.client if run.client is not None else RekaClient()
-    probe.settings(run.model).require_key()
+    settings = run.client.settings(run.model) if run.client else resolve(model=run.model)
+    settings.require_key()

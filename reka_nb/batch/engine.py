@@ -3,9 +3,13 @@
 ``run_items`` is what ``describe_many`` and any other runner (a cluster integration) call:
 give it the items, a client and a ``Limiter``; it returns ``Results`` in input order.
 
-Each worker takes the next item, prepares its images in a worker thread (Pillow releases the
-GIL), looks the question up in the cache (an identical question in flight is waited for and
-then found there, not asked twice), and only then waits for the limiter and asks. So at
+Each row is a ``Question`` (``client/question.py``), the same as ``describe()`` asks: its
+settings, limits, parameters and the model's inputs are checked the same way, so a row is
+refused exactly where describe() would refuse it, with nothing sent; a model that takes no
+images refuses the whole run before anything is read. Each worker takes the next item,
+prepares its question in a worker thread (Pillow releases the GIL), looks it up in the cache
+(an identical question in flight is waited for and then found there, not asked twice), and
+only then waits for the limiter and asks. So at
 most ``concurrency`` prepared images exist at once, whatever the number of items. Failures
 stay with their item (retried first when worth it). An out-of-credits answer stops the run:
 nothing new is sent, and the requests already sent (paid for) finish and are kept. Cancelling
@@ -24,8 +28,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .._answer import SESSION_USAGE, Description
-from .._async_client import AsyncRekaClient
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -34,14 +36,17 @@ from .._exceptions import (
     RekaError,
     StreamInterrupted,
 )
-from .._settings import Settings
-from ..images import Media, prepare_images
+from ..cache import AnswerCache, CachedAnswer
+from ..client.aio import AsyncRekaClient
+from ..client.question import Question, refuse_images
+from ..client.settings import Settings
 from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
-from ..protocol.messages import check_params, user_message
+from ..protocol.messages import check_params
+from ..protocol.models import ModelList
 from ..protocol.stream import Completion
-from .cache import AnswerCache, CachedAnswer, cache_key
 from .limiter import Limiter
+from .options import check_run_options
 from .results import THUMBNAIL, Result, Results
 
 __all__ = ["MAX_RATE_LIMIT_WAITS", "Item", "run_items"]
@@ -74,6 +79,7 @@ async def run_items(
     on_result: Callable[[Result], None] | None = None,
     params: Mapping[str, Any] | None = None,
     max_cost: Decimal | None = None,
+    keep_metadata: bool = False,
 ) -> Results:
     """Ask every item's question; return ``Results`` in input order.
 
@@ -86,13 +92,10 @@ async def run_items(
     stops every worker at once. Either is re-raised with the finished ``Results`` as
     ``exc.results``.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be 1 or more, not {concurrency}")
-    if retries < 0:
-        raise ValueError(f"retries must be 0 or more, not {retries}")
-    params = check_params(params or {}, client.settings(model).api)
-    settings = client.settings(model)  # the key is checked here, before anything is sent
-    settings.require_key()
+    check_run_options(concurrency=concurrency, retries=retries)
+    settings = client.settings(model)  # once for the run: every row's question shares them
+    params = check_params(params or {}, settings.api)  # before anything is read
+    settings.require_key()  # the key is checked here, before anything is sent
     info = await client.model_info(settings.model)  # prices: each answer's cost
     budget: Budget | None = None
     if max_cost is not None:
@@ -103,6 +106,9 @@ async def run_items(
                 "(client.models()) where the server states prices"
             )
         budget = Budget(max_cost)
+    models = client.known_models(settings)
+    if models is not None and items:
+        refuse_images(settings, models)  # every row would be refused alike: refuse the run
     changed = asyncio.Condition()
     done: list[Result] = []
     writes: list[asyncio.Future[None]] = []  # cache writes of answers received
@@ -180,35 +186,27 @@ async def run_items(
     async def _one(item: Item) -> Result | None:
         started = time.monotonic()
         try:
-            images, message, key, thumb = await asyncio.to_thread(
-                _prepare, item, settings, cache is not None, params
+            question, key, thumb = await asyncio.to_thread(
+                _prepare, item, settings, params, keep_metadata, models, cache
             )
         except RekaError as exc:  # a bad input: nothing is sent for it
             return Result(item.index, item.image, item.source, error=exc)
-        count = len(images)
-        del images  # the message holds what is sent; nothing else keeps the bytes
-        if cache is not None and key is not None:
-            hit = await _lookup(key)
+        question.info = info
+        count = len(question.images)
+        question.images = []  # the message holds what is sent; nothing else keeps the bytes
+        if key is not None:
+            hit = question.answered(await _lookup(key))
             if hit is not None:
                 seconds = time.monotonic() - started
-                return Result(
-                    item.index,
-                    item.image,
-                    item.source,
-                    hit.description(str(item.prompt)),
-                    None,
-                    seconds,
-                    thumb,
-                )
+                hit.images, hit.message = (), {}
+                return Result(item.index, item.image, item.source, hit, None, seconds, thumb)
         held = None
         if budget is not None:
             held = await _reserve(item, count)
             if held is None:
                 return None
         try:
-            completion = await _ask(
-                client, limiter, message, settings.model, retries, stream, params, flight
-            )
+            completion = await _ask(client, limiter, question, retries, stream, flight)
         except RateLimitError as exc:
             await _release(held, None, False)
             if exc.out_of_credits:
@@ -221,22 +219,18 @@ async def run_items(
             await _release(held, None, False)
             raise
         else:
+            question.started = started
+            description = question.finish(completion, inputs=False)  # cost, session's usage
             seconds = time.monotonic() - started
-            description = Description.from_completion(
-                completion, elapsed=seconds, prompt=str(item.prompt), model_info=info
-            )
-            if description.model is None:
-                description.model = settings.model
             if budget is not None and held is not None:  # at once: no await before finish
                 usage = description.usage
                 tokens = None if usage is None else usage.input_tokens
                 budget.finish(held, description.cost, True, tokens, count)
-            SESSION_USAGE.add(settings.model, description.usage, description.cost)
             # Kept before anything else is awaited: a stop from here on loses nothing paid for.
             finish(Result(item.index, item.image, item.source, description, None, seconds, thumb))
-            if cache is not None and key is not None:
+            if key is not None:
                 write = asyncio.ensure_future(
-                    asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
+                    asyncio.to_thread(question.store, description, close=False)
                 )
                 writes.append(write)
                 await asyncio.shield(write)  # a stop does not cancel the write
@@ -310,49 +304,49 @@ async def _settle(writes: Sequence[asyncio.Future[None]]) -> None:
 
 
 def _prepare(
-    item: Item, settings: Settings, keyed: bool, params: Mapping[str, Any]
-) -> tuple[list[Media], dict, str | None, tuple[bytes, str] | None]:
-    """In a worker thread: the images, the user message, the cache key and a thumbnail."""
+    item: Item,
+    settings: Settings,
+    params: Mapping[str, Any],
+    keep_metadata: bool,
+    models: ModelList | None,
+    cache: AnswerCache | None,
+) -> tuple[Question, str | None, tuple[bytes, str] | None]:
+    """In a worker thread: the row's question (checked as describe() checks it), its key in
+    ``cache`` (None without one) and a thumbnail."""
     if isinstance(item.prompt, BaseException):
         raise item.prompt
-    images = prepare_images(item.image)
-    message = user_message(item.prompt, images, settings.api)
-    key = None
-    if keyed:
-        key = cache_key(
-            base_url=settings.base_url,
-            api=settings.api,
-            model=settings.model,
-            prompt=item.prompt,
-            images=[(im.data, im.url) for im in images],
-            params=params,
-        )
+    question = Question.prepare(
+        settings, item.image, item.prompt, keep_metadata=keep_metadata, params=params, models=models
+    )
+    question.learn(None if models is None else models.get(settings.model), models)
+    key = question.keep_in(cache)
     try:
-        thumb = images[0].thumbnail(THUMBNAIL) if images else None
+        thumb = question.images[0].thumbnail(THUMBNAIL) if question.images else None
     except RekaError:  # a table without this thumbnail is still a table
         thumb = None
-    return images, message, key, thumb
+    return question, key, thumb
 
 
 async def _ask(
     client: AsyncRekaClient,
     limiter: Limiter,
-    message: dict,
-    model: str,
+    question: Question,
     retries: int,
     stream: bool,
-    params: Mapping[str, Any],
     flight: _Flight,
 ) -> Completion:
     """One question with retries; every attempt waits for the limiter, and sends only while
     ``flight`` is open."""
+    messages, settings, params = question.messages, question.settings, question.params
     attempt = waits = 0
     while True:
         await limiter.acquire()
         try:
             with flight.send():
                 if stream:
-                    async with client.stream([message], model=model, retries=0, **params) as chat:
+                    async with client.stream(
+                        messages, settings=settings, retries=0, **params
+                    ) as chat:
                         await chat.open()
                         pause = rate_limit_pause(chat.headers)
                         if pause is not None:  # the last request the limit allows: hold all
@@ -361,7 +355,7 @@ async def _ask(
                             pass
                     assert chat.completion is not None
                     return chat.completion
-                return await client.complete([message], model=model, retries=0, **params)
+                return await client.complete(messages, settings=settings, retries=0, **params)
         except RateLimitError as exc:
             if exc.out_of_credits:
                 raise
@@ -381,17 +375,3 @@ async def _ask(
             raise error
         await asyncio.sleep(retry_delay(attempt, getattr(error, "retry_after", None)))
         attempt += 1
-
-
-def _to_cache(completion: Completion, seconds: float) -> CachedAnswer:
-    usage = completion.usage
-    return CachedAnswer(
-        text=completion.text,
-        model=completion.model,
-        finish_reason=completion.finish_reason,
-        input_tokens=None if usage is None else usage.input_tokens,
-        output_tokens=None if usage is None else usage.output_tokens,
-        request_id=completion.request_id,
-        seconds=seconds,
-        stored_at=time.time(),
-    )

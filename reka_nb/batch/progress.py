@@ -1,5 +1,5 @@
-"""Progress of a run: a tqdm bar in a terminal; in a notebook, whatever the notebook layer
-registered through ``_answer.set_notebook_progress``, so this package never imports it.
+"""Progress of a run: a tqdm bar, or whatever the caller hands down (in a notebook,
+``reka_nb.auto`` hands down the notebook's display), so this package never imports it.
 
 All calls come from the thread that called ``describe_many`` (or the event loop running
 ``adescribe_many``), never from a worker thread.
@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._answer import notebook_progress
 from .results import Result, Results
 from .wording import counted
 
@@ -170,10 +169,7 @@ class TerminalProgress:
 
 
 def make_progress(show: bool | Progress) -> Progress | None:
-    """The progress display of a run: none, the one given, the registered one, or tqdm."""
+    """The progress display of a run: none, the one given, or tqdm."""
     if show is False or show is None:
         return None
-    if show is not True:
-        return show
-    chosen: Progress | None = notebook_progress()  # registered by the notebook layer
-    return chosen if chosen is not None else TerminalProgress()
+    return TerminalProgress() if show is True else show

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
-from .._answer import Description
+from ..answer import Description
 from ..images.markup import ERROR_STYLE, WRAP_STYLE, file_name, thumbnail_img
 from ..protocol.models import format_usd
 from ..protocol.stream import Usage

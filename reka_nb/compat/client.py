@@ -27,8 +27,8 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from .._async_client import AsyncChatStream, AsyncRekaClient
-from .._client import ChatStream, RekaClient
+from ..client.aio import AsyncChatStream, AsyncRekaClient
+from ..client.sync import ChatStream, RekaClient
 from ..protocol.stream import Completion
 from .args import Reka, check_options, check_provider, prepare_call
 from .types import (

@@ -4,12 +4,23 @@ of an open file is read. Each raises ``ImageError`` saying which limit and how t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._exceptions import ImageError
 
-if TYPE_CHECKING:
-    from .inputs import Media
+
+class Media(Protocol):
+    """What the limits read of a prepared image or video (``inputs.Media``)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def data(self) -> bytes | None: ...
+
+    @property
+    def url(self) -> str | None: ...
+
 
 __all__ = ["check_count", "check_total", "read_limited", "sent_size"]
 

@@ -38,8 +38,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._answer import Description
 from .._exceptions import ConfigurationError
+from ..answer import Description
 from ..images import THUMBNAIL_SIDE, Media
 from ..images.markup import WRAP_STYLE, file_name, thumbnail_img
 from .markdown import CURSOR, close_fences, escape_markdown, wrap_long_words

@@ -10,10 +10,9 @@ its type and fails the cell with one line instead of a traceback.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +27,14 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .._answer import DEFAULT_PROMPT, Description, default_presenter
-from .._ask import run_describe
-from .._describe import default_client, usage
 from .._exceptions import ConfigurationError, ImageError, InvalidRequestError
-from ..batch import describe_many
+from ..answer import DEFAULT_PROMPT, Description, Presenter, StdoutPresenter
+from ..batch import Progress, describe_many
+from ..batch.options import closest as _closest
+from ..batch.options import params_from
 from ..batch.sources import expand
+from ..client.describe import default_client, usage
+from ..client.sync import run_describe
 from ..protocol.messages import check_params
 from .prompt import FIELD, drop_nbval_markers, interpolate, resolve_field, split_options
 
@@ -88,9 +89,19 @@ class Conversation:
 class RekaMagics(Magics):
     """The %reka magics; one ``Conversation`` per shell."""
 
-    def __init__(self, shell: Any = None) -> None:
+    def __init__(
+        self,
+        shell: Any = None,
+        *,
+        presenter: Callable[[bool], Presenter] | None = None,
+        progress: Callable[[], Progress] | None = None,
+    ) -> None:
         super().__init__(shell)
         self.conversation = Conversation()
+        # How answers and runs are shown, chosen by the caller (reka_nb.auto: the notebook's
+        # display where a frontend can update it); stdout and tqdm otherwise.
+        self._presenter = presenter or (lambda raw: StdoutPresenter())
+        self._progress = progress
         parser = self.reka.parser
         parser.allow_abbrev = False  # options are found before parsing, by their full names
         self._takes_value = {  # argparse has no public list of its options
@@ -193,7 +204,7 @@ class RekaMagics(Magics):
             prompt or DEFAULT_PROMPT,
             model=args.model,
             stream=not args.no_stream,
-            show=default_presenter(raw=args.raw),
+            show=self._presenter(args.raw),
             system=system,
             history=list(chat.messages) if args.chat else (),
             cache=args.cache,
@@ -227,6 +238,7 @@ class RekaMagics(Magics):
             concurrency=args.concurrency or 8,
             requests_per_minute=args.rpm,
             stream=False,  # whole answers: nothing is shown word by word
+            show=True if self._progress is None else self._progress(),
             **params,
         )
         user_ns = self._user_ns()
@@ -284,13 +296,7 @@ class RekaMagics(Magics):
 
 def _params(args: Any) -> dict[str, Any]:
     """Generation parameters from the options, checked now so a bad value is a UsageError."""
-    params = {
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "stop": args.stop,
-    }
+    params = params_from(args)
     try:
         return check_params(params)
     except InvalidRequestError as exc:
@@ -329,15 +335,6 @@ def _did_you_mean(message: str, options: Mapping[str, bool]) -> str:
     return f"{message} (did you mean {' or '.join(hints)}?)" if hints else message
 
 
-def _closest(word: str, options: list[str]) -> str | None:
-    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
-    longer = [option for option in options if option.startswith(word)]
-    if len(longer) == 1:
-        return longer[0]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
-    return close[0] if close else None
-
-
 def _one_line(exc: KeyboardInterrupt) -> None:
     """Make IPython show an interrupt as one line, still failing the cell (a RekaError does
     so by itself, see ``RekaError._render_traceback_``).
@@ -368,13 +365,19 @@ def ask_questions(lines: list[str]) -> list[str]:
     return out
 
 
-def load_ipython_extension(ipython: Any) -> None:
-    """Register the %reka magics with an IPython shell.
+def load_ipython_extension(
+    ipython: Any,
+    *,
+    presenter: Callable[[bool], Presenter] | None = None,
+    progress: Callable[[], Progress] | None = None,
+) -> None:
+    """Register the %reka magics with an IPython shell; ``presenter(raw)`` and ``progress()``
+    make what shows an answer and a run (``reka_nb.auto`` hands down the notebook's).
 
     A ``%reka ...?`` line in the cell that loads the extension was read by IPython as a help
     request before the magics existed, so nothing would be asked: that cell fails, saying so.
     """
-    ipython.register_magics(RekaMagics)
+    ipython.register_magics(RekaMagics(ipython, presenter=presenter, progress=progress))
     cleanup = ipython.input_transformers_cleanup
     if any(getattr(t, "__name__", "") == ask_questions.__name__ for t in cleanup):
         return  # this cell was read with the transformer in place

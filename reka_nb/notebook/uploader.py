@@ -27,12 +27,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .._answer import DEFAULT_PROMPT, Description
-from .._ask import run_adescribe
-from .._async_client import AsyncRekaClient
-from .._client import RekaClient
 from .._exceptions import RekaError
-from .._settings import DEFAULT_MODEL, redact
+from ..answer import DEFAULT_PROMPT, Description
+from ..client.aio import AsyncRekaClient, run_adescribe
+from ..client.settings import DEFAULT_MODEL, redact
+from ..client.sync import RekaClient
 from ..images import Media
 from . import background
 from .chooser import ImageChooser, descendants

@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._answer import Description
-from .._async_client import AsyncRekaClient
-from .._client import RekaClient
 from .._exceptions import ImageError
+from ..answer import Description
+from ..client.aio import AsyncRekaClient
+from ..client.sync import RekaClient
 from ..images import Media, prepare_image
 from .markdown import CURSOR, close_fences, escape_markdown
 from .throttle import Throttle

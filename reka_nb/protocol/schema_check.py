@@ -16,13 +16,20 @@ checked without pydantic, and the data is the dict, by two well-kept libraries:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._exceptions import SchemaError
 from .json_text import extract_json
 
-if TYPE_CHECKING:
-    from .schema import Schema
+
+class Schema(Protocol):
+    """What checking reads of a ``schema.Schema`` (named here so the two modules form no cycle)."""
+
+    model: Any
+    _validator: list[Any]
+
+    @property
+    def json_schema(self) -> dict[str, Any]: ...
 
 __all__ = ["MAX_PROBLEMS", "check_text", "check_value"]
 

@@ -1,26 +1,24 @@
-"""An offline stand-in for Reka's API, for tests, notebook runs and benchmarks.
+"""Test support: the offline server (``reka_nb.offline``) and notebook kernels pointed at it.
 
     >>> from reka_nb.testing import OfflineServer, Fault
     >>> with OfflineServer() as server:            # doctest: +SKIP
     ...     server.queue(Fault.status(503), Fault.ok())
-    ...     ...                                    # point a client at server.base_url
 
-Run it from a shell with ``python -m reka_nb.testing``. The answers are deterministic and say
-that no model ran; they report what the server measured from the request (image formats,
-pixel sizes, byte counts; a video's container, duration, size and bytes; the prompt), so tests
-can assert exact text. ``GET /v1/models`` describes each model with example prices (see
-``_catalog``), or lists ids only with ``OfflineServer(model_metadata=False)``. A request with a
-JSON Schema (``response_format``, or the schema written in its instructions) gets a
-deterministic instance of it as JSON (``_structured``); ``Fault.invalid_json()`` and its
-siblings spoil one such answer for repair tests.
+``python -m reka_nb.testing`` runs the server from a shell, as ``python -m reka_nb.offline`` does.
 """
 
 from __future__ import annotations
 
-from ._faults import Fault
+from ..offline import (
+    DEFAULT_MODELS,
+    INSUFFICIENT_BALANCE,
+    TEST_API_KEY,
+    Fault,
+    OfflineServer,
+    RecordedRequest,
+    image_digest,
+)
 from ._kernel import kernel_env, run_notebook
-from ._limits import INSUFFICIENT_BALANCE, image_digest
-from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._server import OfflineServer
+from ..offline._server import OfflineServer
 
 __all__ = ["kernel_env", "run_notebook"]
 

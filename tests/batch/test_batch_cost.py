@@ -31,7 +31,7 @@ def lookup(env: OfflineServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_totals_are_exact_and_the_cache_costs_nothing(env: OfflineServer) -> None:
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
     results = describe_many([CAT] * 3, show=False, cache=False)  # asked three times
     assert Decimal("0.0001248") == ONE_ANSWER
     assert [r.description.cost for r in results] == [ONE_ANSWER] * 3
@@ -44,7 +44,7 @@ def test_totals_are_exact_and_the_cache_costs_nothing(env: OfflineServer) -> Non
     again = describe_many([CAT] * 3, show=False)
     assert again.cached_count == 3 and again.cost == Decimal(0)
     assert reka_nb.usage().requests == 4  # answers from the cache are not counted again
-    reka_nb._answer.SESSION_USAGE.clear()
+    reka_nb.answer.SESSION_USAGE.clear()
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])

@@ -5,7 +5,7 @@
    a real socket to RekaClient, AsyncRekaClient and the OpenAI-style Client.
 2. A minimal OpenAI-compatible server of the kind people run locally (no ``/models``, no usage,
    CRLF lines and comments, maybe no ``[DONE]``) works with RekaClient, describe() and Client.
-3. The official clients judge the offline server where tests/testing/test_offline_server.py does not
+3. The official clients judge the offline server where tests/offline/test_offline_server.py does not
    already: the async ``openai`` client with ``stream_options``, its streaming helper, its
    retries on our Retry-After, and reka-api's async client on the native endpoint.
 """
@@ -41,7 +41,7 @@ from reka_nb import (
     RekaClient,
     StreamInterrupted,
 )
-from reka_nb._answer import StdoutPresenter
+from reka_nb.answer import StdoutPresenter
 from reka_nb.compat import AsyncStream
 from reka_nb.images import prepare_image
 from reka_nb.protocol.messages import user_message

@@ -31,7 +31,8 @@ from PIL import Image
 from traitlets.config import Config
 
 from reka_nb import ConfigurationError, Description, StreamInterrupted, Usage, prepare_images
-from reka_nb._answer import StdoutPresenter, default_presenter
+from reka_nb.answer import StdoutPresenter
+from reka_nb.auto import default_presenter
 from reka_nb.notebook.display import (
     NotebookPresenter,
     bundle_size,
@@ -42,8 +43,8 @@ from reka_nb.notebook.display import (
     streaming_bundle,
     waiting_bundle,
 )
+from reka_nb.offline._answer import split_tokens
 from reka_nb.testing import Fault, OfflineServer
-from reka_nb.testing._answer import split_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = ROOT / "docs" / "images" / "cat.jpeg"

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reka_nb import RekaError
-from reka_nb._replies import StreamState
-from reka_nb._settings import Settings
+from reka_nb.client.replies import StreamState
+from reka_nb.client.settings import Settings
 from reka_nb.protocol.sse import SSEDecoder
 
 SETTINGS = Settings("http://127.0.0.1:1/v1", "reka-flash", "k", "openai", False)

@@ -1,0 +1,199 @@
+"""What an answer is (Description) and how one is shown while it arrives (Presenter).
+
+This sits below the clients and the notebook: the clients return Descriptions and the notebook
+display renders them. Which presenter shows an answer is chosen above (``reka_nb.auto``) and
+handed down; where nobody chose one, answers go to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .protocol.costs import UsageTotals
+from .protocol.models import Model, format_usd
+from .protocol.stream import Completion, Usage
+
+if TYPE_CHECKING:
+    from .images import Media
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "SESSION_USAGE",
+    "Description",
+    "Presenter",
+    "StdoutPresenter",
+]
+
+SESSION_USAGE = UsageTotals()
+"""Every answer of this process, added up per model (``reka_nb.usage()``, ``%reka usage``)."""
+
+DEFAULT_PROMPT = "What can you see in the image?"
+
+
+class Description(str):
+    """An answer: it is the text (a str), and carries what the server said about it."""
+
+    model: str | None
+    usage: Usage | None
+    finish_reason: str | None
+    request_id: str | None
+    elapsed: float | None
+    prompt: str
+    images: tuple[Media, ...]
+    message: dict[str, Any]
+    model_info: Model | None
+    cached: bool
+
+    def __new__(
+        cls,
+        text: str,
+        *,
+        model: str | None = None,
+        usage: Usage | None = None,
+        finish_reason: str | None = None,
+        request_id: str | None = None,
+        elapsed: float | None = None,
+        prompt: str = "",
+        images: Sequence[Media] = (),
+        message: Mapping[str, Any] | None = None,
+        model_info: Model | None = None,
+        cached: bool = False,
+    ) -> Description:
+        self = super().__new__(cls, text)
+        self.model = model
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.request_id = request_id
+        self.elapsed = elapsed
+        self.prompt = prompt
+        self.images = tuple(images)
+        self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.model_info = model_info  # what the server said of the model asked: its prices
+        self.cached = cached  # True when the answer came from the answer cache, not the server
+        return self
+
+    @classmethod
+    def from_completion(cls, completion: Completion, **extra: Any) -> Description:
+        return cls(
+            completion.text,
+            model=completion.model,
+            usage=completion.usage,
+            finish_reason=completion.finish_reason,
+            request_id=completion.request_id,
+            **extra,
+        )
+
+    @property
+    def text(self) -> str:
+        """The answer as a plain str."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        text = self.text if len(self) <= 60 else self.text[:57] + "..."
+        return (
+            f"Description({text!r}, model={self.model!r}, finish_reason={self.finish_reason!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def mark_shown(self, check: Callable[[], bool]) -> None:
+        """Called by the presenter that showed this answer. While ``check()`` is True (IPython
+        is about to show it as the result of the cell that showed it), it is not shown again."""
+        self.__dict__["_shown_check"] = check
+
+    @property
+    def _ipython_display_(self) -> Callable[[], None] | None:
+        """IPython looks this up before formatting an object: a method that shows nothing when
+        the answer is already on screen (``mark_shown``), else None (formatted as usual)."""
+        check = self.__dict__.get("_shown_check")
+        if check is not None and check():
+            return _show_nothing
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_shown_check", None)  # belongs to this process's shell
+        return state
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
+
+    @property
+    def cost(self) -> Decimal | None:
+        """US dollars: the tokens used times the model's prices, when both are known (exact)."""
+        return None if self.model_info is None else self.model_info.cost(self.usage)
+
+    def footer(self) -> str:
+        """One line: model, tokens in/out, cost, seconds; "cached" for an answer from the cache."""
+        parts = [self.model or "unknown model"]
+        if self.usage is not None:
+            inp = "?" if self.usage.input_tokens is None else self.usage.input_tokens
+            out = "?" if self.usage.output_tokens is None else self.usage.output_tokens
+            parts.append(f"{inp} tokens in, {out} out")
+        cost = self.cost
+        if cost is not None:
+            parts.append(format_usd(cost))
+        if self.elapsed is not None:
+            parts.append(f"{self.elapsed:.1f} s")
+        if self.finish_reason not in (None, "stop"):
+            parts.append(f"finish: {self.finish_reason}")
+        if self.cached:
+            parts.append("cached")
+        return " · ".join(parts)
+
+
+def _show_nothing() -> None:
+    """The display of an answer that is already on screen."""
+
+
+class Presenter(Protocol):
+    """Shows an answer while it arrives (the terminal, or a notebook display).
+
+    ``update`` gets each piece of new text, not the whole text so far: a presenter that needs
+    the whole text keeps it (joining it only when it shows it), so a long answer costs the
+    same per word as a short one.
+    """
+
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None: ...
+
+    def update(self, delta: str) -> None: ...
+
+    def finish(self, description: Description) -> None: ...
+
+    def fail(self, error: BaseException, partial_text: str) -> None: ...
+
+
+class StdoutPresenter:
+    """Streams text to stdout as it arrives: terminals, scripts and plain IPython."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._out = stream
+        self._wrote = False
+
+    def _write(self, text: str) -> None:
+        out = self._out or sys.stdout
+        out.write(text)
+        out.flush()
+
+    def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
+        self._wrote = False
+
+    def update(self, delta: str, text: str | None = None) -> None:
+        self._write(delta)
+        self._wrote = True
+
+    def finish(self, description: Description) -> None:
+        if not self._wrote and description.text:
+            self._write(description.text)
+            self._wrote = True
+        if self._wrote:
+            self._write("\n")
+
+    def fail(self, error: BaseException, partial_text: str) -> None:
+        if self._wrote:
+            self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")

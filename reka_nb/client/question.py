@@ -1,0 +1,335 @@
+"""One question, from the caller's arguments to a finished answer: the one path every caller
+takes (``describe``/``adescribe``, the clients' ``describe`` methods, the magics, the upload
+panel, and ``describe_many``'s engine for each row, and so Ray's).
+
+``Question.prepare`` resolves nothing itself: it gets the settings resolved once by the caller,
+checks the parameters and the limits before any image is read, prepares the images and builds
+the message, so whatever it refuses is refused with nothing sent, for every caller alike.
+``learn`` takes the model's metadata (``model_info``) and refuses an input the model does not
+take; ``cached`` answers from the answer cache; ``finish`` turns a completion into the
+``Description`` (its cost, the session's usage, the cache entry).
+
+``run_describe`` (``sync.py``) and ``run_adescribe`` (``aio.py``) drive one question on a
+client; this module imports neither.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import one_line
+from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
+from ..protocol.messages import check_params, user_message
+from ..protocol.models import Model, ModelList, check_inputs
+from .base import require_image
+
+if TYPE_CHECKING:
+    from ..cache import AnswerCache, CachedAnswer
+    from ..images import Media
+    from ..protocol.stream import Completion
+    from .base import BaseClient
+    from .settings import Settings
+
+__all__ = [
+    "INFO",
+    "NEXT",
+    "Open",
+    "Question",
+    "answer_flow",
+    "ask",
+    "open_cache",
+    "presenter_of",
+    "refuse_images",
+    "require_image",
+    "stopped",
+]
+
+
+@dataclass
+class Question:
+    """One question, checked and prepared: everything is decided before a byte is sent."""
+
+    settings: Settings
+    prompt: str
+    images: list[Media]
+    message: dict[str, Any]
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    info: Model | None = None
+    presenter: Presenter | None = None
+    started: float = field(default_factory=time.monotonic)
+    _cache: AnswerCache | None = field(default=None, repr=False)
+    _key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def prepare(
+        cls,
+        settings: Settings,
+        image: Any,
+        prompt: str | None = None,
+        *,
+        system: str | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
+        keep_metadata: bool = False,
+        params: Mapping[str, Any] | None = None,
+        models: ModelList | None = None,
+    ) -> Question:
+        """Check the parameters, the limits and (from ``models``, a list known already) the
+        model's inputs before reading any image; then prepare the images and the message."""
+        checked = check_params(params or {}, settings.api)
+        if image is not None and models is not None:
+            refuse_images(settings, models)
+        images: list[Media] = []
+        if image is not None:
+            from ..images import prepare_images  # Pillow: imported when a first image is prepared
+
+            images = prepare_images(
+                image,
+                keep_metadata=keep_metadata,
+                max_images=settings.max_images,
+                max_request_bytes=settings.max_request_bytes,
+            )
+        text = DEFAULT_PROMPT if prompt is None else prompt
+        message = user_message(text, images, settings.api)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        messages += [dict(m) for m in history]
+        messages.append(message)
+        return cls(settings, text, images, message, messages, checked)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def learn(self, info: Model | None, models: ModelList | None) -> None:
+        """Keep the model's metadata (prices: the answer's cost) and refuse, unsent, an input
+        the model does not take."""
+        self.info = info
+        if info is not None and models is not None:
+            check_inputs(info, self.messages, models)  # the list itself: no copy per question
+
+    def key(self) -> str:
+        """The question's key in the answer cache: never the API key; images by their hash."""
+        from ..cache import cache_key  # sqlite3: imported when a cache is used
+
+        return cache_key(
+            base_url=self.settings.base_url,
+            api=self.settings.api,
+            model=self.model,
+            prompt=self.prompt,
+            images=[(im.data, im.url) for im in self.images],
+            params=self.params,
+            context=self.messages[:-1],  # a system message and earlier turns change the answer
+        )
+
+    def keep_in(self, cache: AnswerCache | None) -> str | None:
+        """Look this question up in ``cache`` and ``store`` its answer there: its key (None
+        without a cache)."""
+        self._cache = cache
+        self._key = None if cache is None else self.key()
+        return self._key
+
+    def cached(self, cache: AnswerCache | None, *, close: bool = True) -> Description | None:
+        """The stored answer to this question (shown like a new one), else None; ``store``
+        keeps a new one. ``close=False``: the cache stays open (a run closes it at its end)."""
+        key = self.keep_in(cache)
+        if cache is None or key is None:
+            return None
+        try:
+            hit = cache.get(key)
+        finally:
+            if close:
+                cache.close()  # no file held open while the question is asked
+        return self.answered(hit)
+
+    def answered(self, hit: CachedAnswer | None) -> Description | None:
+        """The answer ``hit`` (this question's, from the cache) shown like a new one; None
+        when there was none, and then ``store`` keeps the new one."""
+        if hit is None:
+            return None
+        self._cache = None
+        description = hit.description(self.prompt)
+        description.model = description.model or self.model
+        description.images = tuple(self.images)
+        description.message = dict(self.message)
+        if self.presenter:
+            self.presenter.start(model=description.model, prompt=self.prompt, images=self.images)
+            self.presenter.finish(description)
+        return description
+
+    def start(self) -> None:
+        """The answer is about to arrive: the presenter shows the question."""
+        if self.presenter:
+            self.presenter.start(model=self.model, prompt=self.prompt, images=self.images)
+
+    def update(self, delta: str) -> None:
+        if self.presenter:
+            self.presenter.update(delta)
+
+    def fail(self, error: BaseException, partial: str) -> None:
+        if self.presenter:
+            self.presenter.fail(error, partial)
+
+    def finish(self, completion: Completion, *, inputs: bool = True) -> Description:
+        """The answer: its cost (from ``info``), added to the session's usage, and shown.
+        ``inputs=False`` leaves the images out of it (a run over many keeps no image bytes)."""
+        elapsed = time.monotonic() - self.started
+        description = Description.from_completion(
+            completion,
+            elapsed=elapsed,
+            prompt=self.prompt,
+            images=self.images if inputs else (),
+            message=self.message if inputs else None,
+            model_info=self.info,
+        )
+        if description.model is None:
+            description.model = self.model
+        SESSION_USAGE.add(self.model, description.usage, description.cost)
+        if self.presenter:
+            self.presenter.finish(description)
+        return description
+
+    def store(self, description: Description, *, close: bool = True) -> None:
+        """Keep a new answer in the cache the question was looked up in (if any)."""
+        if self._cache is not None and self._key is not None:
+            try:
+                self._cache.put(self._key, cache_entry(description))
+            finally:
+                if close:
+                    self._cache.close()
+
+
+def cache_entry(description: Description) -> CachedAnswer:
+    """What the answer cache keeps of an answer."""
+    from ..cache import CachedAnswer
+
+    usage = description.usage
+    return CachedAnswer(
+        text=description.text,
+        model=description.model,
+        finish_reason=description.finish_reason,
+        input_tokens=None if usage is None else usage.input_tokens,
+        output_tokens=None if usage is None else usage.output_tokens,
+        request_id=description.request_id,
+        seconds=description.elapsed,
+        stored_at=time.time(),
+    )
+
+
+_IMAGE_PROBE = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}
+
+
+def refuse_images(settings: Settings, models: ModelList) -> None:
+    """Refuse, before any image is read, a model the list says takes no images."""
+    info = models.get(settings.model)
+    if info is not None and info.input_modalities is not None and not info.takes("image"):
+        check_inputs(info, [_IMAGE_PROBE], models)
+
+
+def stopped(exc: KeyboardInterrupt, show: object) -> BaseException:
+    """A stop while one question was asked, as one line (IPython shows no traceback through
+    httpx): what arrived of the answer stays on screen when it was shown."""
+    return one_line(
+        exc, "interrupted; the text that arrived is kept above" if show else "interrupted"
+    )
+
+
+def open_cache(cache: bool | AnswerCache | None) -> AnswerCache | None:
+    """``cache=True``: the answer cache ``REKA_NB_CACHE`` names now (None when it is off)."""
+    if cache is True:
+        from ..cache import default_cache  # sqlite3: imported when a cache is used
+
+        return default_cache()
+    return cache or None
+
+
+def presenter_of(show: bool | Presenter | None) -> Presenter | None:
+    """``show=True``: print to stdout (the notebook display is chosen above, in ``auto``)."""
+    if show is True:
+        return StdoutPresenter()
+    if show is False or show is None:
+        return None
+    return show
+
+
+def ask(
+    client: BaseClient,
+    image: Any,
+    prompt: str | None = None,
+    *,
+    model: str | None = None,
+    show: bool | Presenter | None = True,
+    system: str | None = None,
+    history: Sequence[Mapping[str, Any]] = (),
+    keep_metadata: bool = False,
+    **params: Any,
+) -> Question:
+    """A question for ``client``: its settings resolved once, everything checked and the
+    images prepared (see ``Question.prepare``); ``show`` chooses its presenter."""
+    settings = client.settings(model)  # once: its limits are checked before images are read
+    question = Question.prepare(
+        settings,
+        image,
+        prompt,
+        system=system,
+        history=history,
+        keep_metadata=keep_metadata,
+        params=params,
+        models=client.known_models(settings),
+    )
+    question.presenter = presenter_of(show)
+    return question
+
+
+#: Steps of ``answer_flow``: the model's metadata (answer: ``(model_info, known_models)``),
+#: the next text of the open stream (answer: a str, None at its end, or the exception).
+INFO = "model info"
+NEXT = "next delta"
+
+
+@dataclass(frozen=True)
+class Open:
+    """Ask: ``stream`` (answer: the open ChatStream) or not (the Completion, or the error)."""
+
+    stream: bool
+
+
+def answer_flow(
+    q: Question, cache: bool | AnswerCache | None, stream: bool
+) -> Generator[Any, Any, Description]:
+    """A prepared question to its answer, written once: the model's metadata and inputs, the
+    answer cache, the presenter, the finishing. ``run_describe`` (``sync.py``) and
+    ``run_adescribe`` (``aio.py``) drive it; its errors are the drivers' own, re-raised."""
+    q.learn(*(yield INFO))
+    store = open_cache(cache)
+    try:
+        hit = q.cached(store)
+        if hit is not None:
+            return hit
+        q.started = time.monotonic()
+        if stream:
+            chat = yield Open(True)
+            q.start()
+            while (delta := (yield NEXT)) is not None:
+                try:
+                    if isinstance(delta, BaseException):
+                        raise delta
+                    q.update(delta)  # a presenter may stop it too (an interrupt)
+                except BaseException as exc:
+                    q.fail(exc, chat.text)
+                    raise
+            completion = chat.completion
+        else:
+            q.start()
+            completion = yield Open(False)
+            if isinstance(completion, BaseException):
+                q.fail(completion, "")
+                raise completion
+        description = q.finish(completion)
+        q.store(description)
+        return description
+    finally:
+        if store is not None:
+            store.warn(stacklevel=5)  # at the caller's describe() line
