@@ -38,10 +38,10 @@ from ._exceptions import (
 )
 from ._version import __version__
 from .answer import Description
-from .auto import adescribe, describe
+from .auto import RekaClient, adescribe, describe
 from .client.describe import models, usage
 from .client.offline_mode import stop_offline_server, use_offline_server
-from .client.sync import ChatStream, RekaClient
+from .client.sync import ChatStream
 from .protocol.stream import Completion, Usage
 
 __all__ = [
@@ -102,9 +102,9 @@ __all__ = [
 
 if typing.TYPE_CHECKING:
     from . import cache
-    from .auto import adescribe_many, describe_many
+    from .auto import AsyncRekaClient, adescribe_many, describe_many
     from .batch import Result, Results
-    from .client.aio import AsyncChatStream, AsyncRekaClient
+    from .client.aio import AsyncChatStream
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
     from .notebook.uploader import Uploader, uploader
@@ -114,7 +114,7 @@ if typing.TYPE_CHECKING:
 #: Public names imported on first use, and the module that holds each.
 _LAZY = {
     "AsyncChatStream": ".client.aio",  # asyncio
-    "AsyncRekaClient": ".client.aio",
+    "AsyncRekaClient": ".auto",
     "AsyncClient": ".compat",
     "Client": ".compat",
     "Reka": ".compat",

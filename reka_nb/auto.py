@@ -3,7 +3,8 @@
 Inside a notebook whose frontend can update outputs, an answer streams into the notebook's
 display and a run over many images shows the notebook's progress table; elsewhere answers go
 to stdout and runs get a tqdm bar. The layers below never look for a notebook: the public
-``describe``, ``adescribe``, ``describe_many``, ``adescribe_many`` and the ``%reka`` magics
+``describe``, ``adescribe``, ``describe_many``, ``adescribe_many``, the public clients'
+``describe`` (``reka_nb.RekaClient``, ``reka_nb.AsyncRekaClient``) and the ``%reka`` magics
 take these choices from here, as ``tqdm.auto`` picks a bar without tqdm's core knowing that
 notebooks exist. (The answer cache sits below the client, which opens it itself.)
 """
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from .answer import DEFAULT_PROMPT, Description, Presenter, StdoutPresenter
 from .client import describe as _core
+from .client import sync as _sync
 
 if TYPE_CHECKING:
     from .batch import Progress, Results
 
-__all__ = [
+__all__ = [  # and AsyncRekaClient, made on first use
+    "RekaClient",
     "adescribe",
     "adescribe_many",
     "default_presenter",
@@ -79,6 +82,44 @@ async def adescribe(
     image: Any, prompt: str = DEFAULT_PROMPT, *, show: Any = True, **options: Any
 ) -> Description:
     return await _core.adescribe(image, prompt, show=_shown(show), **options)
+
+
+class RekaClient(_sync.RekaClient):
+    """A synchronous client for Reka's chat API (OpenAI-compatible or native), whose
+    ``describe`` shows the answer as ``reka_nb.describe`` does: in the notebook's display
+    inside a notebook, else on stdout."""
+
+    def describe(
+        self, image: Any, prompt: str | None = None, *, show: Any = True, **options: Any
+    ) -> Description:
+        """Ask about one or more images; see ``reka_nb.describe``."""
+        answer: Description = super().describe(image, prompt, show=_shown(show), **options)
+        return answer
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncRekaClient``, made on first use (asyncio is imported only then)."""
+    if name != "AsyncRekaClient":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .client import aio
+
+    class AsyncRekaClient(aio.AsyncRekaClient):
+        """An asyncio client for Reka's chat API, the mirror of RekaClient, whose ``describe``
+        shows the answer as ``reka_nb.adescribe`` does: in the notebook's display inside a
+        notebook, else on stdout."""
+
+        async def describe(  # type: ignore[override]
+            self, image: Any, prompt: str | None = None, *, show: Any = True, **options: Any
+        ) -> Description:
+            """Ask about one or more images; see ``reka_nb.adescribe``."""
+            answer: Description = await super().describe(
+                image, prompt, show=_shown(show), **options
+            )
+            return answer
+
+    AsyncRekaClient.__qualname__ = "AsyncRekaClient"
+    globals()[name] = AsyncRekaClient
+    return AsyncRekaClient
 
 
 def describe_many(

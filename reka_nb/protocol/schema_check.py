@@ -31,6 +31,7 @@ class Schema(Protocol):
     @property
     def json_schema(self) -> dict[str, Any]: ...
 
+
 __all__ = ["MAX_PROBLEMS", "check_text", "check_value"]
 
 #: Problems listed in one error (the rest are counted).
