@@ -8,6 +8,7 @@ import math
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -222,13 +223,15 @@ HEADERS = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(HEADERS)
 def test_any_header_is_a_video_or_a_video_error_in_linear_work(data: bytes) -> None:
     """Random and mutated headers: a PreparedVideo or a VideoError, never another exception,
     and the reader visits at most four boxes or elements per byte (its nesting depth)."""
     try:
-        (video,) = prepare_images(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LongVideoWarning)  # a long clip is still a clip
+            (video,) = prepare_images(data)
     except VideoError as exc:
         assert str(exc) and repr(exc)
     except ImageError as exc:  # not recognised as a video at all: an image error
