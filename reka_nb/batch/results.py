@@ -95,7 +95,7 @@ class Result:
             "input_tokens": None if usage is None else usage.input_tokens,
             "output_tokens": None if usage is None else usage.output_tokens,
             "finish_reason": None if d is None else d.finish_reason,
-            "request_id": None if d is None else d.request_id,
+            "request_id": getattr(self.error, "request_id", None) if d is None else d.request_id,
             "cached": self.cached,
             "seconds": round(self.seconds, 3),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
