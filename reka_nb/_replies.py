@@ -32,6 +32,7 @@ from .protocol.sse import EventTooLarge, SSEDecoder
 from .protocol.stream import (
     Accumulator,
     Completion,
+    EmptyAnswer,
     MalformedEvent,
     StreamError,
     load_json,
@@ -54,6 +55,7 @@ __all__ = [
     "request_id_of",
     "shutdown",
     "shutdown_response",
+    "stream_answer",
     "stream_reply_kind",
     "take_body",
     "wait_before_retry",
@@ -335,6 +337,25 @@ def json_completion(response: httpx.Response, body: Body, settings: Settings) ->
             status=response.status_code,
             request_id=request_id_of(response),
         ) from None
+    except EmptyAnswer as exc:
+        raise no_answer(response, exc) from None
+
+
+def no_answer(response: httpx.Response, exc: EmptyAnswer) -> ServerError:
+    """A 2xx reply that holds no answer text (nor a refusal): an error, never an answer."""
+    return ServerError(
+        f"The server's reply held no answer: {exc}",
+        status=response.status_code,
+        request_id=request_id_of(response),
+    )
+
+
+def stream_answer(state: StreamState, response: httpx.Response) -> Completion:
+    """The finished answer of a stream; a ServerError when the stream held no answer text."""
+    try:
+        return state.acc.answer(state.request_id)
+    except EmptyAnswer as exc:
+        raise no_answer(response, exc) from None
 
 
 def json_models(response: httpx.Response, body: Body, settings: Settings) -> ModelList:
