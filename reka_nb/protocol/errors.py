@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -292,10 +293,12 @@ def retry_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based).
 
-    The server's Retry-After wins (already capped at 60 s); otherwise exponential
-    backoff with jitter, so many clients failing together do not retry together.
+    A positive Retry-After from the server wins (already capped at 60 s); zero, negative or
+    unreadable ones get the backoff (at least half its ceiling), so ``Retry-After: 0`` cannot
+    make a client retry in a tight loop. The backoff is exponential with jitter, so many
+    clients failing together do not retry together.
     """
-    if retry_after is not None:
-        return retry_after
     ceiling = min(cap, base * (2**attempt))
+    if retry_after is not None and retry_after > 0 and math.isfinite(retry_after):
+        return retry_after
     return ceiling * (0.5 + 0.5 * (rng or random).random())

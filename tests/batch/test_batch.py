@@ -316,3 +316,17 @@ def test_pandas_is_imported_only_by_to_pandas(env: OfflineServer, tmp_path: Path
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[]\nFalse 1\nTrue\n"
+
+
+def test_a_rate_limit_that_says_retry_now_still_waits_the_backoff_floor(
+    env: OfflineServer,
+) -> None:
+    """Retry-After: 0 three times: describe_many waits 0.25, 0.5 and 1 s at least (its backoff's
+    floor), not a burst of requests."""
+    env.queue(*[Fault.status(429, retry_after=0)] * 3)
+    results = describe_many([png(12)], "Size?", show=False, cache=False)
+    assert results[0].ok
+    assert [r.status for r in env.requests] == [429, 429, 429, 200]
+    times = [r.received for r in env.requests]
+    gaps = [times[i + 1] - times[i] for i in range(3)]
+    assert all(gaps[i] >= (0.25, 0.5, 1.0)[i] for i in range(3)), gaps
