@@ -365,7 +365,7 @@ def test_a_key_echoed_in_a_header_is_redacted_everywhere(
         rows = results.records()
         produced += [repr(results), results._repr_html_(), repr(rows)]
         produced.append(results.to_pandas().to_csv())
-        produced += [pickle.dumps(list(results)).decode("latin-1")]
+        produced += [pickle.dumps(results).decode("latin-1")]
         for result in results:
             produced += [repr(result), repr(vars(result))]
             if result.error is not None:

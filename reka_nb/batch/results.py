@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,6 +65,16 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.description is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles; an item that cannot (an open file, a live object) goes as its name."""
+        item = self.item
+        try:
+            pickle.dumps(item)
+        except Exception:
+            item = self.source
+        fields = (self.description, self.error, self.seconds, self.thumbnail)
+        return (Result, (self.index, item, self.source, *fields))
 
     @property
     def text(self) -> str | None:
@@ -193,11 +204,31 @@ class Results(Sequence[Result]):
             ) from None
         return pandas.DataFrame(self.records(), columns=list(COLUMNS))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Results pickle (for worker processes, for saving a run). The way to ask again goes
+        with them when it can be pickled (its images, its settings; never the key); when it
+        cannot, ``retry_failed`` of the copy says why."""
+        state = dict(self.__dict__)
+        if self._retry is not None:
+            try:
+                pickle.dumps(self._retry)
+            except Exception as exc:  # an open file among the images, a limiter object...
+                state["_retry"] = None
+                state["_no_retry"] = f"{type(exc).__name__}: {exc}"
+        return state
+
     def retry_failed(self) -> Results:
         """Ask again for the failed items only; return these results with them replaced."""
         failed = self.errors
         if not failed:
             return self
+        why = getattr(self, "_no_retry", None)
+        if self._retry is None and why is not None:
+            raise RuntimeError(
+                "these results were unpickled without the way to ask again, which could not "
+                f"be pickled ({why}): run describe_many again on the failed items "
+                "(Results.errors lists them)"
+            )
         if self._retry is None:
             raise RuntimeError("these results do not know how they were made: run them again")
         again = self._retry(failed)
