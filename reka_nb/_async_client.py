@@ -23,6 +23,7 @@ from ._replies import (
     json_completion,
     json_models,
     may_retry,
+    stream_answer,
     stream_reply_kind,
     take_body,
     wait_before_retry,
@@ -334,7 +335,7 @@ class AsyncChatStream:
             if failure is None and state.acc.finished:
                 async for delta in self._after_finish(chunks, state):
                     yield delta
-            self.completion = state.acc.completion(state.request_id)
+            self.completion = stream_answer(state, response)
         finally:
             await chunks_close(chunks)
             await self.aclose()

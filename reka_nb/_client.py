@@ -32,6 +32,7 @@ from ._replies import (
     json_models,
     may_retry,
     shutdown_response,
+    stream_answer,
     stream_reply_kind,
     take_body,
     wait_before_retry,
@@ -330,7 +331,7 @@ class ChatStream:
                 raise state.translate(failure)  # outside the except: httpx's request stays out
             if failure is None and state.acc.finished:
                 yield from self._after_finish(chunks, state, response)
-            self.completion = state.acc.completion(state.request_id)
+            self.completion = stream_answer(state, response)
         finally:
             self.close()
 

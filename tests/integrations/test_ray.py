@@ -450,3 +450,40 @@ def test_the_readme_example_runs(rserver: OfflineServer, tmp_path: Path) -> None
     assert all(row["error"] is None and PROMPT in row["text"] for row in table)
     assert "bytes" not in table[0]
     assert len(rserver.chat_requests()) == 8
+
+
+def test_a_killed_limiter_desk_restarts_and_the_dataset_completes(
+    rserver: OfflineServer, tmp_path: Path
+) -> None:
+    """SIGKILL of the rate-limit desk mid-run: Ray restarts it, the actors' calls go to the new
+    one, and every row is answered."""
+    import threading
+
+    from reka_nb.integrations.ray_limiter import desk_name
+
+    count = 30
+    make_images(tmp_path / "photos", count)
+    rserver.latency = 0.2
+    killed: dict[str, int] = {}
+
+    def kill_the_desk() -> None:
+        deadline = time.monotonic() + 120
+        while len(rserver.chat_requests()) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        desk = ray.get_actor(desk_name(rserver.base_url, KEY))
+        killed["pid"] = ray.get(desk.pid.remote())
+        os.kill(killed["pid"], signal.SIGKILL)
+        killed["at"] = len(rserver.chat_requests())
+
+    killer = threading.Thread(target=kill_the_desk, daemon=True)
+    killer.start()
+    ds = ray.data.read_binary_files(str(tmp_path / "photos"), include_paths=True)
+    out = rr.describe_dataset(
+        ds, PROMPT, concurrency=2, requests_per_minute=240, in_flight=2, batch_size=5, cache=False
+    )
+    rows = rows_by_path(out)
+    killer.join(timeout=10)
+    assert 6 <= killed["at"] < count  # the desk died mid-run
+    assert len(rows) == count and [r["error"] for r in rows.values()] == [None] * count
+    desk = ray.get_actor(desk_name(rserver.base_url, KEY))
+    assert ray.get(desk.pid.remote()) != killed["pid"]  # a new desk process
