@@ -194,3 +194,17 @@ def test_describe_with_cache_says_cached_in_json(server: OfflineServer, tmp_path
     assert json.loads(first.stdout)["text"] == json.loads(second.stdout)["text"]
     assert json.loads(second.stdout)["cached"] is True
     assert len(server.chat_requests()) == 1
+
+
+def test_offline_answers_are_reused_by_the_next_run_whatever_the_port(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(REKA_NB_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    runs = [run("describe", "--each", str(folder), "--offline", env=env) for _ in range(2)]
+    assert [proc.returncode for proc in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    first, second = ([json.loads(line) for line in proc.stdout.splitlines()] for proc in runs)
+    assert [line["cached"] for line in first] == [False, False, False]
+    assert [line["cached"] for line in second] == [True, True, True]
+    assert sorted(line["text"] for line in first) == sorted(line["text"] for line in second)
+    info = run("cache", "info", env=env)
+    assert "answers: 3\n" in info.stdout
