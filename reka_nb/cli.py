@@ -13,12 +13,15 @@ any Unix tool. Errors go to stderr as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import difflib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TextIO, TypeVar
 
 from ._answer import DEFAULT_PROMPT, StdoutPresenter
 from ._ask import run_describe
@@ -33,11 +36,13 @@ from ._exceptions import (
     StreamInterrupted,
 )
 from ._version import __version__
-from .batch import Result, TerminalProgress, describe_many
+from .batch import Result, TerminalProgress, adescribe_many
 from .batch import cache as answer_cache
 from .batch.sources import expand
 
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 _INPUT_ERRORS = (ImageError, InvalidRequestError, ConfigurationError)
 _NO_KEY = (
@@ -266,18 +271,20 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
     if args.jsonl:
         out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
-        results = describe_many(
-            images,
-            args.prompt,
-            model=args.model,
-            concurrency=args.concurrency,
-            requests_per_minute=args.rpm,
-            cache=args.cache is not False,
-            show=_Lines(out),
-            client=client,
-            retries=args.retries,
-            stream=False,  # nobody reads a batch word by word: whole answers cost less
-            **params,
+        results = _until_interrupted(
+            adescribe_many(
+                images,
+                args.prompt,
+                model=args.model,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                cache=args.cache is not False,
+                show=_Lines(out),
+                client=client,
+                retries=args.retries,
+                stream=False,  # nobody reads a batch word by word: whole answers cost less
+                **params,
+            )
         )
     finally:
         if out is not sys.stdout:
@@ -285,6 +292,34 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
     for failed in results.errors:
         print(f"reka-nb: {failed.source}: {failed.record()['error']}", file=sys.stderr)
     return 1 if results.errors else 0
+
+
+def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` on a new event loop. Ctrl-C cancels it at its next ``await`` and is then
+    raised as ``KeyboardInterrupt``: an answer is never stopped between being written out and
+    being stored. A second Ctrl-C stops at once."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
+    stopping: list[int] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(signum)
+        loop.call_soon_threadsafe(task.cancel)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if stopping:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        loop.close()
 
 
 def _cache(action: str) -> int:

@@ -109,10 +109,13 @@ async def run_items(
 
     async def worker() -> None:
         for item in queue:  # shared iterator: each item is taken by exactly one worker
-            result = await _one(item)
-            if result is None:  # the budget stopped the run: nothing more starts
+            outcome = await _one(item)
+            if outcome is None:  # the budget stopped the run: nothing more starts
                 return
-            finish(result)
+            result, answer = outcome
+            finish(result)  # shown first: an interrupt never leaves an answer stored unshown
+            if answer is not None and cache is not None:
+                await asyncio.to_thread(cache.put, *answer)
 
     async def _reserve(item: Item, images: int) -> Decimal | None:
         """Wait until the budget lets this question start; None once it has stopped."""
@@ -132,29 +135,25 @@ async def run_items(
             budget.finish(held, cost, answered)
             changed.notify_all()
 
-    async def _one(item: Item) -> Result | None:
+    async def _one(item: Item) -> tuple[Result, tuple[str, CachedAnswer] | None] | None:
+        """The item's result, and the answer to store (key, answer) when there is one."""
         started = time.monotonic()
         try:
             images, message, key, thumb = await asyncio.to_thread(
                 _prepare, item, settings, cache is not None, params
             )
         except RekaError as exc:  # a bad input: nothing is sent for it
-            return Result(item.index, item.image, item.source, error=exc)
+            return Result(item.index, item.image, item.source, error=exc), None
         count = len(images)
         del images  # the message holds what is sent; nothing else keeps the bytes
         if cache is not None and key is not None:
             hit = await asyncio.to_thread(cache.get, key)
             if hit is not None:
                 seconds = time.monotonic() - started
+                description = hit.description(str(item.prompt))
                 return Result(
-                    item.index,
-                    item.image,
-                    item.source,
-                    hit.description(str(item.prompt)),
-                    None,
-                    seconds,
-                    thumb,
-                )
+                    item.index, item.image, item.source, description, None, seconds, thumb
+                ), None
         held = None
         if budget is not None:
             held = await _reserve(item, count)
@@ -184,11 +183,11 @@ async def run_items(
                 description.model = settings.model
             await _release(held, description.cost, True)
             SESSION_USAGE.add(settings.model, description.usage, description.cost)
-            if cache is not None and key is not None:
-                await asyncio.to_thread(cache.put, key, _to_cache(completion, seconds))
-            return Result(item.index, item.image, item.source, description, None, seconds, thumb)
+            answer = None if key is None else (key, _to_cache(completion, seconds))
+            result = Result(item.index, item.image, item.source, description, None, seconds, thumb)
+            return result, answer
         seconds = time.monotonic() - started
-        return Result(item.index, item.image, item.source, None, error, seconds, thumb)
+        return Result(item.index, item.image, item.source, None, error, seconds, thumb), None
 
     tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 0)]
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -208,3 +209,39 @@ def test_offline_answers_are_reused_by_the_next_run_whatever_the_port(tmp_path: 
     assert sorted(line["text"] for line in first) == sorted(line["text"] for line in second)
     info = run("cache", "info", env=env)
     assert "answers: 3\n" in info.stdout
+
+
+def test_ctrl_c_never_leaves_a_cached_answer_out_of_the_jsonl_file(
+    server: OfflineServer, tmp_path: Path
+) -> None:
+    """Ctrl-C at many moments of a run: each answer the cache holds is a line of the file."""
+    folder = make_folder(tmp_path, 30)
+    env = env_for(server, tmp_path)
+    server.latency = 0.02
+    for trial in range(6):
+        run("cache", "clear", env=env)
+        out = tmp_path / f"out{trial}.jsonl"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reka_nb", "describe", "--each", str(folder)]
+            + ["--jsonl", str(out), "--concurrency", "4"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.read_text().count("\n") >= 1 + trial * 2):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.005)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        assert child.returncode == 130, stderr
+        written = {json.loads(line)["image"] for line in out.read_text().splitlines()}
+        again = run("describe", "--each", str(folder), "--concurrency", "8", env=env)
+        cached = {
+            line["image"]
+            for line in map(json.loads, again.stdout.splitlines())
+            if line["cached"]
+        }
+        assert cached <= written, f"trial {trial}: cached but not written: {cached - written}"
