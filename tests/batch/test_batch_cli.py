@@ -221,9 +221,9 @@ def test_ctrl_c_never_leaves_a_cached_answer_out_of_the_jsonl_file(
     for trial in range(6):
         run("cache", "clear", env=env)
         out = tmp_path / f"out{trial}.jsonl"
+        command = ["describe", "--each", str(folder), "--jsonl", str(out), "--concurrency", "4"]
         child = subprocess.Popen(
-            [sys.executable, "-m", "reka_nb", "describe", "--each", str(folder)]
-            + ["--jsonl", str(out), "--concurrency", "4"],
+            [sys.executable, "-m", "reka_nb", *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -240,8 +240,6 @@ def test_ctrl_c_never_leaves_a_cached_answer_out_of_the_jsonl_file(
         written = {json.loads(line)["image"] for line in out.read_text().splitlines()}
         again = run("describe", "--each", str(folder), "--concurrency", "8", env=env)
         cached = {
-            line["image"]
-            for line in map(json.loads, again.stdout.splitlines())
-            if line["cached"]
+            line["image"] for line in map(json.loads, again.stdout.splitlines()) if line["cached"]
         }
         assert cached <= written, f"trial {trial}: cached but not written: {cached - written}"
