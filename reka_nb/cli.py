@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Coroutine, Sequence
+from os.path import expanduser
 from typing import Any, TextIO, TypeVar
 
 from ._answer import DEFAULT_PROMPT, StdoutPresenter
@@ -50,6 +51,8 @@ _NO_KEY = (
     "https://platform.reka.ai), or add --offline to try the built-in offline server, "
     "which runs no model"
 )
+#: ``--jsonl`` given without its file name.
+_NO_FILE = ""
 #: The status a shell reports for a command ended by SIGPIPE (128 + 13).
 BROKEN_PIPE = 141
 
@@ -92,7 +95,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         action="store_true",
         help="ask about each image on its own (folders and globs expand); one JSON line each",
     )
-    d.add_argument("--jsonl", metavar="FILE", help="with --each: write the lines to FILE")
+    d.add_argument(
+        "--jsonl",
+        nargs="?",
+        const=_NO_FILE,
+        metavar="FILE",
+        help="with --each: write the lines to FILE (- for standard output)",
+    )
     d.add_argument("--concurrency", type=int, default=8, metavar="N", help="with --each (8)")
     d.add_argument("--rpm", type=float, metavar="N", help="with --each: requests a minute, at most")
     d.add_argument("--retries", type=int, default=2, metavar="N", help="with --each (default 2)")
@@ -175,9 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _prompt_hint(args: argparse.Namespace, exc: Exception) -> str:
-    """For ``describe cat.png "What is it?"``: the question was taken for an image."""
+    """For ``describe cat.png "What is it?"``: the question was taken for an image; for
+    ``describe photos/``: a folder is asked about with --each."""
     if args.command != "describe" or not isinstance(exc, ImageError):
         return ""
+    folders = [text for text in args.images if os.path.isdir(expanduser(text))]
+    if folders and not args.each:
+        return f"; to ask about each image in it, add --each: reka-nb describe --each {folders[0]}"
     for text in args.images:
         looks_like_words = " " in text.strip() or text.rstrip().endswith("?")
         if looks_like_words and "://" not in text and not os.path.exists(text):
@@ -190,10 +203,8 @@ def _prompt_hint(args: argparse.Namespace, exc: Exception) -> str:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "cache":
         return _cache(args.action)
-    if args.command == "describe" and not args.each:
-        for option in ("jsonl", "rpm"):
-            if getattr(args, option) is not None:
-                raise InvalidRequestError(f"--{option} goes with --each")
+    if args.command == "describe":
+        _check_describe(args)
     if args.offline:
         from ._offline import use_offline_server
 
@@ -251,6 +262,31 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _check_describe(args: argparse.Namespace) -> None:
+    """Options that do not go together, and --each paths that are not there: before any
+    request, with a usage error (exit 2)."""
+    if args.jsonl == _NO_FILE:
+        raise InvalidRequestError(
+            "--jsonl needs the name of the file to write the lines to (or - for standard output)"
+        )
+    if not args.each:
+        for option in ("jsonl", "rpm"):
+            if getattr(args, option) is not None:
+                raise InvalidRequestError(f"--{option} goes with --each")
+        return
+    if args.json:
+        raise InvalidRequestError(
+            "--json prints one answer as a JSON object; --each already prints each answer as a "
+            "JSON line (--jsonl FILE writes them to a file)"
+        )
+    for value in args.images:
+        is_url = "://" in value or value[:5].lower() == "data:"
+        if not (is_url or any(c in value for c in "*?[") or os.path.exists(expanduser(value))):
+            raise ImageError(
+                f"no such file or folder: {value!r} (current directory: {os.getcwd()})"
+            )
+
+
 class _Lines(TerminalProgress):
     """The progress bar on stderr, and each answer as a JSON line the moment it finishes."""
 
@@ -268,7 +304,7 @@ class _Lines(TerminalProgress):
 def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[str, Any]) -> int:
     images = [item for value in args.images for item, _ in expand(value)]
     out: TextIO = sys.stdout
-    if args.jsonl:
+    if args.jsonl not in (None, "-"):
         out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         results = _until_interrupted(
