@@ -27,6 +27,7 @@ OFFLINE_SERVER = "reka-nb offline server"
 _lock = threading.Lock()
 _server: OfflineServer | None = None
 _active = False
+_delay_text = ""  # the REKA_NB_OFFLINE_DELAY the server was last given
 
 
 def use_offline_server(token_delay: float | None = None) -> OfflineServer:
@@ -58,13 +59,20 @@ def is_active() -> bool:
 
 
 def ensure_server() -> OfflineServer:
-    """The in-process offline server, started on first use."""
-    global _server
+    """The in-process offline server, started on first use.
+
+    ``REKA_NB_OFFLINE_DELAY`` set or changed after it started applies from the next request.
+    """
+    global _server, _delay_text
     with _lock:
+        text = os.environ.get("REKA_NB_OFFLINE_DELAY", "")
         if _server is None:
             from .testing import OfflineServer
 
             _server = OfflineServer(token_delay=_delay_from_environment()).start()
+        elif text != _delay_text:
+            _server.token_delay = _delay_from_environment()
+        _delay_text = text
         return _server
 
 

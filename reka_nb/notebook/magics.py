@@ -47,7 +47,7 @@ _USAGE = """\
 Usage:
   %reka [options] PROMPT     ask about the rest of the line
   %%reka [options]           ask about the cell body (the options on the first line)
-  %reka models | reset | config | help
+  %reka models | usage | reset | config | help
 """
 
 _HELP = """\

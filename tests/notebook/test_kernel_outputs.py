@@ -170,6 +170,7 @@ def test_reka_help_reads_well_and_a_typo_gets_a_suggestion(session: Session) -> 
         "Usage:\n"
         "  %reka [options] PROMPT     ask about the rest of the line\n"
         "  %%reka [options]           ask about the cell body (the options on the first line)\n"
+        "  %reka models | usage | reset | config | help\n"
     )
     assert "::" not in help_text and "NBVAL" not in help_text
     assert "\nOptions:\n  -i IMAGE, --image IMAGE" in help_text
