@@ -248,8 +248,8 @@ def _setup(
 
 
 #: describe_many's own keyword arguments, named when an unknown one is passed.
-_OPTIONS = ("model", "concurrency", "requests_per_minute", "cache", "show", "client")
-_OPTIONS += ("retries", "stream", "limiter", "max_cost")
+_OPTIONS: tuple[str, ...] = ("model", "concurrency", "requests_per_minute", "cache", "show")
+_OPTIONS += ("client", "retries", "stream", "limiter", "max_cost")
 
 
 def _budget(max_cost: Any) -> Decimal | None:

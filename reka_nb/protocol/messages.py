@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +54,8 @@ def check_params(
 
 def _near_miss(name: str, names: Sequence[str]) -> str | None:
     """The name ``name`` abbreviates (``rpm``: requests_per_minute) or nearly spells."""
+    import difflib  # only for a mistake: not with import reka_nb
+
     for candidate in names:
         if "_" in candidate and name == "".join(part[:1] for part in candidate.split("_")):
             return candidate
