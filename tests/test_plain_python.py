@@ -66,3 +66,26 @@ def test_an_offline_delay_set_after_the_server_started_applies() -> None:
         "0.01 True\n"
         "REKA_NB_OFFLINE_DELAY must be seconds between words, from 0 to 60, not 'slow'\n"
     )
+
+
+def test_the_default_client_closes_its_connections_at_exit() -> None:
+    """describe() without a client, then exit: no socket is left for Python to warn about."""
+    code = (
+        "import os\n"
+        "from reka_nb.testing import OfflineServer\n"
+        "server = OfflineServer().start()\n"
+        "os.environ.update(REKA_BASE_URL=server.base_url, REKA_API_KEY=server.api_key)\n"
+        "import reka_nb\n"
+        "print(reka_nb.describe('docs/images/cat.jpeg', show=False).text[:8])\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    environment.update(PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "This is \n", "")
