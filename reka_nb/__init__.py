@@ -147,6 +147,12 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The module's names with the lazy ones (``describe_many``, ``uploader``...), which
+    exist before their first use as far as ``dir()`` and tab completion are concerned."""
+    return sorted({*globals(), *_LAZY, "last_results"})
+
+
 def _notebook_presenter(raw: bool) -> _answer.Presenter | None:
     """The notebook display, where a kernel's frontend can update it (imported only then)."""
     from .notebook.display import notebook_presenter

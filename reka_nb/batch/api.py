@@ -299,13 +299,18 @@ def _setup(
         raise InvalidRequestError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
         )
-    checked = check_params(params)
+    checked = check_params(params, options=_OPTIONS)
     store = default_cache() if cache is True else (cache or None)
     run = _Run(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
     )
     run.max_cost = _budget(max_cost)
     return run
+
+
+#: describe_many's own keyword arguments, named when an unknown one is passed.
+_OPTIONS: tuple[str, ...] = ("model", "concurrency", "requests_per_minute", "cache", "show")
+_OPTIONS += ("client", "retries", "stream", "limiter", "max_cost")
 
 
 def _budget(max_cost: Any) -> Decimal | None:

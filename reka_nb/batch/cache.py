@@ -37,6 +37,7 @@ from typing import Any
 
 from .._answer import Description
 from .._exceptions import CacheWarning, ConfigurationError
+from .._offline import server_name
 from ..protocol.stream import Usage
 
 __all__ = [
@@ -148,7 +149,8 @@ def cache_key(
     params: Mapping[str, Any],
     context: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The hex key of a question: never includes the API key; images by their bytes' hash.
+    """The hex key of a question: never includes the API key; images by their bytes' hash;
+    the in-process offline server as one server whatever its port.
 
     ``context`` (a system message, earlier turns) is part of the question when there is one;
     its ``data:`` URLs are hashed like the images.
@@ -159,7 +161,7 @@ def cache_key(
     ]
     material = {
         "v": SCHEMA_VERSION,
-        "base_url": base_url,
+        "base_url": server_name(base_url),
         "api": api,
         "model": model,
         "prompt": prompt,

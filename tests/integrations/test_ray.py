@@ -65,7 +65,8 @@ class _PatientClock:
 def start_ray(attempts: int = 2) -> None:
     """ray.init(num_cpus=2, include_dashboard=False), patient with a busy machine. Should the
     node still fail to start (its raylet gives its agents about 15 s), the half-started node's
-    processes are ended and Ray is started once more."""
+    processes are ended and Ray is started once more; after the last attempt they are ended
+    too, so a failed start leaves no Ray process behind for the rest of the run."""
     import ray._private.node as node
 
     for attempt in range(attempts):
@@ -74,8 +75,6 @@ def start_ray(attempts: int = 2) -> None:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             return
         except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
-                raise
             tb = exc.__traceback__
             while tb is not None:
                 half = tb.tb_frame.f_locals.get("self")
@@ -84,6 +83,8 @@ def start_ray(attempts: int = 2) -> None:
                     break
                 tb = tb.tb_next
             ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
+                raise
         finally:
             node.time = time
 
@@ -99,9 +100,9 @@ def ray_cluster() -> Iterator[str]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
-    start_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
+    try:  # a start that fails still ends Ray and gives the environment back
+        start_ray()
+        ray.data.DataContext.get_current().enable_progress_bars = False
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
@@ -487,3 +488,28 @@ def test_a_killed_limiter_desk_restarts_and_the_dataset_completes(
     assert len(rows) == count and [r["error"] for r in rows.values()] == [None] * count
     desk = ray.get_actor(desk_name(rserver.base_url, KEY))
     assert ray.get(desk.pid.remote()) != killed["pid"]  # a new desk process
+
+
+def test_the_offline_try_out_of_readme_and_scale_runs(
+    ray_cluster: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block that tries Ray on the offline server, the same in the README and
+    docs/scale.md, run on this module's Ray (already started: its ray.init is left out)."""
+    import re
+
+    from reka_nb import stop_offline_server
+
+    pattern = r"^```python\n(import ray, reka_nb, reka_nb\.ray as rr\n.*?)^```"
+    (code,) = re.findall(pattern, (ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S)
+    (same,) = re.findall(pattern, (ROOT / "docs" / "scale.md").read_text(), re.M | re.S)
+    assert code == same
+    assert "ray.init(num_cpus=2)\n" in code
+    code = code.replace("ray.init(num_cpus=2)\n", "")
+    monkeypatch.chdir(ROOT)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        stop_offline_server()
+    printed = capsys.readouterr().out
+    assert printed.startswith("This is reka_nb's offline server: no model ran")
+    assert PROMPT in printed
