@@ -150,6 +150,12 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'reka_nb' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The module's names with the lazy ones (``describe_many``, ``uploader``...), which
+    exist before their first use as far as ``dir()`` and tab completion are concerned."""
+    return sorted({*globals(), *_LAZY, "cache", "last_results"})
+
+
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext reka_nb``: register the %reka and %%reka magics."""
     from .auto import load_ipython_extension as load

@@ -13,11 +13,15 @@ any Unix tool. Errors go to stderr as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+import threading
+from collections.abc import Coroutine, Sequence
+from os.path import expanduser
+from typing import Any, TextIO, TypeVar
 
 from . import cache as answer_cache
 from ._exceptions import (
@@ -31,7 +35,7 @@ from ._exceptions import (
 )
 from ._version import __version__
 from .answer import DEFAULT_PROMPT, StdoutPresenter
-from .batch import Result, TerminalProgress, describe_many
+from .batch import Result, TerminalProgress, adescribe_many
 from .batch.options import closest as _closest
 from .batch.options import params_from
 from .batch.sources import expand
@@ -39,12 +43,16 @@ from .client.sync import RekaClient, run_describe
 
 __all__ = ["main"]
 
+_T = TypeVar("_T")
+
 _INPUT_ERRORS = (ImageError, InvalidRequestError, ConfigurationError)
 _NO_KEY = (
     "no Reka API key: set the REKA_API_KEY environment variable (keys are made at "
     "https://platform.reka.ai), or add --offline to try the built-in offline server, "
     "which runs no model"
 )
+#: ``--jsonl`` given without its file name.
+_NO_FILE = ""
 #: The status a shell reports for a command ended by SIGPIPE (128 + 13).
 BROKEN_PIPE = 141
 
@@ -87,7 +95,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         action="store_true",
         help="ask about each image on its own (folders and globs expand); one JSON line each",
     )
-    d.add_argument("--jsonl", metavar="FILE", help="with --each: write the lines to FILE")
+    d.add_argument(
+        "--jsonl",
+        nargs="?",
+        const=_NO_FILE,
+        metavar="FILE",
+        help="with --each: write the lines to FILE (- for standard output)",
+    )
     d.add_argument("--concurrency", type=int, default=8, metavar="N", help="with --each (8)")
     d.add_argument("--rpm", type=float, metavar="N", help="with --each: requests a minute, at most")
     d.add_argument("--retries", type=int, default=2, metavar="N", help="with --each (default 2)")
@@ -161,9 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _prompt_hint(args: argparse.Namespace, exc: Exception) -> str:
-    """For ``describe cat.png "What is it?"``: the question was taken for an image."""
+    """For ``describe cat.png "What is it?"``: the question was taken for an image; for
+    ``describe photos/``: a folder is asked about with --each."""
     if args.command != "describe" or not isinstance(exc, ImageError):
         return ""
+    folders = [text for text in args.images if os.path.isdir(expanduser(text))]
+    if folders and not args.each:
+        return f"; to ask about each image in it, add --each: reka-nb describe --each {folders[0]}"
     for text in args.images:
         looks_like_words = " " in text.strip() or text.rstrip().endswith("?")
         if looks_like_words and "://" not in text and not os.path.exists(text):
@@ -176,10 +194,8 @@ def _prompt_hint(args: argparse.Namespace, exc: Exception) -> str:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "cache":
         return _cache(args.action)
-    if args.command == "describe" and not args.each:
-        for option in ("jsonl", "rpm"):
-            if getattr(args, option) is not None:
-                raise InvalidRequestError(f"--{option} goes with --each")
+    if args.command == "describe":
+        _check_describe(args)
     if args.offline:
         from .client.offline_mode import use_offline_server
 
@@ -231,6 +247,31 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _check_describe(args: argparse.Namespace) -> None:
+    """Options that do not go together, and --each paths that are not there: before any
+    request, with a usage error (exit 2)."""
+    if args.jsonl == _NO_FILE:
+        raise InvalidRequestError(
+            "--jsonl needs the name of the file to write the lines to (or - for standard output)"
+        )
+    if not args.each:
+        for option in ("jsonl", "rpm"):
+            if getattr(args, option) is not None:
+                raise InvalidRequestError(f"--{option} goes with --each")
+        return
+    if args.json:
+        raise InvalidRequestError(
+            "--json prints one answer as a JSON object; --each already prints each answer as a "
+            "JSON line (--jsonl FILE writes them to a file)"
+        )
+    for value in args.images:
+        is_url = "://" in value or value[:5].lower() == "data:"
+        if not (is_url or any(c in value for c in "*?[") or os.path.exists(expanduser(value))):
+            raise ImageError(
+                f"no such file or folder: {value!r} (current directory: {os.getcwd()})"
+            )
+
+
 class _Lines(TerminalProgress):
     """The progress bar on stderr, and each answer as a JSON line the moment it finishes."""
 
@@ -248,21 +289,23 @@ class _Lines(TerminalProgress):
 def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[str, Any]) -> int:
     images = [item for value in args.images for item, _ in expand(value)]
     out: TextIO = sys.stdout
-    if args.jsonl:
+    if args.jsonl not in (None, "-"):
         out = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
-        results = describe_many(
-            images,
-            args.prompt,
-            model=args.model,
-            concurrency=args.concurrency,
-            requests_per_minute=args.rpm,
-            cache=args.cache is not False,
-            show=_Lines(out),
-            client=client,
-            retries=args.retries,
-            stream=False,  # nobody reads a batch word by word: whole answers cost less
-            **params,
+        results = _until_interrupted(
+            adescribe_many(
+                images,
+                args.prompt,
+                model=args.model,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                cache=args.cache is not False,
+                show=_Lines(out),
+                client=client,
+                retries=args.retries,
+                stream=False,  # nobody reads a batch word by word: whole answers cost less
+                **params,
+            )
         )
     finally:
         if out is not sys.stdout:
@@ -270,6 +313,34 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
     for failed in results.errors:
         print(f"reka-nb: {failed.source}: {failed.record()['error']}", file=sys.stderr)
     return 1 if results.errors else 0
+
+
+def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` on a new event loop. Ctrl-C cancels it at its next ``await`` and is then
+    raised as ``KeyboardInterrupt``: an answer is never stopped between being written out and
+    being stored. A second Ctrl-C stops at once."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
+    stopping: list[int] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(signum)
+        loop.call_soon_threadsafe(task.cancel)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if stopping:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        loop.close()
 
 
 def _cache(action: str) -> int:

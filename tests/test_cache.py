@@ -223,3 +223,78 @@ def test_when_the_question_in_flight_fails_one_waiting_asks_it(
     assert [r.status for r in env.chat_requests()] == [400, 200]
     assert len(results.errors) == 1
     assert [r.cached for r in results].count(True) == 8
+
+
+# -- only real answers are stored ---------------------------------------------------------------
+
+EMPTY_REPLIES = {
+    "{}": {},
+    "no choices": {"choices": []},
+    "a null content": {"choices": [{"message": {"role": "assistant", "content": None}}]},
+    "a content part of 5": {"choices": [{"message": {"content": [{"type": "text", "text": 5}]}}]},
+    "an empty string": {"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]},
+}
+WHY = {
+    "{}": "the reply held no choices",
+    "no choices": "the reply held no choices",
+    "a null content": "the reply held no content and no refusal",
+    "a content part of 5": "the reply held an empty answer and no refusal",
+    "an empty string": "the reply held an empty answer and no refusal",
+}
+
+
+@pytest.mark.parametrize("case", list(EMPTY_REPLIES))
+def test_an_empty_reply_is_a_server_error_and_never_stored(
+    env: OfflineServer, cache_dir: Path, case: str
+) -> None:
+    from reka_nb import ServerError
+
+    images = [png(20 + i) for i in range(3)]
+    env.queue(reka_nb.testing.Fault.ok(), reka_nb.testing.Fault.status(200, EMPTY_REPLIES[case]))
+    first = describe_many(images, "Size?", show=False, concurrency=1, retries=0)
+    assert [r.ok for r in first] == [True, False, True]
+    error = first[1].error
+    assert isinstance(error, ServerError) and error.status == 200
+    assert str(error) == (
+        f"The server's reply held no answer: {WHY[case]} (HTTP 200, request id "
+        f"{env.requests[1].request_id})"
+    )
+    again = describe_many(images, "Size?", show=False, concurrency=1)
+    assert [r.cached for r in again] == [True, False, True]  # asked anew, not served ''
+    assert "PNG, 21×8 px" in again[1].text
+    assert len(env.chat_requests()) == 4
+
+
+def test_a_refusal_is_an_answer_and_is_stored(env: OfflineServer, cache_dir: Path) -> None:
+    refusal = {
+        "choices": [
+            {
+                "message": {"content": None, "refusal": "I cannot help with that."},
+                "finish_reason": "stop",
+            }
+        ]
+    }
+    env.queue(reka_nb.testing.Fault.status(200, refusal))
+    first = describe(png(30), "Who?", show=False, stream=False, cache=True)
+    again = describe(png(30), "Who?", show=False, stream=False, cache=True)
+    assert first.text == again.text == "I cannot help with that."
+    assert (first.cached, again.cached, len(env.chat_requests())) == (False, True, 1)
+
+
+@pytest.mark.parametrize("api", ["openai", "native"])
+def test_a_streamed_answer_without_text_is_a_server_error_not_stored(
+    env: OfflineServer, cache_dir: Path, api: str
+) -> None:
+    from reka_nb import RekaClient, ServerError
+
+    env.reply = ""  # the stream opens, finishes with "stop", and holds no word
+    with RekaClient(api=api) as client:
+        with pytest.raises(ServerError) as info:
+            describe(png(31), "Size?", show=False, cache=True, client=client)
+        assert str(info.value).startswith(
+            "The server's reply held no answer: the stream ended (finish reason 'stop') "
+            "without any answer text (HTTP 200"
+        )
+        env.reply = None
+        answer = describe(png(31), "Size?", show=False, cache=True, client=client)
+    assert answer.cached is False and "PNG, 31×8 px" in answer.text

@@ -3,6 +3,7 @@ the offline switch, image URLs, and ``python -m reka_nb.testing``."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -119,6 +120,60 @@ def test_a_question_given_as_an_image_suggests_p() -> None:
     assert proc.stderr.startswith("reka-nb: error: image 2 of 2: no such file: 'What is it?'")
     assert proc.stderr.endswith('; to ask a question, pass it with -p: -p "What is it?"\n')
     assert proc.stdout == ""
+
+
+def test_jsonl_needs_a_file_and_dash_is_standard_output(tmp_path: Path) -> None:
+    alone = run("describe", "--each", CAT, "--offline", "--jsonl")
+    assert (alone.returncode, alone.stdout) == (2, "")
+    assert alone.stderr == (
+        "reka-nb: error: --jsonl needs the name of the file to write the lines to "
+        "(or - for standard output)\n"
+    )
+    command = ["describe", "--each", str(ROOT / CAT), "--offline", "--jsonl", "-", "--no-cache"]
+    dash = subprocess.run(
+        [sys.executable, "-m", "reka_nb", *command],
+        cwd=tmp_path,
+        env=environment(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dash.returncode == 0, dash.stderr
+    (line,) = dash.stdout.splitlines()
+    assert json.loads(line)["image"] == str(ROOT / CAT)
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def test_json_with_each_is_a_usage_error() -> None:
+    proc = run("describe", "--each", "docs/images/", "--json", "--offline")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "reka-nb: error: --json prints one answer as a JSON object; --each already prints each "
+        "answer as a JSON line (--jsonl FILE writes them to a file)\n"
+    )
+
+
+def test_a_mistyped_folder_and_an_empty_folder_are_both_usage_errors(tmp_path: Path) -> None:
+    mistyped = run("describe", "--each", "no_such_dir/", "--offline")
+    assert (mistyped.returncode, mistyped.stdout) == (2, "")
+    assert mistyped.stderr == (
+        f"reka-nb: error: no such file or folder: 'no_such_dir/' (current directory: {ROOT})\n"
+    )
+    (tmp_path / "notes.txt").write_text("no images here")
+    empty = run("describe", "--each", str(tmp_path), "--offline")
+    assert (empty.returncode, empty.stdout) == (2, "")
+    assert empty.stderr.startswith(
+        f"reka-nb: error: the folder '{tmp_path}' has no image files (looked for .jpg, .jpeg, "
+    )
+
+
+def test_a_folder_without_each_suggests_each() -> None:
+    proc = run("describe", "docs/images", "--offline")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "reka-nb: error: 'docs/images' is a directory, not an image file; to ask about each "
+        "image in it, add --each: reka-nb describe --each docs/images\n"
+    )
 
 
 def test_a_plain_http_image_url_is_refused_before_sending() -> None:

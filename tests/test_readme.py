@@ -44,6 +44,7 @@ KNOWN = (
     'reka_nb.describe("clip.mp4"',
     "%reka -i clip.mp4",
     "import ray, reka_nb.ray as rr",  # run by tests/ray/test_ray.py, where Ray runs
+    "import ray, reka_nb, reka_nb.ray as rr",  # likewise
     "%load_ext reka_nb",
     "%%reka -i docs/images/cat.jpeg",
     "reka-nb describe docs/images/cat.jpeg",

@@ -139,9 +139,7 @@ class _Run:
         """The results, knowing how to ask for the items not answered (``retry_failed``):
         every item of the run but those whose index is in ``answered``."""
 
-        def retry(answered: set[int]) -> Results:
-            return self.run_sync([item for i, item in items.items() if i not in answered], None)
-
+        retry = _Rerun(self, items)
         return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
 
     def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
@@ -300,7 +298,7 @@ def _setup(
         raise InvalidRequestError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
         )
-    checked = check_params(params)
+    checked = check_params(params, options=_OPTIONS)
     store = default_cache() if cache is True else (cache or None)
     run = _Run(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
@@ -310,6 +308,11 @@ def _setup(
     items = make_items(images, prompt)
     _check_key(run)
     return run, items
+
+
+#: describe_many's own keyword arguments, named when an unknown one is passed.
+_OPTIONS: tuple[str, ...] = ("model", "concurrency", "requests_per_minute", "cache", "show")
+_OPTIONS += ("client", "retries", "stream", "limiter", "max_cost", "keep_metadata")
 
 
 def _budget(max_cost: Any) -> Decimal | None:
@@ -398,3 +401,62 @@ def _check_key(run: _Run) -> None:
     """A missing key (or bad settings) is an error before anything is read or sent."""
     settings = run.client.settings(run.model) if run.client else resolve(model=run.model)
     settings.require_key()
+
+
+class _Options:
+    """Stands for an unpickled run's client: its settings without the key (which is never
+    pickled), so asking again takes the key from the environment (REKA_API_KEY)."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self._options = dict(options)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self._options)
+
+
+class _Rerun:
+    """How ``Results.retry_failed`` asks for the items not answered (every item of the run but
+    those whose index it is given), the way their run did.
+
+    It pickles (for worker processes, for saving a run) without the client, the key, the
+    cache's connections or a limiter: unpickled, it asks with a client of the same settings
+    whose key comes from the environment, and the same cache file.
+    """
+
+    def __init__(self, run: _Run, items: Mapping[int, Item]) -> None:
+        self._run = run
+        self._items = dict(items)
+
+    def __call__(self, answered: set[int]) -> Results:
+        return self._run.run_sync(
+            [item for i, item in self._items.items() if i not in answered], None
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        run = self._run
+        if run.limiter is not None:
+            raise TypeError("the run had a limiter of its own (limiter=...), which is not pickled")
+        options = {k: v for k, v in run.options().items() if k != "api_key"}
+        return {
+            "options": options if run.client is not None else None,
+            "cache": None if run.cache is None else str(run.cache.path),
+            "run": {
+                "model": run.model,
+                "concurrency": run.concurrency,
+                "requests_per_minute": run.requests_per_minute,
+                "retries": run.retries,
+                "stream": run.stream,
+                "params": dict(run.params),
+                "max_cost": run.max_cost,
+                "keep_metadata": run.keep_metadata,
+            },
+            "items": self._items,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        client = None if state["options"] is None else _Options(state["options"])
+        cache = None if state["cache"] is None else AnswerCache(Path(state["cache"]))
+        self._run = _Run(client, cache=cache, limiter=None, **state["run"])  # type: ignore[arg-type]
+        self._items = state["items"]

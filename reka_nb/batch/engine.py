@@ -359,7 +359,7 @@ async def _ask(
         except RateLimitError as exc:
             if exc.out_of_credits:
                 raise
-            wait = exc.retry_after if exc.retry_after is not None else retry_delay(waits)
+            wait = retry_delay(waits, exc.retry_after)  # never below the backoff's floor
             await limiter.pause(wait)
             waits += 1
             if waits > MAX_RATE_LIMIT_WAITS:

@@ -14,7 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .machine_limit import MachineSchedule
 
 __all__ = ["Limiter", "RateLimiter", "shared_limiter"]
 
@@ -39,6 +42,8 @@ class RateLimiter:
     Requests are spaced evenly (no burst), so a server counting requests in any window
     never sees more than the rate. Safe across threads and event loops: the state sits
     under a lock and the waiting is done with ``asyncio.sleep`` in the caller's loop.
+    With a ``machine`` schedule, the slots are reserved there, shared with every other
+    process on this machine using the same account.
     """
 
     def __init__(
@@ -46,7 +51,9 @@ class RateLimiter:
         requests_per_minute: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        machine: MachineSchedule | None = None,
     ) -> None:
+        self._machine = machine
         self._lock = threading.Lock()
         self._clock = clock
         self._rates: list[float] = [] if requests_per_minute is None else [requests_per_minute]
@@ -80,6 +87,7 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         while True:
+            shared: float | None = None  # the interval to reserve on the machine schedule
             with self._lock:
                 now = self._clock()
                 reserved = False
@@ -87,11 +95,19 @@ class RateLimiter:
                     wait = self._paused_until - now
                 elif not self._rates:
                     return
+                elif self._machine is not None and self._machine.usable:
+                    shared, wait = 60.0 / min(self._rates), 0.0
                 else:
                     interval = 60.0 / min(self._rates)
                     slot = max(now, self._next_slot)
                     self._next_slot = slot + interval
                     wait, reserved = slot - now, True
+            if shared is not None:
+                assert self._machine is not None
+                at = await asyncio.to_thread(self._machine.reserve, shared)
+                if at is None:
+                    continue  # the shared file failed: this process's own schedule from now
+                wait, reserved = at - time.time(), True
             if wait > 0:
                 await asyncio.sleep(wait)
             if reserved:
@@ -101,6 +117,8 @@ class RateLimiter:
 
     async def pause(self, seconds: float) -> None:
         self.pause_now(seconds)
+        if self._machine is not None and seconds > 0:
+            await asyncio.to_thread(self._machine.pause, seconds)  # every process waits
 
     def pause_now(self, seconds: float) -> None:
         """``pause`` without awaiting (the state change is immediate)."""
@@ -119,10 +137,14 @@ _shared_lock = threading.Lock()
 
 
 def shared_limiter(base_url: str, api_key: str | None) -> RateLimiter:
-    """The process-wide limiter of one account: one per (base URL, hash of the key)."""
+    """The process-wide limiter of one account: one per (base URL, hash of the key), whose
+    slots are shared with the other processes of this machine (``machine_limit``)."""
+    from .machine_limit import machine_schedule
+
     digest = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
     with _shared_lock:
         limiter = _shared.get((base_url, digest))
         if limiter is None:
-            limiter = _shared[(base_url, digest)] = RateLimiter()
+            machine = machine_schedule(base_url, api_key)
+            limiter = _shared[(base_url, digest)] = RateLimiter(machine=machine)
         return limiter

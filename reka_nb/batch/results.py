@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -67,6 +68,16 @@ class Result:
     def ok(self) -> bool:
         return self.description is not None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles; an item that cannot (an open file, a live object) goes as its name."""
+        item = self.item
+        try:
+            pickle.dumps(item)
+        except Exception:
+            item = self.source
+        fields = (self.description, self.error, self.seconds, self.thumbnail)
+        return (Result, (self.index, item, self.source, *fields))
+
     @property
     def text(self) -> str | None:
         return None if self.description is None else self.description.text
@@ -97,7 +108,7 @@ class Result:
             "input_tokens": None if usage is None else usage.input_tokens,
             "output_tokens": None if usage is None else usage.output_tokens,
             "finish_reason": None if d is None else d.finish_reason,
-            "request_id": None if d is None else d.request_id,
+            "request_id": getattr(self.error, "request_id", None) if d is None else d.request_id,
             "cached": self.cached,
             "seconds": round(self.seconds, 3),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
@@ -200,12 +211,32 @@ class Results(Sequence[Result]):
         # nullable integers: a failed row's missing count must not turn 70 into 70.0
         return frame.astype({"input_tokens": "Int64", "output_tokens": "Int64"})
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Results pickle (for worker processes, for saving a run). The way to ask again goes
+        with them when it can be pickled (its images, its settings; never the key); when it
+        cannot, ``retry_failed`` of the copy says why."""
+        state = dict(self.__dict__)
+        if self._retry is not None:
+            try:
+                pickle.dumps(self._retry)
+            except Exception as exc:  # an open file among the images, a limiter object...
+                state["_retry"] = None
+                state["_no_retry"] = f"{type(exc).__name__}: {exc}"
+        return state
+
     def retry_failed(self) -> Results:
         """Ask again for the failed items, and go on with those a stopped run never asked
         (``max_cost``, out of credits, an interrupt); return these results with them filled
         in. The answers already here are kept, not asked again."""
         if not self.errors and self.complete:
             return self
+        why = getattr(self, "_no_retry", None)
+        if self._retry is None and why is not None:
+            raise RuntimeError(
+                "these results were unpickled without the way to ask again, which could not "
+                f"be pickled ({why}): run describe_many again on the failed items "
+                "(Results.errors lists them)"
+            )
         if self._retry is None:
             raise RuntimeError("these results do not know how they were made: run them again")
         again = self._retry({r.index for r in self._results if r.error is None})

@@ -50,6 +50,7 @@ from .replies import (
     json_models,
     may_retry,
     shutdown,
+    stream_answer,
     stream_reply_kind,
     wait_before_retry,
 )
@@ -574,7 +575,7 @@ class BaseChatStream:
                 state.drained += len(chunk)
                 if state.drained > DRAIN_LIMIT:
                     break  # more than an end of body: not worth keeping the connection
-        self.completion = state.acc.completion(state.request_id)
+        self.completion = stream_answer(state, response)  # a ServerError when it held no text
 
 
 def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseClient) -> RekaError:

@@ -3,6 +3,7 @@ and usage(): what the default client's key can use, and what this session's answ
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ def default_client() -> RekaClient:
     with _default_lock:
         if _default_client is None:
             _default_client = RekaClient()
+            atexit.register(_default_client.close)  # its pooled connections, before exit
         return _default_client
 
 

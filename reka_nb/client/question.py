@@ -25,6 +25,7 @@ from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, Stdo
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
 from .base import require_image
+from .offline_mode import server_name
 
 if TYPE_CHECKING:
     from ..cache import AnswerCache, CachedAnswer
@@ -115,7 +116,7 @@ class Question:
         from ..cache import cache_key  # sqlite3: imported when a cache is used
 
         return cache_key(
-            base_url=self.settings.base_url,
+            base_url=server_name(self.settings.base_url),  # the offline server: any port
             api=self.settings.api,
             model=self.model,
             prompt=self.prompt,
@@ -237,11 +238,12 @@ def stopped(exc: KeyboardInterrupt, show: object) -> BaseException:
 
 
 def open_cache(cache: bool | AnswerCache | None) -> AnswerCache | None:
-    """``cache=True``: the answer cache ``REKA_NB_CACHE`` names now (None when it is off)."""
+    """``cache=True``: the answer cache ``REKA_NB_CACHE`` names now (None when it is off), the
+    same one for every question of the process, its connections kept open between them."""
     if cache is True:
-        from ..cache import default_cache  # sqlite3: imported when a cache is used
+        from ..cache import describe_cache  # sqlite3: imported when a cache is used
 
-        return default_cache()
+        return describe_cache()
     return cache or None
 
 
@@ -304,8 +306,9 @@ def answer_flow(
     ``run_adescribe`` (``aio.py``) drive it; its errors are the drivers' own, re-raised."""
     q.learn(*(yield INFO))
     store = open_cache(cache)
+    close = cache is not True  # the process's shared cache stays open between questions
     try:
-        hit = q.cached(store)
+        hit = q.cached(store, close=close)
         if hit is not None:
             return hit
         q.started = time.monotonic()
@@ -328,7 +331,7 @@ def answer_flow(
                 q.fail(completion, "")
                 raise completion
         description = q.finish(completion)
-        q.store(description)
+        q.store(description, close=close)
         return description
     finally:
         if store is not None:

@@ -9,6 +9,7 @@ reply can take more memory than its limit.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Callable, Generator
@@ -18,12 +19,19 @@ import httpx
 
 from .._exceptions import APIError, RateLimitError, RekaError, ServerError, StreamInterrupted
 from ..protocol.body import MAX_BODY_SIZE, BodyDecoder, BodyTooLarge, UndecodableBody
-from ..protocol.errors import error_from_response, parse_retry_after, redact
+from ..protocol.errors import (
+    error_from_response,
+    parse_retry_after,
+    redact,
+    sent_key,
+    server_value,
+)
 from ..protocol.models import ModelList, parse_models
 from ..protocol.sse import EventTooLarge, SSEDecoder
 from ..protocol.stream import (
     Accumulator,
     Completion,
+    EmptyAnswer,
     MalformedEvent,
     StreamError,
     load_json,
@@ -47,6 +55,7 @@ __all__ = [
     "request_id_of",
     "shutdown",
     "shutdown_response",
+    "stream_answer",
     "stream_reply_kind",
     "take_body",
     "wait_before_retry",
@@ -80,6 +89,21 @@ class KeyAuth(httpx.Auth):
         else:
             request.headers["Authorization"] = "Bearer " + self._key.reveal()
         yield request
+
+
+class _NoResponseHeaders(logging.Filter):
+    """httpcore's DEBUG lines list a reply's headers as received: a server may echo the key in
+    one, so that line keeps its name and loses the headers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("receive_response_headers.complete"):
+            record.msg, record.args = "receive_response_headers.complete (headers not shown)", ()
+        return True
+
+
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_NoResponseHeaders())
 
 
 def shutdown(stream: Any) -> None:
@@ -196,13 +220,14 @@ class StreamState:
 def stream_reply_kind(response: httpx.Response) -> str:
     """How to read a 2xx reply to a stream request: ``events``, or ``json`` (a whole answer,
     accepted as is); anything else (an HTML page, say) raises a ServerError saying so."""
+    shown = server_value(response.headers.get("content-type", ""), key_sent(response)) or ""
     ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype or ctype == "text/event-stream":
         return "events"
     if ctype == "application/json" or ctype.endswith("+json"):
         return "json"
     raise ServerError(
-        f"The server answered with {ctype}, not an event stream: check the base URL "
+        f"The server answered with {shown}, not an event stream: check the base URL "
         "(it should end in /v1)",
         status=response.status_code,
         request_id=request_id_of(response),
@@ -223,7 +248,16 @@ def describe_transport(exc: Exception) -> str:
 
 
 def request_id_of(response: httpx.Response) -> str | None:
-    return response.headers.get("x-request-id")
+    """The reply's ``X-Request-ID``, with the key redacted should the server echo it there."""
+    return server_value(response.headers.get("x-request-id"), key_sent(response))
+
+
+def key_sent(response: httpx.Response) -> str | None:
+    """The key the request of this reply carried, to redact from what the server sends back."""
+    try:
+        return sent_key(response.request.headers)
+    except RuntimeError:  # a response built without a request
+        return None
 
 
 def wait_before_retry(error: APIError, response: httpx.Response) -> float | None:
@@ -246,7 +280,7 @@ def body_reader(response: httpx.Response) -> tuple[BodyDecoder | None, str]:
     try:
         return BodyDecoder(response.headers.get("content-encoding")), ""
     except UndecodableBody as exc:
-        return None, str(exc)
+        return None, redact(str(exc), key_sent(response))
 
 
 def take_body(decoder: BodyDecoder | None, why: str, out: bytearray, chunk: bytes) -> None:
@@ -303,6 +337,25 @@ def json_completion(response: httpx.Response, body: Body, settings: Settings) ->
             status=response.status_code,
             request_id=request_id_of(response),
         ) from None
+    except EmptyAnswer as exc:
+        raise no_answer(response, exc) from None
+
+
+def no_answer(response: httpx.Response, exc: EmptyAnswer) -> ServerError:
+    """A 2xx reply that holds no answer text (nor a refusal): an error, never an answer."""
+    return ServerError(
+        f"The server's reply held no answer: {exc}",
+        status=response.status_code,
+        request_id=request_id_of(response),
+    )
+
+
+def stream_answer(state: StreamState, response: httpx.Response) -> Completion:
+    """The finished answer of a stream; a ServerError when the stream held no answer text."""
+    try:
+        return state.acc.answer(state.request_id)
+    except EmptyAnswer as exc:
+        raise no_answer(response, exc) from None
 
 
 def json_models(response: httpx.Response, body: Body, settings: Settings) -> ModelList:

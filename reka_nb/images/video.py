@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import struct
 import warnings
@@ -77,10 +78,8 @@ def read_video_info(data: bytes, label: str = "the video") -> VideoInfo:
     if container is None:
         raise VideoError(f"{label} is not an MP4, MOV or WebM video")
     try:
-        if container == "WebM":
-            return _webm_info(data)
-        return _mp4_info(data, container)
-    except (IndexError, ValueError, struct.error) as exc:
+        return _scan(data, container)[0]
+    except (IndexError, ValueError, struct.error, ArithmeticError) as exc:
         raise VideoError(f"{label} is a damaged {container} file ({exc})") from None
 
 
@@ -161,14 +160,15 @@ class PreparedVideo:
 def prepare_video(
     data: bytes, source: str, label: str, max_bytes: int | None = None
 ) -> PreparedVideo:
-    """Check a clip's bytes: a known container, within the byte limit; warn when it is long."""
-    info = read_video_info(data, label)
+    """Check a clip's bytes: within the byte limit (checked first, before any parsing), a known
+    container with a believable header; warn when it is long."""
     limit = max_video_bytes() if max_bytes is None else max_bytes
     if len(data) > limit:
         raise VideoError(
             f"{label} is {len(data):,} bytes, over the {limit:,}-byte limit for a video "
             "(set REKA_NB_MAX_VIDEO_MB to change it, or send a shorter or smaller clip)"
         )
+    info = read_video_info(data, label)
     if info.duration is not None and info.duration > LONG_VIDEO_SECONDS:
         warnings.warn(
             LongVideoWarning(
@@ -194,13 +194,59 @@ def video_url(url: str) -> PreparedVideo:
     return PreparedVideo(None, url, None, None, None, None, None, "URL")
 
 
+# -- reading headers within a budget --------------------------------------------------------
+
+MAX_STEPS = 200_000
+"""Most boxes/elements one clip's header may make the reader visit: a crafted file with
+millions of tiny elements is refused instead of read for seconds."""
+MAX_VIDEO_SECONDS = 7 * 24 * 3600.0
+"""Longest duration believed: a header that says more (or NaN, infinite, negative) is damaged."""
+MAX_SIDE = 65_535
+"""Widest or tallest picture believed (MP4's 16.16 fixed point cannot say more)."""
+_MAX_UINT_BYTES = 8  # Matroska's unsigned integers have at most 8 bytes
+
+
+class _Budget:
+    """Counts the boxes/elements visited; ValueError when a header asks for more than MAX_STEPS."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"more than {MAX_STEPS:,} boxes or elements in its header")
+
+
+def _scan(data: bytes, container: str) -> tuple[VideoInfo, int]:
+    """The header's facts and the boxes/elements visited to read them (a measure of the work)."""
+    budget = _Budget()
+    info = _webm_info(data, budget) if container == "WebM" else _mp4_info(data, container, budget)
+    return _checked(info), budget.steps
+
+
+def _checked(info: VideoInfo) -> VideoInfo:
+    """ValueError for a duration or size no real clip has."""
+    seconds = info.duration
+    if seconds is not None and not (math.isfinite(seconds) and 0 <= seconds <= MAX_VIDEO_SECONDS):
+        shown = f"{seconds:.3g}" if math.isfinite(seconds) else str(seconds)
+        raise ValueError(f"its header says it lasts {shown} s, which no clip does")
+    for name, side in (("width", info.width), ("height", info.height)):
+        if side is not None and not 0 <= side <= MAX_SIDE:
+            raise ValueError(f"its header gives a {name} over {MAX_SIDE:,} pixels")
+    return info
+
+
 # -- MP4 / MOV ------------------------------------------------------------------------------
 
 
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+def _boxes(data: bytes, start: int, end: int, budget: _Budget) -> Iterator[tuple[bytes, int, int]]:
     """(type, body start, box end) of each box between start and end."""
     pos = start
     while pos + 8 <= end:
+        budget.step()
         size, kind = struct.unpack_from(">I4s", data, pos)
         header = 8
         if size == 1:
@@ -214,19 +260,21 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
         pos += size
 
 
-def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    for found, body, stop in _boxes(data, start, end):
+def _child(
+    data: bytes, start: int, end: int, kind: bytes, budget: _Budget
+) -> tuple[int, int] | None:
+    for found, body, stop in _boxes(data, start, end, budget):
         if found == kind:
             return body, stop
     return None
 
 
-def _mp4_info(data: bytes, container: str) -> VideoInfo:
-    moov = _child(data, 0, len(data), b"moov")
+def _mp4_info(data: bytes, container: str, budget: _Budget) -> VideoInfo:
+    moov = _child(data, 0, len(data), b"moov", budget)
     if moov is None:
         raise ValueError("no 'moov' box: the file is cut short or was never finished")
     duration = width = height = None
-    for kind, body, stop in _boxes(data, *moov):
+    for kind, body, stop in _boxes(data, *moov, budget):
         if kind == b"mvhd":
             if data[body] == 1:
                 timescale, length = struct.unpack_from(">IQ", data, body + 20)
@@ -235,9 +283,9 @@ def _mp4_info(data: bytes, container: str) -> VideoInfo:
             if timescale and length != (1 << (64 if data[body] == 1 else 32)) - 1:
                 duration = length / timescale
         elif kind == b"trak" and width is None:
-            tkhd = _child(data, body, stop, b"tkhd")
-            mdia = _child(data, body, stop, b"mdia")
-            hdlr = _child(data, *mdia, b"hdlr") if mdia else None
+            tkhd = _child(data, body, stop, b"tkhd", budget)
+            mdia = _child(data, body, stop, b"mdia", budget)
+            hdlr = _child(data, *mdia, b"hdlr", budget) if mdia else None
             if tkhd and hdlr and data[hdlr[0] + 8 : hdlr[0] + 12] == b"vide":
                 w, h = struct.unpack_from(">II", data, tkhd[1] - 8)
                 width, height = w >> 16, h >> 16
@@ -269,10 +317,11 @@ def _vint(data: bytes, pos: int, *, size: bool) -> tuple[int, int, bool]:
     return value, length, unknown
 
 
-def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+def _elements(data: bytes, start: int, end: int, budget: _Budget) -> Iterator[tuple[int, int, int]]:
     """(id, body start, body end) of each element between start and end."""
     pos = start
     while pos < end:
+        budget.step()
         ident, n, _ = _vint(data, pos, size=False)
         length, m, unknown = _vint(data, pos + n, size=True)
         body = pos + n + m
@@ -282,14 +331,18 @@ def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int
 
 
 def _uint(data: bytes, start: int, end: int) -> int:
+    """An EBML unsigned integer (at most 8 bytes: a longer one is damage, not a number)."""
+    if end - start > _MAX_UINT_BYTES:
+        raise ValueError(f"a {end - start:,}-byte number where at most 8 bytes fit")
     return int.from_bytes(data[start:end], "big")
 
 
 def _ebml_doctype(data: bytes) -> str | None:
+    budget = _Budget()
     try:
-        for ident, body, stop in _elements(data, 0, min(len(data), 4096)):
+        for ident, body, stop in _elements(data, 0, min(len(data), 4096), budget):
             if ident == 0x1A45DFA3:
-                for child, start, end in _elements(data, body, stop):
+                for child, start, end in _elements(data, body, stop, budget):
                     if child == 0x4282:
                         return data[start:end].rstrip(b"\0").decode("ascii", "replace")
             return None
@@ -298,26 +351,27 @@ def _ebml_doctype(data: bytes) -> str | None:
     return None
 
 
-def _webm_info(data: bytes) -> VideoInfo:
+def _webm_info(data: bytes, budget: _Budget) -> VideoInfo:
     scale, duration, width, height = 1_000_000, None, None, None
     frame = 0  # nanoseconds a frame lasts (DefaultDuration), for the block fallback
     last: int | None = None  # the latest block time, when Info has no Duration (live recordings)
-    for ident, body, stop in _elements(data, 0, len(data)):
+    for ident, body, stop in _elements(data, 0, len(data), budget):
         if ident != _SEGMENT:
             continue
-        for kind, start, end in _elements(data, body, stop):
+        for kind, start, end in _elements(data, body, stop, budget):
             if kind == _INFO:
-                for child, s, e in _elements(data, start, end):
+                for child, s, e in _elements(data, start, end, budget):
                     if child == _TIMESCALE:
                         scale = _uint(data, s, e) or scale
                     elif child == _DURATION and e - s in (4, 8):
                         duration = struct.unpack(">f" if e - s == 4 else ">d", data[s:e])[0]
             elif kind == _TRACKS:
-                for entry, s, e in _elements(data, start, end):
+                for entry, s, e in _elements(data, start, end, budget):
                     if entry == _TRACK_ENTRY and width is None:
-                        width, height, frame = _video_track(data, s, e) or (None, None, 0)
+                        track = _video_track(data, s, e, budget)
+                        width, height, frame = track or (None, None, 0)
             elif kind == _CLUSTER and duration is None:  # only a recording without one
-                last = _latest_block(data, start, end, last)
+                last = _latest_block(data, start, end, last, budget)
     if duration is not None:
         seconds: float | None = duration * scale / 1e9
     elif last is not None:
@@ -327,15 +381,17 @@ def _webm_info(data: bytes) -> VideoInfo:
     return VideoInfo("WebM", seconds, width, height)
 
 
-def _video_track(data: bytes, start: int, end: int) -> tuple[int | None, int | None, int] | None:
+def _video_track(
+    data: bytes, start: int, end: int, budget: _Budget
+) -> tuple[int | None, int | None, int] | None:
     kind, width, height, frame = None, None, None, 0
-    for ident, s, e in _elements(data, start, end):
+    for ident, s, e in _elements(data, start, end, budget):
         if ident == _TRACK_TYPE:
             kind = _uint(data, s, e)
         elif ident == _DEFAULT_DURATION:
             frame = _uint(data, s, e)
         elif ident == _VIDEO:
-            for child, s2, e2 in _elements(data, s, e):
+            for child, s2, e2 in _elements(data, s, e, budget):
                 if child == _PIXEL_WIDTH:
                     width = _uint(data, s2, e2)
                 elif child == _PIXEL_HEIGHT:
@@ -343,15 +399,17 @@ def _video_track(data: bytes, start: int, end: int) -> tuple[int | None, int | N
     return (width, height, frame) if kind == 1 else None
 
 
-def _latest_block(data: bytes, start: int, end: int, last: int | None) -> int | None:
+def _latest_block(
+    data: bytes, start: int, end: int, last: int | None, budget: _Budget
+) -> int | None:
     base = 0
-    for ident, s, e in _elements(data, start, end):
+    for ident, s, e in _elements(data, start, end, budget):
         if ident == _TIMECODE:
             base = _uint(data, s, e)
         elif ident in (_SIMPLE_BLOCK, _BLOCK_GROUP):
             block = s
             if ident == _BLOCK_GROUP:
-                found = [s2 for child, s2, _ in _elements(data, s, e) if child == _BLOCK]
+                found = [s2 for child, s2, _ in _elements(data, s, e, budget) if child == _BLOCK]
                 if not found:
                     continue
                 block = found[0]

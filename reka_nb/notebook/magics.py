@@ -42,12 +42,13 @@ __all__ = ["Conversation", "RekaMagics", "ask_questions", "load_ipython_extensio
 
 SUBCOMMANDS = ("models", "usage", "reset", "config", "help")
 _QUESTION = re.compile(r"^(?P<indent>[ \t]*)%reka[ \t]+(?P<rest>\S.*\?)[ \t]*$")
+_LOADS = re.compile(r"^[ \t]*%?(re)?load_ext[ \t]+reka_nb\b", re.MULTILINE)
 
 _USAGE = """\
 Usage:
   %reka [options] PROMPT     ask about the rest of the line
   %%reka [options]           ask about the cell body (the options on the first line)
-  %reka models | reset | config | help
+  %reka models | usage | reset | config | help
 """
 
 _HELP = """\
@@ -392,12 +393,21 @@ def load_ipython_extension(
 
 
 def _running_cell(ipython: Any) -> list[str]:
-    """The lines of the cell being run, when IPython keeps it in its history (else none)."""
+    """The lines of the cell being run, when IPython keeps it in its history (else none).
+
+    The cell is the last one in the history. IPython 8 and early 9 releases count a cell once
+    it has run (``execution_count`` is its number, one short of the history's length); later
+    releases count it before running it (ipython/ipython#15088), so the count equals the
+    history's length, as it also does while a cell kept out of the history runs. So in that
+    case the last cell counts only if it loads this extension, as the running cell does.
+    """
     history = getattr(getattr(ipython, "history_manager", None), "input_hist_raw", None)
     count = getattr(ipython, "execution_count", None)
-    if not history or not isinstance(count, int) or len(history) != count + 1:
+    if not history or not isinstance(count, int) or len(history) not in (count, count + 1):
         return []
     cell = history[-1]
     if not isinstance(cell, str) or cell.lstrip().startswith("%%"):
+        return []
+    if len(history) == count and _LOADS.search(cell) is None:
         return []
     return cell.splitlines()

@@ -12,12 +12,12 @@ n+2 of an n-word answer). On the native endpoint the last word's snapshot carrie
 On a non-streaming request: ``break_after`` sends the headers and half the body, then drops
 the connection; ``stall`` pauses between the headers and the body; ``malformed`` sends a body
 that is not JSON; ``end_without_finish(n)`` answers the first n words with a null finish reason.
-Status faults, ``reset`` and ``slow_first_byte`` apply to any request. ``trickle`` applies to
-``GET /models`` (a request of another endpoint is answered normally): the list's headers go out
-at once, then one space a time for a while, as a proxy that holds a response open. The
-structured faults (``invalid_json``, ``missing_field``, ``wrong_type``, ``refusal``) spoil the
-next answer asked for with a JSON Schema (see ``_structured``) and change nothing on other
-requests.
+Status faults, ``reset``, ``slow_first_byte`` and ``echo_key`` apply to any request.
+``trickle`` applies to ``GET /models`` (a request of another endpoint is answered normally):
+the list's headers go out at once, then one space a time for a while, as a proxy that holds a
+response open. The structured faults (``invalid_json``, ``missing_field``, ``wrong_type``,
+``refusal``) spoil the next answer asked for with a JSON Schema (see ``_structured``) and
+change nothing on other requests.
 """
 
 from __future__ import annotations
@@ -188,9 +188,21 @@ class Fault:
             raise ValueError(f"every must be more than 0 seconds, got {every!r}")
         return cls("trickle", seconds=_seconds(seconds), every=float(every))
 
+    @classmethod
+    def echo_key(cls, header: str = "X-Request-ID", code: int | None = None) -> Fault:
+        """Put the key the request carried into a response header, as a careless server might:
+        ``req_<key>`` in ``X-Request-ID`` (the default), the key itself in any other header.
+        ``code`` answers with that error status (the documented envelope); None answers normally.
+        """
+        if code is not None and (isinstance(code, bool) or not 400 <= code <= 599):
+            raise ValueError(f"code must be an HTTP error status from 400 to 599, got {code!r}")
+        return cls("echo_key", code=code or 0, headers=((str(header), ""),))
+
     def __repr__(self) -> str:
         if self.kind == "trickle":
             return f"Fault.trickle({self.seconds:g}, {self.every:g})"
+        if self.kind == "echo_key":
+            return f"Fault.echo_key({self.headers[0][0]!r}, code={self.code or None})"
         if self.kind == "status":
             return f"Fault.status({self.code})"
         if self.kind in ("ok", "reset", "invalid_json", "missing_field", "wrong_type", "refusal"):

@@ -70,6 +70,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
     _chunked = False
     _first_byte_delay = 0.0
     _record_args: dict[str, Any] | None = None
+    _echo: tuple[str, str] | None = None  # (header, key) of an echo_key fault
     _limit_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
 
     @property
@@ -114,6 +115,9 @@ class OfflineHandler(BaseHTTPRequestHandler):
         received = time.monotonic()
         path = urlsplit(self.path).path
         fault = self.owner._next_fault()
+        self._echo = None
+        if fault is not None and fault.kind == "echo_key":
+            self._echo = (fault.headers[0][0], self._given_key())
         headers = {k.lower(): _redact(k.lower(), v) for k, v in self.headers.items()}
         auth_ok = self._auth_ok()
         self._record_args = {
@@ -148,6 +152,13 @@ class OfflineHandler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     message = f"The offline server failed: {type(exc).__name__}"
                     self._send_json(500, error_envelope(500, message))
+
+    def _given_key(self) -> str:
+        """The key the request carried (bearer token or X-Api-Key), for an echo_key fault."""
+        scheme, _, token = self.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
+        return self.headers.get("X-Api-Key", "").strip()
 
     def _auth_ok(self) -> bool:
         key = self.owner.api_key.encode()
@@ -198,6 +209,9 @@ class OfflineHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             extra = dict(fault.headers)
             self._send_bytes(fault.code, fault.body, fault.content_type, extra)
+            return
+        if fault is not None and fault.kind == "echo_key" and fault.code:
+            self._send_json(fault.code, error_envelope(fault.code, "The request failed"))
             return
         if fault is not None and fault.kind == "reset":
             self._record(0)
@@ -412,8 +426,16 @@ class OfflineHandler(BaseHTTPRequestHandler):
         self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("X-Request-ID", self.request_id)
-        for name, value in {**self._limit_headers, **(headers or {})}.items():
+        extra = {**self._limit_headers, **(headers or {})}
+        if self._echo is None:
+            self.send_header("X-Request-ID", self.request_id)
+        else:  # the echo goes out, the record keeps the server's own id
+            name, key = self._echo
+            echoed = name.lower() == "x-request-id"
+            self.send_header("X-Request-ID", f"req_{key}" if echoed else self.request_id)
+            if not echoed:
+                extra[name] = key
+        for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
 

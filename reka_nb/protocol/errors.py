@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -33,6 +34,8 @@ __all__ = [
     "rate_limit_pause",
     "redact",
     "retry_delay",
+    "sent_key",
+    "server_value",
 ]
 
 MAX_RETRY_AFTER = 60.0
@@ -78,6 +81,28 @@ def redact(text: str, secret: str | None) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+MAX_HEADER_VALUE = 200
+"""Characters of a server's header value kept to show or store (a request id is ~40)."""
+
+
+def sent_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request carried (``Authorization: Bearer`` or ``X-Api-Key``): what to redact
+    from the reply to it."""
+    scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return (headers.get("x-api-key") or "").strip() or None
+
+
+def server_value(value: str | None, secret: str | None) -> str | None:
+    """A header value from the server, fit to show or store: the key (or any 8 characters of
+    it) redacted, control characters dropped, at most ``MAX_HEADER_VALUE`` characters."""
+    if value is None:
+        return None
+    text = "".join(ch for ch in redact(value, secret) if ch.isprintable())
+    return _clip(text, MAX_HEADER_VALUE)
 
 
 def parse_error_body(body: bytes | str) -> tuple[str | None, list[str], str | None]:
@@ -268,10 +293,12 @@ def retry_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based).
 
-    The server's Retry-After wins (already capped at 60 s); otherwise exponential
-    backoff with jitter, so many clients failing together do not retry together.
+    A positive Retry-After from the server wins (already capped at 60 s); zero, negative or
+    unreadable ones get the backoff (at least half its ceiling), so ``Retry-After: 0`` cannot
+    make a client retry in a tight loop. The backoff is exponential with jitter, so many
+    clients failing together do not retry together.
     """
-    if retry_after is not None:
-        return retry_after
     ceiling = min(cap, base * (2**attempt))
+    if retry_after is not None and retry_after > 0 and math.isfinite(retry_after):
+        return retry_after
     return ceiling * (0.5 + 0.5 * (rng or random).random())

@@ -22,20 +22,44 @@ _NATIVE_ONLY = ("top_k", "frequency_penalty", "presence_penalty", "use_search_en
 _ROLES = ("system", "user", "assistant")
 
 
-def check_params(params: Mapping[str, Any], api: Api = "openai") -> dict[str, Any]:
-    """Validate generation parameters; drop the ones set to None."""
+def check_params(
+    params: Mapping[str, Any], api: Api = "openai", options: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Validate generation parameters; drop the ones set to None.
+
+    ``options``: the caller's own keyword arguments. A name that is neither but nearly spells
+    one of them or a parameter (``rpm`` for ``requests_per_minute``) gets the suggestion and
+    both lists; any other unknown name the same words from every caller.
+    """
     allowed = PARAMS + (_NATIVE_ONLY if api == "native" else ())
     out: dict[str, Any] = {}
     for name, value in params.items():
         if name not in allowed:
             hint = f" ({name} is native-only: pass api='native')" if name in _NATIVE_ONLY else ""
+            meant = _near_miss(name, [*options, *allowed]) if options and not hint else None
+            if meant is None:
+                raise InvalidRequestError(
+                    f"unknown parameter {name!r}{hint}; expected one of: {', '.join(allowed)}"
+                )
             raise InvalidRequestError(
-                f"unknown parameter {name!r}{hint}; expected one of: {', '.join(allowed)}"
+                f"unknown parameter {name!r} (did you mean {meant}?); expected one of the "
+                f"options {', '.join(options)}, or the model parameters {', '.join(allowed)}"
             )
         if value is None:
             continue
         out[name] = _check_param(name, value)
     return out
+
+
+def _near_miss(name: str, names: Sequence[str]) -> str | None:
+    """The name ``name`` abbreviates (``rpm``: requests_per_minute) or nearly spells."""
+    import difflib  # only for a mistake: not with import reka_nb
+
+    for candidate in names:
+        if "_" in candidate and name == "".join(part[:1] for part in candidate.split("_")):
+            return candidate
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _check_param(name: str, value: Any) -> Any:

@@ -268,6 +268,10 @@ class ModelList(list):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return f"ModelList({', '.join(repr(m) for m in self)})"
 
+    def __str__(self) -> str:
+        """The table, for ``print(reka_nb.models())`` in a terminal."""
+        return self.table()
+
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.table())
 

@@ -18,6 +18,7 @@ from .messages import Api
 __all__ = [
     "Accumulator",
     "Completion",
+    "EmptyAnswer",
     "MalformedEvent",
     "Usage",
     "parse_completion",
@@ -30,6 +31,11 @@ class MalformedEvent(Exception):
 
 class StreamError(Exception):
     """An error object sent inside a stream (internal; becomes StreamInterrupted)."""
+
+
+class EmptyAnswer(Exception):
+    """A reply with neither answer text nor a refusal (internal; becomes ServerError): it is
+    not an answer, so it is never shown as one nor cached."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,13 @@ class Accumulator:
     def completion(self, request_id: str | None) -> Completion:
         return Completion(self.text, self.model, self.usage, self.finish_reason, request_id)
 
+    def answer(self, request_id: str | None) -> Completion:
+        """The finished answer; EmptyAnswer when the stream ended without any text."""
+        if not self.text:
+            why = f"finish reason {self.finish_reason!r}" if self.finish_reason else "[DONE]"
+            raise EmptyAnswer(f"the stream ended ({why}) without any answer text")
+        return self.completion(request_id)
+
 
 def _content_and_finish(event: dict) -> tuple[str | None, str | None]:
     """The content string and finish reason of an event of either endpoint."""
@@ -221,20 +234,30 @@ def _content_and_finish(event: dict) -> tuple[str | None, str | None]:
         content = "".join(t for t in texts if isinstance(t, str))
     if content is not None and not isinstance(content, str):
         raise MalformedEvent("an event's content was not a string")
+    refusal = part.get("refusal") if isinstance(part, dict) else None
+    if not content and isinstance(refusal, str) and refusal:
+        content = refusal  # the model declined, in words: that is its answer
     finish = first.get("finish_reason")
     return content, finish if isinstance(finish, str) and finish else None
 
 
 def parse_completion(data: Any, request_id: str | None) -> Completion:
-    """A non-streamed answer of either endpoint."""
+    """A non-streamed answer of either endpoint; EmptyAnswer when it holds no answer text
+    (``{}``, no choices, no content, an empty string) and no refusal."""
     if not isinstance(data, dict):
         raise MalformedEvent("the answer was not a JSON object")
     if "error" in data:
         raise StreamError(_stream_error_text(data["error"]))
     content, finish = _content_and_finish(data)
+    if not content:
+        items = data.get("choices", data.get("responses"))
+        if not isinstance(items, list) or not items:
+            raise EmptyAnswer("the reply held no choices")
+        why = "an empty answer" if content == "" else "no content"
+        raise EmptyAnswer(f"the reply held {why} and no refusal")
     model = data.get("model")
     return Completion(
-        text=content or "",
+        text=content,
         model=model if isinstance(model, str) and model else None,
         usage=Usage.from_json(data.get("usage")),
         finish_reason=finish,

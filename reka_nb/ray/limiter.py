@@ -14,17 +14,26 @@ ones; and a pause that begins while a request waits at the desk moves that reque
 after the pause. Slots are wall-clock times,
 so the nodes' clocks must agree (NTP keeps them within milliseconds).
 
+The desk is restarted by Ray when its process dies (``max_restarts``), and calls to it are
+retried on the new one (``max_task_retries``): the callers keep their handle, which attaches to
+the restarted desk, so a killed desk costs a moment's pacing, never the dataset.
+
 Ray is imported only inside the functions that need it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import time
 from typing import Any
 
 __all__ = ["LEAD", "MAX_LATE", "MIN_TOLERANCE", "PermitDesk", "RayLimiter", "desk_name", "get_desk"]
+
+#: Seconds a caller keeps asking a desk that Ray is restarting before it gives up.
+DESK_PATIENCE = 60.0
 
 #: Seconds before its slot at which the desk hands a slot out (absorbs reply jitter).
 LEAD = 1.0
@@ -72,8 +81,32 @@ class PermitDesk:
         return self._paused_until
 
     def stats(self) -> dict[str, int]:
-        """Slots granted and pauses obeyed so far."""
+        """Slots granted and pauses obeyed so far (since the desk last started)."""
         return {"granted": self.granted, "pauses": self.pauses}
+
+    def pid(self) -> int:
+        """The desk's process id (to tell a restarted desk from the first)."""
+        return os.getpid()
+
+
+async def _ask_desk(call: Any, *args: Any) -> Any:
+    """``await call.remote(*args)``, waiting out a desk Ray is restarting (its process was
+    killed): the handle attaches to the new desk by itself."""
+    from ray.exceptions import RayActorError
+
+    unavailable: tuple[type[BaseException], ...] = (RayActorError,)
+    with contextlib.suppress(ImportError):
+        from ray.exceptions import ActorUnavailableError
+
+        unavailable += (ActorUnavailableError,)
+    deadline = time.monotonic() + DESK_PATIENCE
+    while True:
+        try:
+            return await call.remote(*args)
+        except unavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 class RayLimiter:
@@ -94,7 +127,7 @@ class RayLimiter:
         # (this process was busy, a reply came late): it takes a new slot instead.
         tolerance = None if rate is None else max(60.0 / rate, MIN_TOLERANCE)
         for _ in range(MAX_LATE):
-            slot = await self._desk.acquire.remote(rate)
+            slot = await _ask_desk(self._desk.acquire, rate)
             delay = slot - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -103,7 +136,7 @@ class RayLimiter:
             self.late += 1
 
     async def pause(self, seconds: float) -> None:
-        await self._desk.pause.remote(seconds)
+        await _ask_desk(self._desk.pause, seconds)
 
 
 def desk_name(base_url: str, api_key: str | None) -> str:
@@ -114,8 +147,16 @@ def desk_name(base_url: str, api_key: str | None) -> str:
 
 
 def get_desk(name: str) -> Any:
-    """The named ``PermitDesk`` of this Ray job, made on first use (from the driver)."""
+    """The named ``PermitDesk`` of this Ray job, made on first use (from the driver); Ray
+    restarts it whenever its process dies, and retries the calls it was answering."""
     import ray
 
     actor: Any = ray.remote(PermitDesk)
-    return actor.options(name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000).remote()
+    return actor.options(
+        name=name,
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=10_000,
+        max_restarts=-1,
+        max_task_retries=-1,
+    ).remote()

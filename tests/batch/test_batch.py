@@ -393,3 +393,82 @@ def test_pandas_is_imported_only_by_to_pandas(env: OfflineServer, tmp_path: Path
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[]\nFalse 1\nTrue\n"
+
+
+def test_a_rate_limit_that_says_retry_now_still_waits_the_backoff_floor(
+    env: OfflineServer,
+) -> None:
+    """Retry-After: 0 three times: describe_many waits 0.25, 0.5 and 1 s at least (its backoff's
+    floor), not a burst of requests."""
+    env.queue(*[Fault.status(429, retry_after=0)] * 3)
+    results = describe_many([png(12)], "Size?", show=False, cache=False)
+    assert results[0].ok
+    assert [r.status for r in env.requests] == [429, 429, 429, 200]
+    times = [r.received for r in env.requests]
+    gaps = [times[i + 1] - times[i] for i in range(3)]
+    assert all(gaps[i] >= (0.25, 0.5, 1.0)[i] for i in range(3)), gaps
+
+
+UNPICKLE_AND_RETRY = """
+import pickle, sys
+results = pickle.load(open(sys.argv[1], "rb"))
+again = results.retry_failed()
+print([r.ok for r in again], again[1].text.splitlines()[-1][:40])
+"""
+
+
+def test_results_pickle_and_retry_failed_works_in_another_process(
+    env: OfflineServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "cache"))
+    env.queue(Fault.ok(), Fault.status(400))
+    results = describe_many([png(10), png(11), png(12)], "Size?", show=False, concurrency=1)
+    assert [r.ok for r in results] == [True, False, True]
+    data = pickle.dumps(results)
+    assert env.api_key.encode() not in data
+    copy = pickle.loads(data)
+    assert copy.records() == results.records() and repr(copy) == repr(results)
+    saved = tmp_path / "run.pickle"
+    saved.write_bytes(data)
+    child = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child.update(
+        REKA_API_KEY=env.api_key,  # the key is never pickled: the environment gives it
+        REKA_BASE_URL=env.base_url,
+        REKA_NB_CACHE=str(tmp_path / "cache"),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_AND_RETRY, str(saved)],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("[True, True, True]")
+    assert len(env.chat_requests()) == 4  # the failed one, asked again from the other process
+    again = copy.retry_failed()  # here too: the answer is now in the cache
+    assert [r.ok for r in again] == [True, True, True] and again[1].cached
+
+
+def test_results_whose_images_cannot_be_pickled_say_why_they_cannot_retry(
+    env: OfflineServer, tmp_path: Path
+) -> None:
+    import pickle
+
+    path = tmp_path / "a.png"
+    path.write_bytes(png(13))
+    env.queue(Fault.status(400))
+    with open(path, "rb") as handle:
+        results = describe_many([handle], "Size?", show=False, cache=False)
+        copy = pickle.loads(pickle.dumps(results))
+    assert copy.records() == results.records()
+    with pytest.raises(RuntimeError) as info:
+        copy.retry_failed()
+    assert str(info.value) == (
+        "these results were unpickled without the way to ask again, which could not be "
+        "pickled (TypeError: cannot pickle '_io.BufferedReader' object): run describe_many "
+        "again on the failed items (Results.errors lists them)"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +195,51 @@ def test_describe_with_cache_says_cached_in_json(server: OfflineServer, tmp_path
     assert json.loads(first.stdout)["text"] == json.loads(second.stdout)["text"]
     assert json.loads(second.stdout)["cached"] is True
     assert len(server.chat_requests()) == 1
+
+
+def test_offline_answers_are_reused_by_the_next_run_whatever_the_port(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env.update(REKA_NB_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    runs = [run("describe", "--each", str(folder), "--offline", env=env) for _ in range(2)]
+    assert [proc.returncode for proc in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    first, second = ([json.loads(line) for line in proc.stdout.splitlines()] for proc in runs)
+    assert [line["cached"] for line in first] == [False, False, False]
+    assert [line["cached"] for line in second] == [True, True, True]
+    assert sorted(line["text"] for line in first) == sorted(line["text"] for line in second)
+    info = run("cache", "info", env=env)
+    assert "answers: 3\n" in info.stdout
+
+
+def test_ctrl_c_never_leaves_a_cached_answer_out_of_the_jsonl_file(
+    server: OfflineServer, tmp_path: Path
+) -> None:
+    """Ctrl-C at many moments of a run: each answer the cache holds is a line of the file."""
+    folder = make_folder(tmp_path, 30)
+    env = env_for(server, tmp_path)
+    server.latency = 0.02
+    for trial in range(6):
+        run("cache", "clear", env=env)
+        out = tmp_path / f"out{trial}.jsonl"
+        command = ["describe", "--each", str(folder), "--jsonl", str(out), "--concurrency", "4"]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reka_nb", *command],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.read_text().count("\n") >= 1 + trial * 2):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.005)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        assert child.returncode == 130, stderr
+        written = {json.loads(line)["image"] for line in out.read_text().splitlines()}
+        again = run("describe", "--each", str(folder), "--concurrency", "8", env=env)
+        cached = {
+            line["image"] for line in map(json.loads, again.stdout.splitlines()) if line["cached"]
+        }
+        assert cached <= written, f"trial {trial}: cached but not written: {cached - written}"

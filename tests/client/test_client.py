@@ -432,3 +432,21 @@ def test_a_base_url_httpx_cannot_parse_is_a_configuration_error(
     with RekaClient() as client, pytest.raises(ConfigurationError, match="is not a valid URL"):
         client.stream([{"role": "user", "content": "hi"}])
     assert server.requests == []
+
+
+@pytest.mark.parametrize("header", ["0", "-5", "soon"])
+def test_retry_after_zero_negative_or_unreadable_still_backs_off(
+    server: OfflineServer, header: str
+) -> None:
+    """Three 429s that say 'retry now': the client waits its own backoff floor between tries
+    (0.1, 0.2, 0.4 s at backoff=0.2), never a burst."""
+    server.queue(*[Fault.status(429, retry_after=header)] * 3)
+    with RekaClient(
+        base_url=server.base_url, api_key=server.api_key, backoff=0.2, max_retries=3
+    ) as client:
+        text = client.complete([{"role": "user", "content": "hi"}]).text
+    assert text
+    times = [r.received for r in server.requests]
+    assert [r.status for r in server.requests] == [429, 429, 429, 200]
+    gaps = [times[i + 1] - times[i] for i in range(3)]
+    assert all(gaps[i] >= (0.1, 0.2, 0.4)[i] for i in range(3)), gaps

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
+import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
-from _clips import make_clip
+from _clips import crafted_mp4, crafted_webm, ebml, make_clip
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reka_nb import (
+    ImageError,
     LongVideoWarning,
     PreparedVideo,
     RekaClient,
     VideoError,
+    describe_many,
     prepare_images,
 )
 from reka_nb.images import read_video_info
-from reka_nb.images.video import sniff_video
+from reka_nb.images import video as video_module
+from reka_nb.images.video import MAX_STEPS, sniff_video
 from reka_nb.notebook.display import images_bundle, waiting_bundle
 from reka_nb.testing import OfflineServer
 
@@ -83,6 +91,181 @@ def test_parsing_never_crashes_on_any_cut(clips) -> None:
         for end in range(0, len(data), 7):
             with contextlib.suppress(VideoError):  # anything else fails the test
                 read_video_info(data[:end])
+
+
+# -- crafted headers: always a VideoError, never a crash ----------------------------------------
+
+HUGE = b"\xff" * 200  # a 200-byte integer
+CRAFTED = {
+    "a 200-byte TimecodeScale": (
+        crafted_webm(timescale=HUGE),
+        "a 200-byte number where at most 8 bytes fit",
+    ),
+    "a 200-byte DefaultDuration": (
+        crafted_webm(duration=None, default_duration=HUGE),
+        "a 200-byte number where at most 8 bytes fit",
+    ),
+    "a 200-byte cluster Timecode": (
+        crafted_webm(duration=None, cluster_timecode=HUGE),
+        "a 200-byte number where at most 8 bytes fit",
+    ),
+    "a 2,000-byte PixelWidth": (
+        crafted_webm(width=b"\x01" * 2000),
+        "a 2,000-byte number where at most 8 bytes fit",
+    ),
+    "a NaN Duration": (
+        crafted_webm(duration=struct.pack(">d", math.nan)),
+        "its header says it lasts nan s, which no clip does",
+    ),
+    "a -inf Duration": (
+        crafted_webm(duration=struct.pack(">d", -math.inf)),
+        "its header says it lasts -inf s, which no clip does",
+    ),
+    "a +inf seconds from a huge scale": (
+        crafted_webm(timescale=b"\xff" * 8, duration=struct.pack(">d", 1e300)),
+        "its header says it lasts inf s, which no clip does",
+    ),
+    "a negative Duration": (
+        crafted_webm(duration=struct.pack(">f", -5.0)),
+        "its header says it lasts -0.005 s, which no clip does",
+    ),
+    "a negative block time": (
+        crafted_webm(duration=None, block_time=-500),
+        "its header says it lasts -0.25 s, which no clip does",
+    ),
+    "a 65,536-pixel width": (
+        crafted_webm(width=(65_536).to_bytes(3, "big")),
+        "its header gives a width over 65,535 pixels",
+    ),
+    "an MP4 of 1.8e19 s": (
+        crafted_mp4(timescale=1, length=(1 << 64) - 2, version=1),
+        "its header says it lasts 1.84e+19 s, which no clip does",
+    ),
+    "an MP4 of eight days": (
+        crafted_mp4(timescale=1, length=8 * 24 * 3600),
+        "its header says it lasts 6.91e+05 s, which no clip does",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_a_crafted_header_is_a_video_error_that_says_what(case: str) -> None:
+    data, why = CRAFTED[case]
+    container = "MP4" if case.startswith("an MP4") else "WebM"
+    with pytest.raises(VideoError) as info:
+        prepare_images(data)
+    assert str(info.value) == f"the bytes object is a damaged {container} file ({why})"
+    repr(info.value)  # a repr that raises would break tracebacks and tables
+
+
+def test_the_crafted_helpers_make_believable_clips() -> None:
+    (webm,) = prepare_images(crafted_webm())
+    (live,) = prepare_images(crafted_webm(duration=None))
+    (mp4,) = prepare_images(crafted_mp4())
+    assert (webm.duration, webm.width, webm.height, live.duration, mp4.duration) == (
+        2.0,
+        64,
+        48,
+        2.0,
+        2.0,
+    )
+    assert repr(webm) == "<PreparedVideo WebM video, 2.0 s, 64×48 px, 192 bytes from 'bytes'>"
+
+
+def test_too_many_elements_are_refused_not_read() -> None:
+    void = b"\xec\x80"  # an empty Void element: two bytes each
+    many = crafted_webm() + ebml(0x18538067, void * (MAX_STEPS + 1))
+    with pytest.raises(VideoError) as info:
+        read_video_info(many, "'many.webm'")
+    assert str(info.value) == (
+        f"'many.webm' is a damaged WebM file (more than {MAX_STEPS:,} boxes or elements in "
+        "its header)"
+    )
+
+
+def test_the_size_is_checked_before_the_header_is_read(monkeypatch) -> None:
+    monkeypatch.setenv("REKA_NB_MAX_VIDEO_MB", "0.001")
+    data = crafted_webm() + b"\0" * 2000  # damaged too: the size is what is reported
+    read: list[bytes] = []
+    monkeypatch.setattr(video_module, "_scan", lambda *a: read.append(a[0]))
+    with pytest.raises(VideoError) as info:
+        prepare_images(data)
+    assert str(info.value).startswith("the bytes object is 2,192 bytes, over the 1,048-byte limit")
+    assert read == []
+
+
+def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:
+    """A real header with some bytes changed, some cut off or some repeated."""
+    n = len(seed)
+    edits = st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 255)), max_size=12)
+    cut = st.integers(0, n)
+    return st.builds(_mutate, st.just(seed), edits, cut, st.integers(0, 3))
+
+
+def _mutate(seed: bytes, edits: list[tuple[int, int]], cut: int, repeat: int) -> bytes:
+    data = bytearray(seed)
+    for at, byte in edits:
+        data[at] = byte
+    return bytes(data[:cut]) * repeat + bytes(data[cut:]) if repeat else bytes(data[:cut])
+
+
+SEEDS = {
+    "MP4": crafted_mp4(),
+    "MOV": b"\0\0\0\x14ftypqt  " + bytes(8) + crafted_mp4()[20:],
+    "WebM": crafted_webm(),
+    "live WebM": crafted_webm(duration=None),
+    "MP4 v1": crafted_mp4(version=1),
+}
+MAGIC = [b"\x1a\x45\xdf\xa3", b"\0\0\0\x18ftypisom", b"\0\0\0\x08moov", b"\0\0\0\x14ftypqt  "]
+HEADERS = st.one_of(
+    *(_mutations(seed) for seed in SEEDS.values()),
+    st.builds(lambda magic, rest: magic + rest, st.sampled_from(MAGIC), st.binary(max_size=600)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(HEADERS)
+def test_any_header_is_a_video_or_a_video_error_in_linear_work(data: bytes) -> None:
+    """Random and mutated headers: a PreparedVideo or a VideoError, never another exception,
+    and the reader visits at most four boxes or elements per byte (its nesting depth)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LongVideoWarning)  # a long clip is still a clip
+            (video,) = prepare_images(data)
+    except VideoError as exc:
+        assert str(exc) and repr(exc)
+    except ImageError as exc:  # not recognised as a video at all: an image error
+        assert sniff_video(data) is None, exc
+    else:
+        assert isinstance(video, PreparedVideo) and repr(video) and video.summary()
+        assert video.duration is None or 0 <= video.duration <= video_module.MAX_VIDEO_SECONDS
+    container = sniff_video(data)
+    if container in ("MP4", "MOV", "WebM"):
+        try:
+            _, steps = video_module._scan(data, container)
+        except (ValueError, IndexError, struct.error):
+            return  # a damaged header: read_video_info said so above
+        assert steps <= 4 * len(data) + 4
+
+
+def test_a_crafted_clip_fails_its_row_and_the_run_goes_on(env: OfflineServer, tmp_path) -> None:
+    items = []
+    for i in range(6):
+        if i == 2:
+            bad = tmp_path / "bad.webm"
+            bad.write_bytes(CRAFTED["a 200-byte TimecodeScale"][0])
+            items.append(str(bad))
+        else:
+            items.append(CAT)
+    results = describe_many(items, "What?", show=False, cache=False)
+    assert [r.ok for r in results] == [True, True, False, True, True, True]
+    assert isinstance(results[2].error, VideoError)
+    assert str(results[2].error) == (
+        f"'{tmp_path / 'bad.webm'}' is a damaged WebM file (a 200-byte number where at most "
+        "8 bytes fit)"
+    )
+    assert len(env.chat_requests()) == 5
+    repr(results)
 
 
 # -- inputs -----------------------------------------------------------------------------------

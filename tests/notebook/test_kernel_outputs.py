@@ -170,6 +170,7 @@ def test_reka_help_reads_well_and_a_typo_gets_a_suggestion(session: Session) -> 
         "Usage:\n"
         "  %reka [options] PROMPT     ask about the rest of the line\n"
         "  %%reka [options]           ask about the cell body (the options on the first line)\n"
+        "  %reka models | usage | reset | config | help\n"
     )
     assert "::" not in help_text and "NBVAL" not in help_text
     assert "\nOptions:\n  -i IMAGE, --image IMAGE" in help_text
@@ -178,3 +179,17 @@ def test_reka_help_reads_well_and_a_typo_gets_a_suggestion(session: Session) -> 
     assert texts(outputs) == [
         "UsageError: unrecognized arguments: --temprature (did you mean --temperature?)\n"
     ]
+
+
+def test_describe_many_suggests_requests_per_minute_for_rpm(session: Session) -> None:
+    outputs, error = session.run(
+        f"import reka_nb\nreka_nb.describe_many([{CAT!r}], rpm=10, show=False)"
+    )
+    assert error == "InvalidRequestError"
+    (output,) = [o for o in outputs if o["output_type"] == "error"]
+    assert output["evalue"] == (
+        "unknown parameter 'rpm' (did you mean requests_per_minute?); expected one of the "
+        "options model, concurrency, requests_per_minute, cache, show, client, retries, stream, "
+        "limiter, max_cost, keep_metadata, or the model parameters max_tokens, temperature, "
+        "top_p, stop, seed"
+    )

@@ -108,3 +108,11 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
         ceiling = min(8.0, 0.5 * 2**attempt)
         assert ceiling / 2 <= d <= ceiling
     assert retry_delay(0, 7.0) == 7.0
+
+
+@pytest.mark.parametrize("header", ["0", "-5", "soon", "nan", "-inf"])
+def test_a_retry_after_of_zero_or_below_or_unreadable_waits_the_backoff_floor(header: str) -> None:
+    """Each wait is at least half the backoff's ceiling for that attempt, whatever it says."""
+    for attempt in range(4):
+        wait = retry_delay(attempt, parse_retry_after(header), base=0.5)
+        assert 0.25 * 2**attempt <= wait <= 0.5 * 2**attempt, (header, attempt, wait)

@@ -65,7 +65,8 @@ class _PatientClock:
 def start_ray(attempts: int = 2) -> None:
     """ray.init(num_cpus=2, include_dashboard=False), patient with a busy machine. Should the
     node still fail to start (its raylet gives its agents about 15 s), the half-started node's
-    processes are ended and Ray is started once more."""
+    processes are ended and Ray is started once more; after the last attempt they are ended
+    too, so a failed start leaves no Ray process behind for the rest of the run."""
     import ray._private.node as node
 
     for attempt in range(attempts):
@@ -74,8 +75,6 @@ def start_ray(attempts: int = 2) -> None:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             return
         except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
-                raise
             tb = exc.__traceback__
             while tb is not None:
                 half = tb.tb_frame.f_locals.get("self")
@@ -84,6 +83,8 @@ def start_ray(attempts: int = 2) -> None:
                     break
                 tb = tb.tb_next
             ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
+                raise
         finally:
             node.time = time
 
@@ -99,9 +100,9 @@ def ray_cluster() -> Iterator[str]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
-    start_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
+    try:  # a start that fails still ends Ray and gives the environment back
+        start_ray()
+        ray.data.DataContext.get_current().enable_progress_bars = False
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
@@ -450,3 +451,65 @@ def test_the_readme_example_runs(rserver: OfflineServer, tmp_path: Path) -> None
     assert all(row["error"] is None and PROMPT in row["text"] for row in table)
     assert "bytes" not in table[0]
     assert len(rserver.chat_requests()) == 8
+
+
+def test_a_killed_limiter_desk_restarts_and_the_dataset_completes(
+    rserver: OfflineServer, tmp_path: Path
+) -> None:
+    """SIGKILL of the rate-limit desk mid-run: Ray restarts it, the actors' calls go to the new
+    one, and every row is answered."""
+    import threading
+
+    from reka_nb.ray.limiter import desk_name
+
+    count = 30
+    make_images(tmp_path / "photos", count)
+    rserver.latency = 0.2
+    killed: dict[str, int] = {}
+
+    def kill_the_desk() -> None:
+        deadline = time.monotonic() + 120
+        while len(rserver.chat_requests()) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        desk = ray.get_actor(desk_name(rserver.base_url, KEY))
+        killed["pid"] = ray.get(desk.pid.remote())
+        os.kill(killed["pid"], signal.SIGKILL)
+        killed["at"] = len(rserver.chat_requests())
+
+    killer = threading.Thread(target=kill_the_desk, daemon=True)
+    killer.start()
+    ds = ray.data.read_binary_files(str(tmp_path / "photos"), include_paths=True)
+    out = rr.describe_dataset(
+        ds, PROMPT, concurrency=2, requests_per_minute=240, in_flight=2, batch_size=5, cache=False
+    )
+    rows = rows_by_path(out)
+    killer.join(timeout=10)
+    assert 6 <= killed["at"] < count  # the desk died mid-run
+    assert len(rows) == count and [r["error"] for r in rows.values()] == [None] * count
+    desk = ray.get_actor(desk_name(rserver.base_url, KEY))
+    assert ray.get(desk.pid.remote()) != killed["pid"]  # a new desk process
+
+
+def test_the_offline_try_out_of_readme_and_scale_runs(
+    ray_cluster: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block that tries Ray on the offline server, the same in the README and
+    docs/scale.md, run on this module's Ray (already started: its ray.init is left out)."""
+    import re
+
+    from reka_nb import stop_offline_server
+
+    pattern = r"^```python\n(import ray, reka_nb, reka_nb\.ray as rr\n.*?)^```"
+    (code,) = re.findall(pattern, (ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S)
+    (same,) = re.findall(pattern, (ROOT / "docs" / "scale.md").read_text(), re.M | re.S)
+    assert code == same
+    assert "ray.init(num_cpus=2)\n" in code
+    code = code.replace("ray.init(num_cpus=2)\n", "")
+    monkeypatch.chdir(ROOT)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        stop_offline_server()
+    printed = capsys.readouterr().out
+    assert printed.startswith("This is reka_nb's offline server: no model ran")
+    assert PROMPT in printed
