@@ -15,9 +15,9 @@ that is not JSON; ``end_without_finish(n)`` answers the first n words with a nul
 Status faults, ``reset``, ``slow_first_byte`` and ``echo_key`` apply to any request.
 ``trickle`` applies to ``GET /models`` (a request of another endpoint is answered normally): the
 list's headers go out at once, then one space a time for a while, as a proxy that holds a
-response open. The structured faults (``invalid_json``, ``missing_field``, ``wrong_type``, ``refusal``) spoil the
-next answer asked for with a JSON Schema (see ``_structured``) and change nothing on other
-requests.
+response open. The structured faults (``invalid_json``, ``missing_field``, ``wrong_type``,
+``refusal``) spoil the next answer asked for with a JSON Schema (see ``_structured``) and change
+nothing on other requests.
 """
 
 from __future__ import annotations
