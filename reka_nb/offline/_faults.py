@@ -13,11 +13,11 @@ On a non-streaming request: ``break_after`` sends the headers and half the body,
 the connection; ``stall`` pauses between the headers and the body; ``malformed`` sends a body
 that is not JSON; ``end_without_finish(n)`` answers the first n words with a null finish reason.
 Status faults, ``reset``, ``slow_first_byte`` and ``echo_key`` apply to any request.
-``trickle`` applies to ``GET /models`` (a request of another endpoint is answered normally):
-the list's headers go out at once, then one space a time for a while, as a proxy that holds a
+``trickle`` applies to ``GET /models`` (a request of another endpoint is answered normally): the
+list's headers go out at once, then one space a time for a while, as a proxy that holds a
 response open. The structured faults (``invalid_json``, ``missing_field``, ``wrong_type``,
-``refusal``) spoil the next answer asked for with a JSON Schema (see ``_structured``) and
-change nothing on other requests.
+``refusal``) spoil the next answer asked for with a JSON Schema (see ``_structured``) and change
+nothing on other requests.
 """
 
 from __future__ import annotations
