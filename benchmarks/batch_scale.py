@@ -249,7 +249,24 @@ def _patch_settings() -> None:
     BaseClient.settings = once  # type: ignore[method-assign]
 
 
+def _patch_sync() -> None:
+    """Experiment: the cache's WAL synced at checkpoints, not at every store."""
+    from reka_nb.batch.cache import AnswerCache
+
+    connect = AnswerCache._connect
+
+    def normal(self: Any) -> Any:
+        fresh = self._db is None
+        db = connect(self)
+        if fresh:
+            db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    AnswerCache._connect = normal  # type: ignore[method-assign]
+
+
 EXPERIMENTS = {
+    "sync": _patch_sync,
     "pool": _patch_pool,
     "aiohttp": _patch_aiohttp,
     "hops": _patch_hops,
@@ -374,8 +391,103 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
                 _run_httpx(bodies, base_url, "aiohttp" if kind == "httpx-aiohttp" else "")
             )
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"count": count, "ok": ok, "cpu": cpu, "wall": wall, "peak_kib": peak}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"count": count, "ok": ok, "cpu": cpu, "wall": wall, "peak_kib": usage.ru_maxrss}
+    out["system"] = usage.ru_stime  # of the whole process (imports too): the kernel's share
+    out["user"] = usage.ru_utime
+    out["switches"] = usage.ru_nvcsw + usage.ru_nivcsw
+    print(json.dumps(out))
+
+
+#: Where a sampled frame's time is counted: the first key found in its file.
+AREAS = (
+    ("reka_nb/batch/", "reka_nb batch (engine, cache, results)"),
+    ("reka_nb/images/", "reka_nb images"),
+    ("reka_nb/protocol/", "reka_nb protocol"),
+    ("reka_nb/", "reka_nb client (_async_client, _base, _replies, _settings, _answer)"),
+    ("httpcore/", "httpcore"),
+    ("httpx/", "httpx"),
+    ("h11/", "h11"),
+    ("anyio/", "anyio"),
+    ("aiohttp/", "aiohttp"),
+    ("asyncio/", "asyncio"),
+    ("concurrent/", "concurrent.futures (thread pool)"),
+    ("threading.py", "threading"),
+    ("PIL/", "Pillow"),
+    ("json/", "json"),
+    ("sqlite3", "sqlite3"),
+)
+#: Inclusive shares: a sample counts for each of these found anywhere in its stack.
+CAUSES = (
+    ("_assign_requests_to_connections", "httpcore pool bookkeeping"),
+    ("AsyncConnectionPool.handle_async_request", "httpcore pool request (all)"),
+    ("AsyncClient.send ", "httpx AsyncClient.send (all transport work)"),
+    ("AsyncRekaClient._send ", "reka_nb _send (request, reply read, retries)"),
+    ("AsyncRekaClient._read ", "  reading the reply body"),
+    ("json_completion", "reply parsing (json_completion)"),
+    ("Description.from_completion", "Description.from_completion"),
+    ("BaseClient._chat_request", "request building (_chat_request)"),
+    ("build_body", "  build_body"),
+    ("BaseClient._check_inputs", "  _check_inputs"),
+    ("BaseClient.settings ", "settings resolved (BaseClient.settings)"),
+    ("_prepare (reka_nb/batch/engine.py", "engine._prepare (thread: images, message, key, thumb)"),
+    ("prepare_images", "  prepare_images"),
+    ("user_message", "  user_message"),
+    ("cache_key", "  cache_key"),
+    ("PreparedImage.thumbnail", "  thumbnails"),
+    ("AnswerCache.get", "cache lookup"),
+    ("AnswerCache.put", "cache store"),
+    ("_worker (concurrent/futures/thread.py", "thread-pool threads (all work in them)"),
+    ("to_thread", "asyncio.to_thread on the loop side"),
+    ("_to_cache", "_to_cache"),
+    ("SessionUsage.add", "SESSION_USAGE.add"),
+)
+
+
+def analyse(raw: str, top: int = 25) -> None:
+    """Shares of py-spy's raw samples (``--gil``: the thread holding the GIL), imports left
+    out: own time by area, inclusive time of the causes, the top leaf functions."""
+    stacks: list[tuple[list[str], int]] = []
+    for line in Path(raw).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any("_find_and_load" in f for f in frames):
+            continue  # imports: a one-time cost
+        stacks.append((frames, int(count)))
+    total = sum(n for _, n in stacks) or 1
+    areas: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    for frames, n in stacks:
+        leaf = frames[-1]
+        where = next((label for key, label in AREAS if key in leaf), "other")
+        areas[where] = areas.get(where, 0) + n
+        leaves[leaf] = leaves.get(leaf, 0) + n
+    print(f"{total:,} samples of running threads, imports left out")
+    print("own time by area:")
+    for label, n in sorted(areas.items(), key=lambda kv: -kv[1]):
+        print(f"  {n / total:6.1%}  {label}")
+    print("inclusive time of:")
+    for key, label in CAUSES:
+        n = sum(c for frames, c in stacks if any(key in f for f in frames))
+        print(f"  {n / total:6.1%}  {label}")
+    print("top functions (own time):")
+    for leaf, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {n / total:6.1%}  {leaf.split('site-packages/')[-1]}")
+
+
+def profile(tmp: Path, paths_file: Path, stub: StubProcess, env: dict, kind: str) -> None:
+    """describe_many sampled by py-spy (pip install py-spy) in a fresh process."""
+    raw = tmp / f"profile-{kind}.txt"
+    command = [sys.executable, __file__, "--child", kind, str(paths_file), "-", stub.base_url]
+    subprocess.run(
+        ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw), "--", *command],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    )
+    print(f"\nwhere the CPU goes: {kind}, sampled by py-spy")
+    analyse(str(raw))
 
 
 def run_child(kind: str, paths_file: Path, bodies_file: Path, stub: StubProcess, env: dict) -> dict:
@@ -586,3 +698,5 @@ if __name__ == "__main__":
         serve_stub(sys.argv[2])
     elif sys.argv[1] == "--child":
         child(*sys.argv[2:6])
+    elif sys.argv[1] == "--analyse":  # a py-spy raw file
+        analyse(sys.argv[2])

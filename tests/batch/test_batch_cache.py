@@ -202,3 +202,18 @@ def test_an_interrupt_keeps_the_finished_and_a_rerun_asks_only_the_rest(
     for r in results:
         if r.cached:  # asked once, in the interrupted run
             assert env.times_asked(prompt="Size?", image=png(10 + r.index)) == 1
+
+
+def test_the_cache_syncs_at_checkpoints_not_at_every_answer(tmp_path: Path) -> None:
+    from reka_nb.batch.cache import AnswerCache, CachedAnswer
+
+    cache = AnswerCache(tmp_path / "answers.sqlite3")
+    answer = CachedAnswer("A cat.", "reka-flash", "stop", 3, 2, "req-1", 0.5, 1.0)
+    cache.put("k" * 64, answer)
+    db = cache._connect()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync per store
+    cache.close()
+    other = AnswerCache(tmp_path / "answers.sqlite3")  # a new connection sees it at once
+    assert other.get("k" * 64) == answer
+    other.close()
