@@ -265,7 +265,34 @@ def _patch_sync() -> None:
     AnswerCache._connect = normal  # type: ignore[method-assign]
 
 
+def _patch_thumbs() -> None:
+    """Experiment: the engine gives each row a deferred thumbnail (made when a table shows)."""
+    from reka_nb.batch import engine
+    from reka_nb.images import deferred_thumbnail
+
+    def prepare(item: Any, settings: Any, keyed: bool, params: Any) -> Any:
+        if isinstance(item.prompt, BaseException):
+            raise item.prompt
+        images = engine.prepare_images(item.image)
+        message = engine.user_message(item.prompt, images, settings.api)
+        key = None
+        if keyed:
+            key = engine.cache_key(
+                base_url=settings.base_url,
+                api=settings.api,
+                model=settings.model,
+                prompt=item.prompt,
+                images=[(im.data, im.url) for im in images],
+                params=params,
+            )
+        thumb = deferred_thumbnail(item.image, images[0], engine.THUMBNAIL) if images else None
+        return images, message, key, thumb
+
+    engine._prepare = prepare  # type: ignore[assignment]
+
+
 EXPERIMENTS = {
+    "thumbs": _patch_thumbs,
     "sync": _patch_sync,
     "pool": _patch_pool,
     "aiohttp": _patch_aiohttp,
@@ -350,9 +377,10 @@ async def _run_aiohttp(bodies: list[dict], base_url: str) -> int:
 
         async def one(body: dict) -> None:
             nonlocal ok
-            async with gate, session.post(
-                base_url + "/chat/completions", json=body, headers=headers
-            ) as r:
+            async with (
+                gate,
+                session.post(base_url + "/chat/completions", json=body, headers=headers) as r,
+            ):
                 answer = await r.json()
                 ok += answer["choices"][0]["message"]["content"] == ANSWER
 
@@ -444,17 +472,44 @@ CAUSES = (
 )
 
 
-def analyse(raw: str, top: int = 25) -> None:
-    """Shares of py-spy's raw samples (``--gil``: the thread holding the GIL), imports left
-    out: own time by area, inclusive time of the causes, the top leaf functions."""
+#: Leaf frames of a thread that waits (py-spy samples idle threads here): left out.
+WAITS = (
+    "_worker (concurrent/futures/thread.py:81)",  # a pool thread waiting for work
+    "_Run.run_sync (reka_nb/batch/api.py:",  # the caller's thread waiting for progress
+    "select (selectors.py:",
+    "Condition.wait (threading.py:",
+    "Thread.join (threading.py:",
+    "Event.wait (threading.py:",
+)
+
+
+def _lock_waits(cache_source: str) -> tuple[str, ...]:
+    """The cache's ``with self._lock:`` lines (a thread there waits for another's query)."""
+    lines = Path(cache_source).read_text().splitlines()
+    found = [i for i, text in enumerate(lines, 1) if text.strip() == "with self._lock:"]
+    return tuple(f"(reka_nb/batch/cache.py:{i})" for i in found)
+
+
+def analyse(raw: str, top: int = 25, cache_source: str | None = None) -> None:
+    """Shares of py-spy's raw samples, imports and waiting threads left out: own time by
+    area, inclusive time of the causes, the top leaf functions. ``cache_source``: the
+    cache.py the samples were taken with (its lock lines are waits)."""
+    import reka_nb.batch.cache
+
+    waits = WAITS + _lock_waits(cache_source or reka_nb.batch.cache.__file__)
     stacks: list[tuple[list[str], int]] = []
+    waited = 0
     for line in Path(raw).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         if any("_find_and_load" in f for f in frames):
             continue  # imports: a one-time cost
+        if any(w in frames[-1] for w in waits):
+            waited += int(count)
+            continue
         stacks.append((frames, int(count)))
     total = sum(n for _, n in stacks) or 1
+    print(f"({waited:,} samples of waiting threads left out)")
     areas: dict[str, int] = {}
     leaves: dict[str, int] = {}
     for frames, n in stacks:
@@ -676,6 +731,9 @@ LABELS = {
     "reka+settings": "  experiment: settings once",
     "reka+pool+hops+settings": "  experiment: all three",
     "reka+aiohttp": "  experiment: aiohttp transport",
+    "reka+thumbs": "  experiment: deferred thumbnails",
+    "reka+aiohttp+hops+settings+thumbs": "  experiment: all but the pool",
+    "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
     "reka+aiohttp+hops+settings": "  experiment: aiohttp + hop + settings",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
@@ -699,4 +757,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "--child":
         child(*sys.argv[2:6])
     elif sys.argv[1] == "--analyse":  # a py-spy raw file
-        analyse(sys.argv[2])
+        analyse(sys.argv[2], cache_source=sys.argv[3] if len(sys.argv) > 3 else None)
