@@ -546,6 +546,9 @@ def profile(tmp: Path, paths_file: Path, stub: StubProcess, env: dict, kind: str
 
 
 def run_child(kind: str, paths_file: Path, bodies_file: Path, stub: StubProcess, env: dict) -> dict:
+    if kind.startswith("baseline"):  # reka_nb from BASELINE (another checkout), same script
+        env = {**env, "PYTHONPATH": os.environ["BASELINE"]}
+        kind = "reka" + kind[len("baseline") :]
     before = stub.cpu()
     proc = subprocess.run(
         [
@@ -662,7 +665,13 @@ def _bodies(paths: list[str]) -> list[dict]:
 
 
 def main(
-    tmp: Path, small_images: Any, images: int, big: int, rounds: int, kinds: list[str]
+    tmp: Path,
+    small_images: Any,
+    images: int,
+    big: int,
+    rounds: int,
+    kinds: list[str],
+    memory_kinds: list[str] = ["reka"],  # noqa: B006 - read only
 ) -> None:
     stub = StubProcess(tmp)
     try:
@@ -697,19 +706,20 @@ def main(
                 f"{out['wall']:>8.1f}{out['peak_kib'] / 1024:>9.0f}{out['ok']:>7}"
                 f"{out['server_ms']:>14.3f}"
             )
-        if big:
+        for kind in memory_kinds if big else []:
             big_file = tmp / "paths-big.json"
             big_file.write_text(json.dumps(paths[:big]))
-            env["REKA_NB_CACHE"] = str(tmp / "cache-big")
-            few = next((o for k, o in rows if k == "reka"), None)
+            few = next((o for k, o in rows if k == kind), None)
             if few is None:
-                few = run_child("reka", paths_file, bodies_file, stub, env)
-                env["REKA_NB_CACHE"] = str(tmp / "cache-big2")
-            many = run_child("reka", big_file, bodies_file, stub, env)
+                env["REKA_NB_CACHE"] = str(tmp / f"cache-few-{kind}")
+                few = run_child(kind, paths_file, bodies_file, stub, env)
+            env["REKA_NB_CACHE"] = str(tmp / f"cache-big-{kind}")
+            many = run_child(kind, big_file, bodies_file, stub, env)
             ratio = many["peak_kib"] / few["peak_kib"]
             print(
-                f"\npeak RSS of describe_many: {images:,} images {few['peak_kib'] / 1024:.0f} MiB,"
-                f" {big:,} images {many['peak_kib'] / 1024:.0f} MiB: {ratio:.2f}x (target <= 1.2)"
+                f"\npeak RSS, {LABELS.get(kind, kind).strip()}: {images:,} images "
+                f"{few['peak_kib'] / 1024:.0f} MiB, {big:,} images "
+                f"{many['peak_kib'] / 1024:.0f} MiB: {ratio:.2f}x (target <= 1.2)"
                 f"; CPU {many['cpu'] / many['count'] * 1000:.2f} ms/image at {big:,}"
             )
         if rounds:
@@ -725,6 +735,7 @@ def main(
 
 
 LABELS = {
+    "baseline": "reka_nb describe_many, BASELINE",
     "reka": "reka_nb describe_many (default)",
     "reka+pool": "  experiment: pool of 64",
     "reka+hops": "  experiment: one thread hop",

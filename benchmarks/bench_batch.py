@@ -20,7 +20,9 @@ sequential loop and uses 1,000 images for the memory run). It prints figures, as
 concurrency 64 against a stub server at latency 0, reka_nb beside the openai SDK, bare httpx,
 bare aiohttp and httpx on the aiohttp transport; peak memory at 5,000 and 20,000 images; a
 4,000-event stream read on both transports against the httpx-sse floor. ``--experiments``
-adds rows that patch reka_nb at run time to measure changes before they are made.
+adds rows that patch reka_nb at run time to measure changes before they are made. A client
+``baseline`` in ``--kinds`` runs reka_nb from the checkout named by ``BASELINE=<folder>``
+(say, ``git archive <commit> reka_nb | tar -x -C <folder>``): before and after in one run.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="scale: stream reads (0: none)")
     parser.add_argument("--kinds", default="", help="scale: clients, comma-separated")
     parser.add_argument("--experiments", action="store_true", help="scale: patched reka_nb rows")
+    parser.add_argument("--memory-kinds", default="reka", help="scale: clients for the memory run")
     args = parser.parse_args()
     if args.scale:
         import batch_scale
@@ -173,7 +176,8 @@ def main() -> None:
         if args.experiments:
             kinds[1:1] = batch_scale.EXPERIMENT_KINDS
         tmp = Path(tempfile.mkdtemp(prefix="reka-nb-scale-"))
-        batch_scale.main(tmp, small_images, args.images, args.big, args.rounds, kinds)
+        memory = args.memory_kinds.split(",")
+        batch_scale.main(tmp, small_images, args.images, args.big, args.rounds, kinds, memory)
         return
     big = 1000 if args.quick else 2000
 
