@@ -745,6 +745,7 @@ LABELS = {
     "reka+thumbs": "  experiment: deferred thumbnails",
     "reka+aiohttp+hops+settings+thumbs": "  experiment: all but the pool",
     "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
+    "reka+hops+settings+thumbs": "  experiment: hop+settings+thumbs",
     "reka+aiohttp+hops+settings": "  experiment: aiohttp + hop + settings",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
