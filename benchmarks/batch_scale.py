@@ -531,11 +531,13 @@ def analyse(raw: str, top: int = 25, cache_source: str | None = None) -> None:
 
 
 def profile(tmp: Path, paths_file: Path, stub: StubProcess, env: dict, kind: str) -> None:
-    """describe_many sampled by py-spy (pip install py-spy) in a fresh process."""
+    """describe_many sampled by py-spy (pip install py-spy) in a fresh process: ``--gil``
+    samples the thread holding the GIL (Python's CPU), and ``analyse`` leaves out the samples
+    where that is a thread waiting (py-spy names the last holder when none holds it)."""
     raw = tmp / f"profile-{kind}.txt"
     command = [sys.executable, __file__, "--child", kind, str(paths_file), "-", stub.base_url]
     subprocess.run(
-        ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw), "--", *command],
+        ["py-spy", "record", "--gil", "-r", "100", "-f", "raw", "-o", str(raw), "--", *command],
         env=env,
         check=True,
         capture_output=True,
@@ -672,6 +674,7 @@ def main(
     rounds: int,
     kinds: list[str],
     memory_kinds: list[str] = ["reka"],  # noqa: B006 - read only
+    profiles: list[str] = [],  # noqa: B006 - read only
 ) -> None:
     stub = StubProcess(tmp)
     try:
@@ -722,6 +725,9 @@ def main(
                 f"{many['peak_kib'] / 1024:.0f} MiB: {ratio:.2f}x (target <= 1.2)"
                 f"; CPU {many['cpu'] / many['count'] * 1000:.2f} ms/image at {big:,}"
             )
+        for kind in profiles:
+            env["REKA_NB_CACHE"] = str(tmp / f"cache-profile-{kind}")
+            profile(tmp, paths_file, stub, env, kind)
         if rounds:
             reads = asyncio.run(_stream_reads(stub.base_url, rounds))
             floor = statistics.median(reads[0][1])

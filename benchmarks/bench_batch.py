@@ -20,7 +20,8 @@ sequential loop and uses 1,000 images for the memory run). It prints figures, as
 concurrency 64 against a stub server at latency 0, reka_nb beside the openai SDK, bare httpx,
 bare aiohttp and httpx on the aiohttp transport; peak memory at 5,000 and 20,000 images; a
 4,000-event stream read on both transports against the httpx-sse floor. ``--experiments``
-adds rows that patch reka_nb at run time to measure changes before they are made. A client
+adds rows that patch reka_nb at run time to measure changes before they are made;
+``--profile reka`` samples that client with py-spy and prints where its CPU goes. A client
 ``baseline`` in ``--kinds`` runs reka_nb from the checkout named by ``BASELINE=<folder>``
 (say, ``git archive <commit> reka_nb | tar -x -C <folder>``): before and after in one run.
 """
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="", help="scale: clients, comma-separated")
     parser.add_argument("--experiments", action="store_true", help="scale: patched reka_nb rows")
     parser.add_argument("--memory-kinds", default="reka", help="scale: clients for the memory run")
+    parser.add_argument("--profile", default="", help="scale: clients to sample with py-spy")
     args = parser.parse_args()
     if args.scale:
         import batch_scale
@@ -177,7 +179,10 @@ def main() -> None:
             kinds[1:1] = batch_scale.EXPERIMENT_KINDS
         tmp = Path(tempfile.mkdtemp(prefix="reka-nb-scale-"))
         memory = args.memory_kinds.split(",")
-        batch_scale.main(tmp, small_images, args.images, args.big, args.rounds, kinds, memory)
+        profiles = [k for k in args.profile.split(",") if k]
+        batch_scale.main(
+            tmp, small_images, args.images, args.big, args.rounds, kinds, memory, profiles
+        )
         return
     big = 1000 if args.quick else 2000
 
