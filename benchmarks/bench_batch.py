@@ -15,6 +15,15 @@ pool) comes first and is not counted.
 
 Run: ``python benchmarks/bench_batch.py`` (about 10 minutes; ``--quick`` skips the
 sequential loop and uses 1,000 images for the memory run). It prints figures, asserts nothing.
+
+``--scale`` runs the scale section instead (``batch_scale.py``): client CPU per image at
+concurrency 64 against a stub server at latency 0, reka_nb beside the openai SDK, bare httpx,
+bare aiohttp and httpx on the aiohttp transport; peak memory at 5,000 and 20,000 images; a
+4,000-event stream read on both transports against the httpx-sse floor. ``--experiments``
+adds rows that patch reka_nb at run time to measure changes before they are made;
+``--profile reka`` samples that client with py-spy and prints where its CPU goes. A client
+``baseline`` in ``--kinds`` runs reka_nb from the checkout named by ``BASELINE=<folder>``
+(say, ``git archive <commit> reka_nb | tar -x -C <folder>``): before and after in one run.
 """
 
 from __future__ import annotations
@@ -92,9 +101,9 @@ def small_images(folder: Path, count: int) -> list[str]:
     for i in range(count):
         path = folder / f"small{i:04d}.png"
         buffer = io.BytesIO()
-        Image.new("RGB", (32 + i % 50, 24), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(
-            buffer, "PNG"
-        )
+        img = Image.new("RGB", (32 + i % 50, 24), (i % 256, (i * 7) % 256, (i * 13) % 256))
+        img.putpixel((0, 0), (i % 256, i // 256 % 256, i // 65536 % 256))  # every one differs
+        img.save(buffer, "PNG")
         path.write_bytes(buffer.getvalue())
         paths.append(str(path))
     return paths
@@ -153,7 +162,28 @@ def memory_run(server: ServerProcess, folder: Path) -> tuple[int, int, int, floa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip the sequential loop")
+    parser.add_argument("--scale", action="store_true", help="run the scale section instead")
+    parser.add_argument("--images", type=int, default=5000, help="scale: images per client")
+    parser.add_argument("--big", type=int, default=20000, help="scale: the memory run (0: none)")
+    parser.add_argument("--rounds", type=int, default=15, help="scale: stream reads (0: none)")
+    parser.add_argument("--kinds", default="", help="scale: clients, comma-separated")
+    parser.add_argument("--experiments", action="store_true", help="scale: patched reka_nb rows")
+    parser.add_argument("--memory-kinds", default="reka", help="scale: clients for the memory run")
+    parser.add_argument("--profile", default="", help="scale: clients to sample with py-spy")
     args = parser.parse_args()
+    if args.scale:
+        import batch_scale
+
+        kinds = args.kinds.split(",") if args.kinds else list(batch_scale.DEFAULT_KINDS)
+        if args.experiments:
+            kinds[1:1] = batch_scale.EXPERIMENT_KINDS
+        tmp = Path(tempfile.mkdtemp(prefix="reka-nb-scale-"))
+        memory = args.memory_kinds.split(",")
+        profiles = [k for k in args.profile.split(",") if k]
+        batch_scale.main(
+            tmp, small_images, args.images, args.big, args.rounds, kinds, memory, profiles
+        )
+        return
     big = 1000 if args.quick else 2000
 
     tmp = Path(tempfile.mkdtemp(prefix="reka-nb-bench-"))

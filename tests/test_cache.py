@@ -298,3 +298,18 @@ def test_a_streamed_answer_without_text_is_a_server_error_not_stored(
         env.reply = None
         answer = describe(png(31), "Size?", show=False, cache=True, client=client)
     assert answer.cached is False and "PNG, 31×8 px" in answer.text
+
+
+def test_the_cache_syncs_at_checkpoints_not_at_every_answer(tmp_path: Path) -> None:
+    from reka_nb.batch.cache import AnswerCache, CachedAnswer
+
+    cache = AnswerCache(tmp_path / "answers.sqlite3")
+    answer = CachedAnswer("A cat.", "reka-flash", "stop", 3, 2, "req-1", 0.5, 1.0)
+    cache.put("k" * 64, answer)
+    db = cache._connect()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync per store
+    cache.close()
+    other = AnswerCache(tmp_path / "answers.sqlite3")  # a new connection sees it at once
+    assert other.get("k" * 64) == answer
+    other.close()

@@ -46,14 +46,41 @@ COLUMNS = (
 )
 
 
+ThumbnailMaker = Callable[[], "tuple[bytes, str] | None"]
+
+
+class _Thumbnail:
+    """``Result.thumbnail``: given as bytes and mime type, or as a function that makes them
+    (``images.deferred_thumbnail``), called once, when the thumbnail is first read (a table
+    is shown); a run that shows none makes none."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}"
+
+    def __get__(self, result: Any, owner: type | None = None) -> tuple[bytes, str] | None:
+        if result is None:  # the dataclass asks the class for the field's default
+            return None
+        value = result.__dict__.get(self._slot)
+        if callable(value):
+            value = value()
+            result.__dict__[self._slot] = value  # made once; two threads at once make it twice
+        return value  # type: ignore[no-any-return]
+
+    def __set__(self, result: Any, value: tuple[bytes, str] | ThumbnailMaker | None) -> None:
+        if isinstance(value, _Thumbnail):  # the field's default, as field(default=...) gives it
+            value = None
+        result.__dict__[self._slot] = value
+
+
 @dataclass(frozen=True)
 class Result:
     """One item's outcome: its answer (``description``) or what went wrong (``error``).
 
     ``item`` is what was given, ``source`` its short name (a path, a URL, ``#3``),
     ``index`` its position in the input, ``seconds`` the time it took, ``thumbnail`` a small
-    JPEG or PNG of its first image (bytes, mime type) for tables. The answer holds no image
-    bytes, so a run's memory does not grow with the size of its images.
+    JPEG or PNG of its first image (bytes, mime type) for tables, made when first read if it
+    was given as a function. The answer holds no image bytes, so a run's memory does not grow
+    with the size of its images.
     """
 
     index: int
@@ -62,7 +89,7 @@ class Result:
     description: Description | None = field(default=None, repr=False)
     error: BaseException | None = None
     seconds: float = 0.0
-    thumbnail: tuple[bytes, str] | None = field(default=None, repr=False)
+    thumbnail: _Thumbnail = field(default=_Thumbnail(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

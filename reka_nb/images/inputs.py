@@ -24,8 +24,9 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -46,6 +47,7 @@ __all__ = [
     "THUMBNAIL_SIDE",
     "Media",
     "PreparedImage",
+    "deferred_thumbnail",
     "prepare_image",
     "prepare_images",
     "shorten_data_urls",
@@ -117,6 +119,46 @@ class PreparedImage:
 
 Media = PreparedImage | PreparedVideo
 """What an input becomes: an image, or a video sent as it is."""
+
+
+def deferred_thumbnail(
+    obj: object, prepared: Media, max_side: int
+) -> tuple[bytes, str] | Callable[[], tuple[bytes, str] | None] | None:
+    """A thumbnail of ``obj``'s first image (``prepared``), or a function making it when called.
+
+    An input that reads the same twice (a path, bytes, an upload's content, a PIL image, a
+    numpy array) is read again only when the thumbnail is wanted, so a run whose table is
+    never shown makes none and keeps no image bytes for them; an open file or a figure is
+    made into a thumbnail now, from ``prepared``. A remote URL has none.
+    """
+    if prepared.data is None:
+        return None
+    first = expand(obj)[0]
+    if _reads_again(first):
+        return partial(_thumbnail_again, first, max_side)
+    try:
+        return prepared.thumbnail(max_side)
+    except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
+        return None
+
+
+def _reads_again(obj: object) -> bool:
+    if isinstance(obj, (str, os.PathLike, bytes, Image.Image)):
+        return True
+    if isinstance(obj, Mapping):
+        return isinstance(obj.get("content"), bytes)
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
+
+
+def _thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
+    """The thumbnail of an input read again (None if it no longer reads: a file since
+    deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is decoded at a
+    reduced scale and never re-encoded at full size for it."""
+    try:
+        return prepare_image(obj, max_side=max(max_side, THUMBNAIL_SIDE)).thumbnail(max_side)
+    except ImageError:
+        return None
 
 
 def prepare_image(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import re
@@ -28,6 +29,8 @@ from reka_nb import (
 )
 from reka_nb.batch import ProgressStats, RateLimiter, TerminalProgress, run_items
 from reka_nb.batch.engine import Item
+from reka_nb.batch.results import THUMBNAIL
+from reka_nb.images import deferred_thumbnail, prepare_image
 from reka_nb.protocol.stream import Usage
 from reka_nb.testing import Fault, OfflineServer
 from reka_nb.testing import image_digest as digest
@@ -472,3 +475,63 @@ def test_results_whose_images_cannot_be_pickled_say_why_they_cannot_retry(
         "pickled (TypeError: cannot pickle '_io.BufferedReader' object): run describe_many "
         "again on the failed items (Results.errors lists them)"
     )
+
+
+def _shown_thumbnail(table: str) -> Image.Image:
+    found = re.search(r'<img src="data:image/(?:jpeg|png);base64,([^"]+)"', table)
+    assert found is not None, table
+    return Image.open(io.BytesIO(base64.b64decode(found.group(1))))
+
+
+def test_a_deferred_thumbnail_is_made_when_the_table_is_shown(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    path.write_bytes(png(300, 100))
+    thumb = deferred_thumbnail(str(path), prepare_image(str(path)), THUMBNAIL)
+    assert callable(thumb)  # nothing made yet: a path reads the same again
+    gone = Result(0, str(path), "wide.png", thumbnail=thumb)
+    path.unlink()  # read at show time, so a file deleted since has no thumbnail
+    assert '<img src="data:' not in Results([gone])._repr_html_()
+    assert gone.thumbnail is None
+
+    path.write_bytes(png(300, 100))
+    row = Result(
+        0,
+        str(path),
+        "wide.png",
+        thumbnail=deferred_thumbnail(str(path), prepare_image(str(path)), THUMBNAIL),
+    )
+    shown = _shown_thumbnail(Results([row])._repr_html_())
+    assert shown.size == (64, 21)
+    assert row.thumbnail is row.thumbnail  # made once, then kept
+
+
+def test_a_deferred_thumbnail_matches_the_one_made_at_once(tmp_path: Path) -> None:
+    small = png(40, 30)
+    picture = Image.new("RGB", (120, 90), (10, 200, 30))
+    for given in (small, picture):
+        prepared = prepare_image(given)
+        thumb = deferred_thumbnail(given, prepared, THUMBNAIL)
+        assert callable(thumb)
+        assert thumb() == prepared.thumbnail(THUMBNAIL)
+
+
+def test_a_large_photo_gets_a_small_deferred_thumbnail(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.effect_noise((1600, 1200), 60).convert("RGB").save(path, "JPEG")
+    row = Result(
+        0, path, "photo.jpg", thumbnail=deferred_thumbnail(path, prepare_image(path), THUMBNAIL)
+    )
+    data, mime = row.thumbnail or (b"", "")
+    assert mime == "image/jpeg"
+    assert Image.open(io.BytesIO(data)).size == (64, 48)
+
+
+def test_an_open_file_gets_its_thumbnail_at_once_and_a_url_none(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(png(30, 20))
+    with path.open("rb") as file:  # read once: it cannot be read again later
+        prepared = prepare_image(file)
+        thumb = deferred_thumbnail(file, prepared, THUMBNAIL)
+    assert thumb == prepared.thumbnail(THUMBNAIL) and thumb is not None
+    url = "https://example.com/cat.png"
+    assert deferred_thumbnail(url, prepare_image(url), THUMBNAIL) is None
