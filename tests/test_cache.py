@@ -301,7 +301,7 @@ def test_a_streamed_answer_without_text_is_a_server_error_not_stored(
 
 
 def test_the_cache_syncs_at_checkpoints_not_at_every_answer(tmp_path: Path) -> None:
-    from reka_nb.batch.cache import AnswerCache, CachedAnswer
+    from reka_nb.cache import AnswerCache, CachedAnswer
 
     cache = AnswerCache(tmp_path / "answers.sqlite3")
     answer = CachedAnswer("A cat.", "reka-flash", "stop", 3, 2, "req-1", 0.5, 1.0)
