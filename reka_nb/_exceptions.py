@@ -15,7 +15,9 @@
     ├── APIConnectionError          could not reach the server, or it hung up before answering
     │   └── ClientClosedError       the client was closed before this call
     ├── APITimeoutError             connecting, or waiting between two events, took too long
-    └── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
+    ├── StreamInterrupted           the answer broke off part way; keeps ``partial_text``
+    └── SchemaError                 a structured answer is not JSON valid for its schema;
+                                    keeps ``raw_text``
 
     LongVideoWarning                a warning (UserWarning): a clip longer than Reka answers best
     CacheWarning (a UserWarning)    the answer cache cannot be used; the run goes on without it
@@ -47,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "RekaError",
+    "SchemaError",
     "ServerError",
     "StreamInterrupted",
     "VideoError",
@@ -215,6 +218,27 @@ class StreamInterrupted(RekaError):
         n = len(partial_text)
         rid = request_id or "none"
         super().__init__(f"The answer stopped after {n} characters: {reason} (request id {rid})")
+
+
+class SchemaError(RekaError):
+    """Raised when a structured answer is not JSON valid for its schema (after any repair).
+
+    ``raw_text`` keeps what the model wrote; ``problems`` lists what was wrong, one line
+    each; ``reason`` is ``"empty"``, ``"no_json"``, ``"invalid_json"`` or ``"invalid"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str = "",
+        problems: Sequence[str] = (),
+        reason: str = "invalid",
+    ) -> None:
+        self.raw_text = raw_text
+        self.problems = list(problems)
+        self.reason = reason
+        super().__init__(message)
 
 
 class CacheWarning(UserWarning):

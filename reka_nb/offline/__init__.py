@@ -11,7 +11,10 @@ The answers are deterministic and say that no model ran; they report what the se
 from the request (image formats, pixel sizes, byte counts; a video's container, duration, size
 and bytes; the prompt), so tests can assert exact text. ``GET /v1/models`` describes each model
 with example prices (see ``_catalog``), or lists ids only with
-``OfflineServer(model_metadata=False)``.
+``OfflineServer(model_metadata=False)``. A request with a JSON Schema (``response_format``, or
+the schema written in its instructions) gets a deterministic instance of it as JSON
+(``_structured``); ``Fault.invalid_json()`` and its siblings spoil one such answer for repair
+tests.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 The shape is the one in Reka's protocol notes (``input_modalities``, ``context_length``,
 ``max_output_length``, ``pricing`` in US dollars per token as decimal strings,
-``supported_sampling_parameters``). The values are EXAMPLES for testing, not a quote:
+``supported_sampling_parameters``, and ``supported_parameters``, which lists
+``response_format`` for the models that take structured output: all but ``reka-edge-2603``,
+so that the fallback of a schema in the prompt is tested too). The values are EXAMPLES for
+testing, not a quote:
 
 - prices of ``reka-core``, ``reka-flash`` and ``reka-edge`` are Reka's published launch prices
   of April 2024 (per million tokens: $10 / $25, $0.80 / $2, $0.40 / $1, input / output);
@@ -17,11 +20,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CATALOG", "PRICES_AS_OF", "SAMPLING_PARAMETERS", "model_entry"]
+__all__ = [
+    "CATALOG",
+    "NO_RESPONSE_FORMAT",
+    "PRICES_AS_OF",
+    "SAMPLING_PARAMETERS",
+    "model_entry",
+    "takes_response_format",
+]
 
 PRICES_AS_OF = "2024-04 (reka-core, reka-flash, reka-edge); 2026-03 (reka-edge-2603)"
 SAMPLING_PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _ALL_MEDIA = ("text", "image", "video", "audio")
+#: Models whose entry does not list ``response_format``: they answer 400 when sent one.
+NO_RESPONSE_FORMAT = frozenset({"reka-edge-2603"})
 
 CATALOG: dict[str, dict[str, Any]] = {
     "reka-core": {
@@ -81,6 +93,7 @@ def model_entry(model: str, created: int, *, metadata: bool = True) -> dict[str,
                 "context_length": known["context_length"],
                 "max_output_length": known["max_output_length"],
                 "supported_sampling_parameters": list(SAMPLING_PARAMETERS),
+                "supported_parameters": _parameters(model),
             }
         )
         if "pricing" in known:
@@ -92,3 +105,13 @@ def input_modalities(model: str) -> tuple[str, ...] | None:
     """What the model takes, or None for a model the catalog does not describe."""
     known = CATALOG.get(model)
     return None if known is None else tuple(known["input_modalities"])
+
+
+def _parameters(model: str) -> list[str]:
+    extra = [] if model in NO_RESPONSE_FORMAT else ["response_format"]
+    return ["model", "messages", "stream", *SAMPLING_PARAMETERS, *extra]
+
+
+def takes_response_format(model: str) -> bool:
+    """False for a model whose entry does not list ``response_format``."""
+    return model not in NO_RESPONSE_FORMAT

@@ -12,7 +12,9 @@ n+2 of an n-word answer). On the native endpoint the last word's snapshot carrie
 On a non-streaming request: ``break_after`` sends the headers and half the body, then drops
 the connection; ``stall`` pauses between the headers and the body; ``malformed`` sends a body
 that is not JSON; ``end_without_finish(n)`` answers the first n words with a null finish reason.
-Status faults, ``reset`` and ``slow_first_byte`` apply to any request.
+Status faults, ``reset`` and ``slow_first_byte`` apply to any request. The structured faults
+(``invalid_json``, ``missing_field``, ``wrong_type``, ``refusal``) spoil the next answer asked
+for with a JSON Schema (see ``_structured``) and change nothing on other requests.
 """
 
 from __future__ import annotations
@@ -154,10 +156,30 @@ class Fault:
         """Send ``after_events`` events, then end the body cleanly: no finish, no ``[DONE]``."""
         return cls("end_without_finish", events=_count("after_events", after_events))
 
+    @classmethod
+    def invalid_json(cls) -> Fault:
+        """A structured answer whose JSON never closes (the repair turn then answers well)."""
+        return cls("invalid_json")
+
+    @classmethod
+    def missing_field(cls) -> Fault:
+        """A structured answer without its first required field."""
+        return cls("missing_field")
+
+    @classmethod
+    def wrong_type(cls) -> Fault:
+        """A structured answer whose first field has a value of the wrong type."""
+        return cls("wrong_type")
+
+    @classmethod
+    def refusal(cls) -> Fault:
+        """A structured answer that is a refusal in prose, with no JSON."""
+        return cls("refusal")
+
     def __repr__(self) -> str:
         if self.kind == "status":
             return f"Fault.status({self.code})"
-        if self.kind in ("ok", "reset"):
+        if self.kind in ("ok", "reset", "invalid_json", "missing_field", "wrong_type", "refusal"):
             return f"Fault.{self.kind}()"
         if self.kind == "slow_first_byte":
             return f"Fault.slow_first_byte({self.seconds:g})"

@@ -27,6 +27,7 @@ from ._events import (
 from ._faults import Fault, error_envelope
 from ._limits import INSUFFICIENT_BALANCE, question_of
 from ._request import ChatRequest, Rejection
+from ._structured import structured_reply, structured_request
 from ._validate import InvalidJSON, parse_body, validate_chat
 
 __all__ = ["MAX_BODY_BYTES", "MODELS_CREATED", "OfflineHandler"]
@@ -240,13 +241,20 @@ class OfflineHandler(BaseHTTPRequestHandler):
         if isinstance(request, Rejection):
             self._send_json(request.status, request.body)
             return
+        asked = structured_request(body, request.model, owner.model_metadata)
+        if isinstance(asked, Rejection):
+            self._send_json(asked.status, asked.body)
+            return
         refused, self._limit_headers = owner._admit()
         if refused is not None:
             message = "Too many requests" if refused == "rate" else INSUFFICIENT_BALANCE
             self._send_json(429, error_envelope(429, message))
             return
         owner._sleep(owner.latency)
-        self._answer(request, complete(request, owner.reply), native, fault)
+        reply = owner.reply
+        if reply is None and asked is not None:
+            reply = structured_reply(asked, request, fault)
+        self._answer(request, complete(request, reply), native, fault)
 
     # -- answers --------------------------------------------------------------------------
 

@@ -119,6 +119,17 @@ class Model(str):
         return str.__str__(self)
 
     @property
+    def supported_parameters(self) -> tuple[str, ...] | None:
+        """The request parameters the entry says the model takes (None: it does not say)."""
+        return _names(self.raw.get("supported_parameters"))
+
+    @property
+    def takes_response_format(self) -> bool | None:
+        """Whether the entry lists ``response_format``; None when it lists no parameters."""
+        names = self.supported_parameters
+        return None if names is None else "response_format" in names
+
+    @property
     def input_price(self) -> Decimal | None:
         """US dollars per input (prompt) token, when the server said."""
         return _first(self.pricing, _PRICE_IN)

@@ -332,6 +332,17 @@ def test_models_list(client: httpx.Client) -> None:
         "context_length": 128000,
         "max_output_length": 8192,
         "supported_sampling_parameters": ["max_tokens", "temperature", "top_p", "stop", "seed"],
+        "supported_parameters": [
+            "model",
+            "messages",
+            "stream",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "seed",
+            "response_format",
+        ],
         "pricing": {"prompt": "0.00001", "completion": "0.000025"},
     }
 
