@@ -13,7 +13,6 @@ any Unix tool. Errors go to stderr as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -33,6 +32,8 @@ from ._exceptions import (
 from ._version import __version__
 from .answer import DEFAULT_PROMPT, StdoutPresenter
 from .batch import Result, TerminalProgress, describe_many
+from .batch.options import closest as _closest
+from .batch.options import params_from
 from .batch.sources import expand
 from .client.sync import RekaClient, run_describe
 
@@ -127,15 +128,6 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _closest(word: str, options: list[str]) -> str | None:
-    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
-    longer = [option for option in options if option.startswith(word)]
-    if len(longer) == 1:
-        return longer[0]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
-    return close[0] if close else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parse(argv)
@@ -200,13 +192,7 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 print(models.table(client.settings().model))
             return 0
-        params: dict[str, Any] = {
-            "max_tokens": args.max_tokens,
-            "temperature": args.temperature,
-            "top_p": args.top_p,
-            "seed": args.seed,
-            "stop": args.stop,
-        }
+        params = params_from(args)
         if args.each:
             return _describe_each(args, client, params)
         show = False if args.json else StdoutPresenter()

@@ -1,13 +1,16 @@
-"""The checks of a run's options (concurrency, retries, rate), written once for every runner:
-``describe_many``, the engine itself and Ray's ``describe_dataset``."""
+"""Options, written once: the checks of a run's options (concurrency, retries, rate) for every
+runner (``describe_many``, the engine itself, Ray's ``describe_dataset``), and what the CLI and
+the magics share (generation parameters from their options, "did you mean" for a typo)."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from .._exceptions import InvalidRequestError
+from ..protocol.messages import PARAMS
 
-__all__ = ["check_run_options"]
+__all__ = ["check_run_options", "closest", "params_from"]
 
 _LOWEST = {"concurrency": 1, "in_flight": 1, "batch_size": 1, "retries": 0}
 
@@ -28,3 +31,19 @@ def check_run_options(*, requests_per_minute: Any = None, **whole: Any) -> None:
         raise InvalidRequestError(
             f"requests_per_minute must be a number above 0 (or None), not {requests_per_minute!r}"
         )
+
+
+def closest(word: str, options: list[str]) -> str | None:
+    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None:
+    the "did you mean" of the CLI and the magics."""
+    longer = [option for option in options if option.startswith(word)]
+    if len(longer) == 1:
+        return longer[0]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def params_from(options: object) -> dict[str, Any]:
+    """The generation parameters set among parsed command-line options (``--max-tokens``,
+    ``-t``, ``--top-p``, ``--seed``, ``--stop``), by their parameter names."""
+    return {name: getattr(options, name, None) for name in PARAMS}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -14,7 +13,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import ask, open_cache, require_image, warn
+from .question import INFO, NEXT, answer_flow, ask
 from .replies import (
     Body,
     body_reader,
@@ -23,7 +22,7 @@ from .replies import (
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..answer import Description, Presenter
+    from ..answer import Description
     from ..cache import AnswerCache
 
 __all__ = ["AsyncChatStream", "AsyncRekaClient", "run_adescribe"]
@@ -41,14 +40,7 @@ class AsyncRekaClient(BaseClient):
     """An asyncio client for Reka's chat API; the mirror of RekaClient."""
 
     _http: httpx.AsyncClient | None = None
-
-    def _client(self) -> httpx.AsyncClient:
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._http is None:
-                self._http = httpx.AsyncClient(**self._client_options())
-            return self._http
+    _http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the connection pool; calls in progress in other tasks end at once, and
@@ -162,37 +154,11 @@ class AsyncRekaClient(BaseClient):
         flow = self._complete_flow(messages, model, retries, settings, params)
         return await self._drive(flow)  # type: ignore[no-any-return]
 
-    async def describe(
-        self,
-        image: Any,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        stream: bool = True,
-        show: bool = True,
-        **params: Any,
-    ) -> Description:
-        """Ask about one or more images; see ``reka_nb.adescribe``."""
-        require_image(image)
-        return await run_adescribe(
-            self, image, prompt, model=model, stream=stream, show=show, **params
-        )
-
 
 class AsyncChatStream(BaseChatStream):
     """A streamed answer for asyncio: ``async for`` text deltas; then ``completion``."""
 
-    def __init__(
-        self,
-        client: AsyncRekaClient,
-        messages: Messages,
-        model: str | None,
-        params: dict,
-        retries: int | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(client, messages, model, params, retries, settings)
-        self._client = client
+    _client: AsyncRekaClient
 
     async def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
@@ -252,44 +218,34 @@ async def run_adescribe(
     image: Any,
     prompt: str | None = None,
     *,
-    model: str | None = None,
     stream: bool = True,
-    show: bool | Presenter = True,
-    system: str | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    keep_metadata: bool = False,
     cache: bool | AnswerCache = False,
-    **params: Any,
+    **options: Any,
 ) -> Description:
-    """adescribe() on an explicit client: run_describe's steps, awaited."""
-    q = ask(client, image, prompt, model, show, system, history, keep_metadata, params)
-    q.learn(await client.model_info(q.model), client.known_models(q.settings))
-    store = open_cache(cache)
-    try:
-        hit = q.cached(store)
-        if hit is not None:
-            return hit
-        q.started = time.monotonic()
-        if stream:
-            chat = client.stream(q.messages, settings=q.settings, **q.params)
-            q.start()
-            try:
-                async for delta in chat:
-                    q.update(delta)
-            except BaseException as exc:
-                q.fail(exc, chat.text)
-                raise
-            assert chat.completion is not None
-            completion = chat.completion
-        else:
-            q.start()
-            try:
-                completion = await client.complete(q.messages, settings=q.settings, **q.params)
-            except BaseException as exc:
-                q.fail(exc, "")
-                raise
-        description = q.finish(completion)
-        q.store(description)
-        return description
-    finally:
-        warn(store)
+    """adescribe() on an explicit client: ``run_describe``'s flow, awaited."""
+    q = ask(client, image, prompt, **options)
+    flow = answer_flow(q, cache, stream)
+    outcome: Any = None
+    deltas: Any = None
+    while True:
+        try:
+            step = flow.send(outcome)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            if step == INFO:
+                outcome = await client.model_info(q.model), client.known_models(q.settings)
+            elif step == NEXT:
+                outcome = await anext(deltas, None)
+            elif step.stream:
+                outcome = client.stream(q.messages, settings=q.settings, **q.params)
+                deltas = aiter(outcome)
+            else:
+                outcome = await client.complete(q.messages, settings=q.settings, **q.params)
+        except BaseException as exc:
+            if step == INFO or getattr(step, "stream", False):
+                raise  # before the answer began: nothing to show
+            outcome = exc
+
+
+AsyncRekaClient._run_describe = run_adescribe  # type: ignore[assignment]

@@ -16,7 +16,7 @@ import hashlib
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from .._exceptions import (
     APITimeoutError,
     ClientClosedError,
     ConfigurationError,
+    ImageError,
     MissingAPIKeyError,
     RekaError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Read",
     "Send",
     "Sleep",
+    "require_image",
     "translate_send_error",
 ]
 
@@ -125,6 +127,8 @@ class BaseClient:
     """
 
     _http: Any = None  # the driver's httpx pool, made at first use
+    _http_class: Any = None  # httpx.Client or httpx.AsyncClient
+    _run_describe: Callable[..., Any]  # run_describe or run_adescribe
 
     def __init__(
         self,
@@ -199,6 +203,21 @@ class BaseClient:
             "max_request_bytes": self.max_request_bytes,
             "model_info": self.model_info_lookup,
         }
+
+    def _client(self) -> Any:
+        """The connection pool, made at first use (ClientClosedError once closed)."""
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            if self._http is None:
+                self._http = self._http_class(**self._client_options())
+            return self._http
+
+    def describe(self, image: Any, prompt: str | None = None, **options: Any) -> Any:
+        """Ask about one or more images; see ``reka_nb.describe`` (on an AsyncRekaClient,
+        ``await`` it: see ``reka_nb.adescribe``). Options: model, stream, show, params."""
+        require_image(image)
+        return type(self)._run_describe(self, image, prompt, **options)
 
     def settings(self, model: str | None = None) -> Settings:
         """The settings a request made now would use."""
@@ -451,6 +470,7 @@ class BaseChatStream:
         retries: int | None = None,
         settings: Settings | None = None,
     ) -> None:
+        self._client: Any = client
         self._retries = retries
         self.settings, self._url, self._headers, self._body = client._chat_request(
             messages, model=model, stream=True, params=params, settings=settings
@@ -552,3 +572,12 @@ def translate_send_error(exc: httpx.HTTPError, settings: Settings, client: BaseC
     if isinstance(exc, httpx.ConnectError):
         return APIConnectionError(f"Could not connect to {where} ({detail})")
     return APIConnectionError(f"The connection to {where} failed before an answer ({detail})")
+
+
+def require_image(image: Any) -> None:
+    """describe() is about images: None (allowed inside, for text-only magics) is an error here."""
+    if image is None:
+        raise ImageError(
+            "describe() needs an image: pass a path, URL, bytes, an open binary file, a PIL image, "
+            "a numpy array or a matplotlib figure, or a list of them"
+        )

@@ -16,14 +16,14 @@ client; this module imports neither.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ImageError
 from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
+from .base import require_image
 
 if TYPE_CHECKING:
     from ..cache import AnswerCache, CachedAnswer
@@ -33,23 +33,17 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
+    "INFO",
+    "NEXT",
+    "Open",
     "Question",
+    "answer_flow",
     "ask",
     "open_cache",
     "presenter_of",
     "refuse_images",
     "require_image",
-    "warn",
 ]
-
-
-def require_image(image: Any) -> None:
-    """describe() is about images: None (allowed inside, for text-only magics) is an error here."""
-    if image is None:
-        raise ImageError(
-            "describe() needs an image: pass a path, URL, bytes, an open binary file, a PIL image, "
-            "a numpy array or a matplotlib figure, or a list of them"
-        )
 
 
 @dataclass
@@ -241,14 +235,17 @@ def presenter_of(show: bool | Presenter | None) -> Presenter | None:
 def ask(
     client: BaseClient,
     image: Any,
-    prompt: str | None,
-    model: str | None,
-    show: bool | Presenter | None,
-    system: str | None,
-    history: Sequence[Mapping[str, Any]],
-    keep_metadata: bool,
-    params: Mapping[str, Any],
+    prompt: str | None = None,
+    *,
+    model: str | None = None,
+    show: bool | Presenter | None = True,
+    system: str | None = None,
+    history: Sequence[Mapping[str, Any]] = (),
+    keep_metadata: bool = False,
+    **params: Any,
 ) -> Question:
+    """A question for ``client``: its settings resolved once, everything checked and the
+    images prepared (see ``Question.prepare``); ``show`` chooses its presenter."""
     settings = client.settings(model)  # once: its limits are checked before images are read
     question = Question.prepare(
         settings,
@@ -264,7 +261,53 @@ def ask(
     return question
 
 
-def warn(cache: AnswerCache | None) -> None:
-    """Say (once) that the answer cache could not be used, at the caller's describe() line."""
-    if cache is not None:
-        cache.warn(stacklevel=4)  # at the caller's describe() line
+#: Steps of ``answer_flow``: the model's metadata (answer: ``(model_info, known_models)``),
+#: the next text of the open stream (answer: a str, None at its end, or the exception).
+INFO = "model info"
+NEXT = "next delta"
+
+
+@dataclass(frozen=True)
+class Open:
+    """Ask: ``stream`` (answer: the open ChatStream) or not (the Completion, or the error)."""
+
+    stream: bool
+
+
+def answer_flow(
+    q: Question, cache: bool | AnswerCache | None, stream: bool
+) -> Generator[Any, Any, Description]:
+    """A prepared question to its answer, written once: the model's metadata and inputs, the
+    answer cache, the presenter, the finishing. ``run_describe`` (``sync.py``) and
+    ``run_adescribe`` (``aio.py``) drive it; its errors are the drivers' own, re-raised."""
+    q.learn(*(yield INFO))
+    store = open_cache(cache)
+    try:
+        hit = q.cached(store)
+        if hit is not None:
+            return hit
+        q.started = time.monotonic()
+        if stream:
+            chat = yield Open(True)
+            q.start()
+            while (delta := (yield NEXT)) is not None:
+                try:
+                    if isinstance(delta, BaseException):
+                        raise delta
+                    q.update(delta)  # a presenter may stop it too (an interrupt)
+                except BaseException as exc:
+                    q.fail(exc, chat.text)
+                    raise
+            completion = chat.completion
+        else:
+            q.start()
+            completion = yield Open(False)
+            if isinstance(completion, BaseException):
+                q.fail(completion, "")
+                raise completion
+        description = q.finish(completion)
+        q.store(description)
+        return description
+    finally:
+        if store is not None:
+            store.warn(stacklevel=5)  # at the caller's describe() line

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,7 +19,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
-from .question import ask, open_cache, require_image, warn
+from .question import INFO, NEXT, answer_flow, ask
 from .replies import (
     Body,
     body_reader,
@@ -29,7 +29,7 @@ from .replies import (
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..answer import Description, Presenter
+    from ..answer import Description
     from ..cache import AnswerCache
 
 __all__ = ["ChatStream", "RekaClient", "run_describe"]
@@ -39,14 +39,7 @@ class RekaClient(BaseClient):
     """A synchronous client for Reka's chat API (OpenAI-compatible or native)."""
 
     _http: httpx.Client | None = None
-
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            if self._http is None:
-                self._http = httpx.Client(**self._client_options())
-            return self._http
+    _http_class = httpx.Client
 
     def close(self) -> None:
         """Close the connection pool; calls in progress in other threads end at once, and
@@ -160,35 +153,11 @@ class RekaClient(BaseClient):
         flow = self._complete_flow(messages, model, retries, settings, params)
         return self._drive(flow)  # type: ignore[no-any-return]
 
-    def describe(
-        self,
-        image: Any,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        stream: bool = True,
-        show: bool = True,
-        **params: Any,
-    ) -> Description:
-        """Ask about one or more images; see ``reka_nb.describe``."""
-        require_image(image)
-        return run_describe(self, image, prompt, model=model, stream=stream, show=show, **params)
-
 
 class ChatStream(BaseChatStream):
     """A streamed answer: iterate for text deltas; ``completion`` is set once it finished."""
 
-    def __init__(
-        self,
-        client: RekaClient,
-        messages: Messages,
-        model: str | None,
-        params: dict,
-        retries: int | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(client, messages, model, params, retries, settings)
-        self._client = client
+    _client: RekaClient
 
     def open(self) -> None:
         """Send the request (with retries) and read the status; errors surface here."""
@@ -245,48 +214,37 @@ def run_describe(
     image: Any,
     prompt: str | None = None,
     *,
-    model: str | None = None,
     stream: bool = True,
-    show: bool | Presenter = True,
-    system: str | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    keep_metadata: bool = False,
     cache: bool | AnswerCache = False,
-    **params: Any,
+    **options: Any,
 ) -> Description:
     """describe() on an explicit client; everything is checked before anything is sent.
+    ``options``: those of ``question.ask`` (model, show, system, history, keep_metadata,
+    params). ``cache=True`` answers from the answer cache when the same question was asked
+    before (the answer says ``cached``), and stores a new answer there."""
+    q = ask(client, image, prompt, **options)
+    flow = answer_flow(q, cache, stream)
+    outcome: Any = None
+    deltas: Iterator[str] = iter(())
+    while True:
+        try:
+            step = flow.send(outcome)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            if step == INFO:
+                outcome = client.model_info(q.model), client.known_models(q.settings)
+            elif step == NEXT:
+                outcome = next(deltas, None)
+            elif step.stream:
+                outcome = client.stream(q.messages, settings=q.settings, **q.params)
+                deltas = iter(outcome)
+            else:
+                outcome = client.complete(q.messages, settings=q.settings, **q.params)
+        except BaseException as exc:
+            if step == INFO or getattr(step, "stream", False):
+                raise  # before the answer began: nothing to show
+            outcome = exc
 
-    ``cache=True`` answers from the answer cache when the same question was asked before
-    (the answer says ``cached``), and stores a new answer there.
-    """
-    q = ask(client, image, prompt, model, show, system, history, keep_metadata, params)
-    q.learn(client.model_info(q.model), client.known_models(q.settings))
-    store = open_cache(cache)
-    try:
-        hit = q.cached(store)
-        if hit is not None:
-            return hit
-        q.started = time.monotonic()
-        if stream:
-            chat = client.stream(q.messages, settings=q.settings, **q.params)
-            q.start()
-            try:
-                for delta in chat:
-                    q.update(delta)
-            except BaseException as exc:
-                q.fail(exc, chat.text)
-                raise
-            assert chat.completion is not None
-            completion = chat.completion
-        else:
-            q.start()
-            try:
-                completion = client.complete(q.messages, settings=q.settings, **q.params)
-            except BaseException as exc:
-                q.fail(exc, "")
-                raise
-        description = q.finish(completion)
-        q.store(description)
-        return description
-    finally:
-        warn(store)
+
+RekaClient._run_describe = run_describe  # type: ignore[assignment]

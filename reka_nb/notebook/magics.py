@@ -10,7 +10,6 @@ its type and fails the cell with one line instead of a traceback.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -31,6 +30,8 @@ from IPython.display import display
 from .._exceptions import ConfigurationError, ImageError, InvalidRequestError
 from ..answer import DEFAULT_PROMPT, Description, Presenter, StdoutPresenter
 from ..batch import Progress, describe_many
+from ..batch.options import closest as _closest
+from ..batch.options import params_from
 from ..batch.sources import expand
 from ..client.describe import default_client, usage
 from ..client.sync import run_describe
@@ -294,13 +295,7 @@ class RekaMagics(Magics):
 
 def _params(args: Any) -> dict[str, Any]:
     """Generation parameters from the options, checked now so a bad value is a UsageError."""
-    params = {
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "stop": args.stop,
-    }
+    params = params_from(args)
     try:
         return check_params(params)
     except InvalidRequestError as exc:
@@ -337,15 +332,6 @@ def _did_you_mean(message: str, options: Mapping[str, bool]) -> str:
         if word.startswith("--") and (hint := _closest(word.split("=", 1)[0], list(options)))
     ]
     return f"{message} (did you mean {' or '.join(hints)}?)" if hints else message
-
-
-def _closest(word: str, options: list[str]) -> str | None:
-    """The one option ``word`` begins, else one spelled nearly like it (a typo), else None."""
-    longer = [option for option in options if option.startswith(word)]
-    if len(longer) == 1:
-        return longer[0]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.8)
-    return close[0] if close else None
 
 
 def _one_line(exc: KeyboardInterrupt) -> None:
