@@ -46,6 +46,7 @@ class Description(str):
     message: dict[str, Any]
     model_info: Model | None
     cached: bool
+    data: Any
 
     def __new__(
         cls,
@@ -61,6 +62,7 @@ class Description(str):
         message: Mapping[str, Any] | None = None,
         model_info: Model | None = None,
         cached: bool = False,
+        data: Any = None,
     ) -> Description:
         self = super().__new__(cls, text)
         self.model = model
@@ -73,6 +75,7 @@ class Description(str):
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
+        self.data = data  # a structured answer's fields: a model instance, or a dict
         return self
 
     @classmethod
