@@ -15,13 +15,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidRequestError
 from ..answer import DEFAULT_PROMPT
 from ..cache import AnswerCache, default_cache
 from ..client.aio import AsyncRekaClient
 from ..client.settings import resolve
+from ..client.structured import schema_of
 from ..client.sync import RekaClient
 from ..protocol.messages import check_params
 from .engine import Item, run_items
@@ -30,6 +31,9 @@ from .options import check_run_options
 from .progress import Progress, make_progress
 from .results import Result, Results
 from .sources import Prompt, make_items
+
+if TYPE_CHECKING:
+    from ..protocol.schema import Schema
 
 __all__ = ["adescribe_many", "describe_many", "last_results"]
 
@@ -63,6 +67,8 @@ class _Run:
     params: dict[str, Any] = field(default_factory=dict)
     max_cost: Decimal | None = None
     keep_metadata: bool = False
+    schema: Schema | None = None
+    schema_retries: int = 1
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
@@ -131,6 +137,8 @@ class _Run:
             params=self.params,
             max_cost=self.max_cost,
             keep_metadata=self.keep_metadata,
+            schema=self.schema,
+            schema_retries=self.schema_retries,
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
@@ -139,7 +147,13 @@ class _Run:
         def retry(failed: list[Result]) -> Results:
             return self.run_sync([items[r.index] for r in failed], None)
 
-        return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
+        return Results(
+            list(results),
+            total=results.total,
+            retry=retry,
+            stopped=results.stopped,
+            schema=results.schema,
+        )
 
     def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
         """Run on a fresh event loop in a helper thread; progress is shown from this thread."""
@@ -233,12 +247,15 @@ def _setup(
         raise InvalidRequestError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
         )
-    checked = check_params(params)
+    rest = dict(params)
+    schema, schema_retries = schema_of(rest)  # an unusable schema: refused before anything
+    checked = check_params(rest)
     store = default_cache() if cache is True else (cache or None)
     run = _Run(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
     )
     run.max_cost = _budget(max_cost)
+    run.schema, run.schema_retries = schema, schema_retries
     return run
 
 
@@ -289,6 +306,9 @@ def describe_many(
     ``max_cost`` (US dollars): no request starts once the total could pass it; the results
     then hold what finished and ``Results.stopped`` says why. ``Results.cost`` and
     ``.usage`` total the run.
+    ``schema=``/``labels=``/``multi_label=``/``schema_retries=`` ask for structured answers as
+    in describe(): ``to_pandas()`` then has one typed column per field, and a row whose
+    answer still fails its check has a ``SchemaError``.
     """
     run = _setup(
         client,

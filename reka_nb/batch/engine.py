@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import (
     APIConnectionError,
@@ -44,6 +44,9 @@ from ..protocol.stream import Completion
 from .limiter import Limiter
 from .options import check_run_options
 from .results import THUMBNAIL, Result, Results
+
+if TYPE_CHECKING:
+    from ..protocol.schema import Schema
 
 __all__ = ["MAX_RATE_LIMIT_WAITS", "Item", "run_items"]
 
@@ -76,12 +79,18 @@ async def run_items(
     params: Mapping[str, Any] | None = None,
     max_cost: Decimal | None = None,
     keep_metadata: bool = False,
+    schema: Schema | None = None,
+    schema_retries: int = 1,
 ) -> Results:
     """Ask every item's question; return ``Results`` in input order.
 
     With ``max_cost`` (US dollars) no request starts once the total could pass it (see
     ``Budget``); the run then ends early and ``Results.stopped`` says why. It needs the
     model's prices, from the client's model list.
+
+    With ``schema`` (a `Schema`) each answer is structured: checked, repaired once in its
+    conversation (``schema_retries``), and what still fails is the row's `SchemaError`; the
+    ``Results`` know the schema (a column per field).
 
     Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits,
     a cancellation or an interrupt stops every worker at once and is re-raised with the
@@ -142,7 +151,7 @@ async def run_items(
         started = time.monotonic()
         try:
             question, thumb = await asyncio.to_thread(
-                _prepare, item, settings, params, keep_metadata, models
+                _prepare, item, settings, params, keep_metadata, models, schema, schema_retries
             )
         except RekaError as exc:  # a bad input: nothing is sent for it
             return Result(item.index, item.image, item.source, error=exc)
@@ -160,14 +169,14 @@ async def run_items(
             if held is None:
                 return None
         try:
-            completion = await _ask(client, limiter, question, retries, stream)
+            completion = await _answer(client, limiter, question, retries, stream)
         except RateLimitError as exc:
             await _release(held, None, False)
             if exc.out_of_credits:
                 raise  # stops every worker: waiting does not bring credits back
             error: RekaError = exc
         except RekaError as exc:
-            await _release(held, None, False)
+            await _release(held, getattr(exc, "cost", None), False)  # a failed repair's cost
             error = exc
         except BaseException:
             await _release(held, None, False)
@@ -193,9 +202,10 @@ async def run_items(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        exc.results = Results(done, total=len(items))  # type: ignore[attr-defined]
+        exc.results = Results(done, total=len(items), schema=schema)  # type: ignore[attr-defined]
         raise
-    return Results(done, total=len(items), stopped=None if budget is None else budget.stopped)
+    stopped = None if budget is None else budget.stopped
+    return Results(done, total=len(items), stopped=stopped, schema=schema)
 
 
 def _prepare(
@@ -204,13 +214,22 @@ def _prepare(
     params: Mapping[str, Any],
     keep_metadata: bool,
     models: ModelList | None,
+    schema: Schema | None = None,
+    schema_retries: int = 1,
 ) -> tuple[Question, tuple[bytes, str] | None]:
     """In a worker thread: the row's question (checked as describe() checks it) and a
     thumbnail."""
     if isinstance(item.prompt, BaseException):
         raise item.prompt
     question = Question.prepare(
-        settings, item.image, item.prompt, keep_metadata=keep_metadata, params=params, models=models
+        settings,
+        item.image,
+        item.prompt,
+        keep_metadata=keep_metadata,
+        params=params,
+        models=models,
+        schema=schema,
+        schema_retries=schema_retries,
     )
     question.learn(None if models is None else models.get(settings.model), models)
     try:
@@ -218,6 +237,26 @@ def _prepare(
     except RekaError:  # a table without this thumbnail is still a table
         thumb = None
     return question, thumb
+
+
+async def _answer(
+    client: AsyncRekaClient,
+    limiter: Limiter,
+    question: Question,
+    retries: int,
+    stream: bool,
+) -> Completion:
+    """One question to its answer: asked again without ``response_format`` when the model
+    refuses it, and once more in its conversation when a structured answer fails its check."""
+    while True:
+        try:
+            completion = await _ask(client, limiter, question, retries, stream)
+        except APIError as exc:
+            if question.refused(exc):
+                continue
+            raise
+        if not question.accept(completion):
+            return completion
 
 
 async def _ask(
@@ -228,7 +267,7 @@ async def _ask(
     stream: bool,
 ) -> Completion:
     """One question with retries; every attempt waits for the limiter first."""
-    messages, settings, params = question.messages, question.settings, question.params
+    messages, settings, params = question.send_messages, question.settings, question.send_params
     attempt = waits = 0
     while True:
         await limiter.acquire()

@@ -3,6 +3,11 @@
 ``Results.records()`` gives plain dicts with exactly the columns of ``to_pandas()``, so a
 caller (a CLI writing JSON lines, a cluster runner) needs no pandas; pandas is imported only
 by ``to_pandas()``.
+
+Structured runs (a schema) add one column per schema field, after ``image``: typed in
+``to_pandas()`` (``batch/columns.py``), plain JSON values in ``records()``. A field named like
+one of the table's own columns (``text``, ``model``, ``error``, ...) is the column
+``field_<name>`` instead, so neither is lost (see ``field_columns``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ from ..protocol.stream import Usage
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["COLUMNS", "HTML_ROWS", "THUMBNAIL", "Result", "Results", "results_table"]
+    from ..protocol.schema import Schema
+
+__all__ = [
+    "COLUMNS",
+    "HTML_ROWS",
+    "THUMBNAIL",
+    "Result",
+    "Results",
+    "field_columns",
+    "results_table",
+]
 
 #: The longest side of a row's thumbnail, in pixels.
 THUMBNAIL = 64
@@ -41,6 +56,29 @@ COLUMNS = (
     "seconds",
     "error",
 )
+
+
+def field_columns(schema: Schema | None) -> dict[str, str]:
+    """Each schema field's column name: the field's own name, or ``field_<name>`` when that
+    is one of the table's columns (``COLUMNS``) or another field's column."""
+    if schema is None:
+        return {}
+    taken = set(COLUMNS) | set(schema.field_names)
+    out: dict[str, str] = {}
+    for name in schema.field_names:
+        column = name
+        if name in COLUMNS:
+            column = f"field_{name}"
+            while column in taken:
+                column = f"field_{column}"
+            taken.add(column)
+        out[name] = column
+    return out
+
+
+def _columns(schema: Schema | None) -> list[str]:
+    """The table's columns: ``image``, the fields' columns, then the rest of ``COLUMNS``."""
+    return [COLUMNS[0], *field_columns(schema).values(), *COLUMNS[1:]]
 
 
 @dataclass(frozen=True)
@@ -117,11 +155,13 @@ class Results(Sequence[Result]):
         total: int | None = None,
         retry: Callable[[list[Result]], Results] | None = None,
         stopped: str | None = None,
+        schema: Schema | None = None,
     ) -> None:
         self._results = sorted(results, key=lambda r: r.index)
         self.total = len(self._results) if total is None else total
         self._retry = retry
         self.stopped = stopped  # why the run ended early (max_cost), or None
+        self.schema = schema  # a structured run's schema: a column per field
 
     @overload
     def __getitem__(self, index: int) -> Result: ...
@@ -178,9 +218,28 @@ class Results(Sequence[Result]):
     def cached_count(self) -> int:
         return sum(r.cached for r in self._results)
 
+    @property
+    def data(self) -> list[Any]:
+        """Each item's structured answer (``Description.data``; None where it failed)."""
+        return [None if r.description is None else r.description.data for r in self._results]
+
     def records(self) -> list[dict[str, Any]]:
-        """One dict per row, with exactly the ``COLUMNS`` keys (no pandas needed)."""
-        return [r.record() for r in self._results]
+        """One dict per row, with exactly the columns of ``to_pandas()`` (no pandas needed):
+        the ``COLUMNS``, and a structured run's fields after ``image``."""
+        if self.schema is None:
+            return [r.record() for r in self._results]
+        from .columns import field_values
+
+        names = field_columns(self.schema)
+        out = []
+        for r, data in zip(self._results, self.data, strict=True):
+            record = r.record()
+            values = field_values(self.schema, data)
+            row = {"image": record.pop("image")}
+            row.update({names[k]: v for k, v in values.items()})
+            row.update(record)
+            out.append(row)
+        return out
 
     def to_pandas(self) -> pandas.DataFrame:
         """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here."""
@@ -191,7 +250,16 @@ class Results(Sequence[Result]):
                 "Results.to_pandas() needs pandas: pip install pandas "
                 "(or use Results.records(), which needs nothing)"
             ) from None
-        return pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        if self.schema is None:
+            return pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        from .columns import schema_columns
+
+        records = [r.record() for r in self._results]
+        frame = pandas.DataFrame(records, columns=list(COLUMNS))
+        typed = schema_columns(self.schema, self.data)
+        for name, column in field_columns(self.schema).items():
+            frame[column] = typed[name].values
+        return frame[_columns(self.schema)]
 
     def retry_failed(self) -> Results:
         """Ask again for the failed items only; return these results with them replaced."""
@@ -204,7 +272,11 @@ class Results(Sequence[Result]):
         by_index = {r.index: r for r in self._results}
         by_index.update({r.index: r for r in again})
         return Results(
-            list(by_index.values()), total=self.total, retry=self._retry, stopped=again.stopped
+            list(by_index.values()),
+            total=self.total,
+            retry=self._retry,
+            stopped=again.stopped,
+            schema=self.schema,
         )
 
     def summary(self) -> str:

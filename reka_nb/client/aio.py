@@ -241,7 +241,9 @@ async def run_adescribe(
                 outcome = client.stream(q.send_messages, settings=q.settings, **q.send_params)
                 deltas = aiter(outcome)
             else:
-                outcome = await client.complete(q.send_messages, settings=q.settings, **q.send_params)
+                outcome = await client.complete(
+                    q.send_messages, settings=q.settings, **q.send_params
+                )
         except BaseException as exc:
             if step == INFO or getattr(step, "stream", False):
                 raise  # before the answer began: nothing to show
