@@ -114,6 +114,7 @@ async def run_items(
     if models is not None and items:
         refuse_images(settings, models)  # every row would be refused alike: refuse the run
     changed = asyncio.Condition()
+    probe: list[asyncio.Event] = []  # the first structured question, asked alone (see _one)
     done: list[Result] = []
     queue = iter(items)
 
@@ -168,8 +169,21 @@ async def run_items(
             held = await _reserve(item, count)
             if held is None:
                 return None
+        gate: asyncio.Event | None = None
+        if question.structured is not None and question.structured.unsure:
+            # Nothing says whether the model takes response_format: the first question goes
+            # alone, so that a refusal is learnt once, not by every question in flight.
+            if probe:
+                await probe[0].wait()
+            else:
+                gate = asyncio.Event()
+                probe.append(gate)
         try:
-            completion = await _answer(client, limiter, question, retries, stream)
+            try:
+                completion = await _answer(client, limiter, question, retries, stream)
+            finally:
+                if gate is not None:
+                    gate.set()  # settled: the others go, with or without response_format
         except RateLimitError as exc:
             await _release(held, None, False)
             if exc.out_of_credits:

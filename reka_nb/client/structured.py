@@ -97,7 +97,9 @@ class Structured:
 
     schema: Schema
     retries: int = 1
-    use_format: bool = True
+    wants_format: bool = True
+    settings: Settings | None = field(default=None, repr=False)
+    known: bool = False
     repairs: int = 0
     spent: Usage | None = None
     data: Any = None
@@ -107,8 +109,22 @@ class Structured:
         """Decide how to ask: ``response_format`` unless the model (its metadata, or a
         refusal this process saw) does not take it, or the endpoint is the native one."""
         takes = None if info is None else info.takes_response_format
-        self.use_format = settings.api == "openai" and takes is not False
-        self.use_format = self.use_format and not _refused(settings)
+        self.settings = settings
+        self.wants_format = settings.api == "openai" and takes is not False
+        self.known = takes is not None or not self.wants_format
+
+    @property
+    def use_format(self) -> bool:
+        """Whether ``response_format`` is sent now (a refusal seen meanwhile, by another
+        question too, turns it off)."""
+        settings = self.settings
+        return self.wants_format and not (settings is not None and _refused(settings))
+
+    @property
+    def unsure(self) -> bool:
+        """True while nothing says whether the model takes ``response_format`` (it is sent,
+        and a refusal would be learnt from the answer)."""
+        return self.use_format and not self.known
 
     def params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The generation parameters to send (``response_format`` added when used)."""
@@ -139,7 +155,7 @@ class Structured:
         if not self.use_format or not refuses_format(error):
             return False
         _remember(settings)
-        self.use_format = False
+        self.wants_format = False
         return True
 
     def accept(self, completion: Completion) -> list[dict[str, Any]] | None:
