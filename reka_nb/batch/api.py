@@ -228,18 +228,22 @@ class _Relay:
 
 
 def _setup(
-    client: Any,
-    model: str | None,
-    concurrency: int,
-    requests_per_minute: float | None,
-    cache: bool | AnswerCache,
-    retries: int,
-    stream: bool,
-    limiter: Limiter | None,
-    params: Mapping[str, Any],
+    images: Any,
+    prompt: Prompt,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    requests_per_minute: float | None = None,
+    cache: bool | AnswerCache = True,
+    client: Any = None,
+    retries: int = 2,
+    stream: bool = False,
+    limiter: Limiter | None = None,
     max_cost: Any = None,
-) -> _Run:
-    """Check every argument before anything is read or sent."""
+    keep_metadata: bool = False,
+    **params: Any,
+) -> tuple[_Run, list[Item]]:
+    """describe_many's arguments checked before anything is read or sent: the run, its items."""
     check_run_options(
         concurrency=concurrency, retries=retries, requests_per_minute=requests_per_minute
     )
@@ -256,7 +260,10 @@ def _setup(
     )
     run.max_cost = _budget(max_cost)
     run.schema, run.schema_retries = schema, schema_retries
-    return run
+    run.keep_metadata = keep_metadata
+    items = make_items(images, prompt)
+    _check_key(run)
+    return run, items
 
 
 def _budget(max_cost: Any) -> Decimal | None:
@@ -310,61 +317,33 @@ def describe_many(
     in describe(): ``to_pandas()`` then has one typed column per field, and a row whose
     answer still fails its check has a ``SchemaError``.
     """
-    run = _setup(
-        client,
-        model,
-        concurrency,
-        requests_per_minute,
-        cache,
-        retries,
-        stream,
-        limiter,
-        params,
-        max_cost,
+    run, items = _setup(
+        images,
+        prompt,
+        model=model,
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        cache=cache,
+        client=client,
+        retries=retries,
+        stream=stream,
+        limiter=limiter,
+        max_cost=max_cost,
+        keep_metadata=keep_metadata,
+        **params,
     )
-    run.keep_metadata = keep_metadata
-    items = make_items(images, prompt)
-    _check_key(run)
     return run.run_sync(items, make_progress(show))
 
 
 async def adescribe_many(
-    images: Any,
-    prompt: Prompt = DEFAULT_PROMPT,
-    *,
-    model: str | None = None,
-    concurrency: int = 8,
-    requests_per_minute: float | None = None,
-    cache: bool | AnswerCache = True,
-    show: bool | Progress = True,
-    client: RekaClient | AsyncRekaClient | None = None,
-    retries: int = 2,
-    stream: bool = False,
-    limiter: Limiter | None = None,
-    max_cost: float | Decimal | str | None = None,
-    keep_metadata: bool = False,
-    **params: Any,
+    images: Any, prompt: Prompt = DEFAULT_PROMPT, *, show: bool | Progress = True, **options: Any
 ) -> Results:
-    """``await adescribe_many(...)``: describe_many for a running event loop."""
-    run = _setup(
-        client,
-        model,
-        concurrency,
-        requests_per_minute,
-        cache,
-        retries,
-        stream,
-        limiter,
-        params,
-        max_cost,
-    )
-    run.keep_metadata = keep_metadata
-    items = make_items(images, prompt)
-    _check_key(run)
+    """``await adescribe_many(...)``: describe_many for a running event loop (the same options)."""
+    run, items = _setup(images, prompt, **options)
     progress = make_progress(show)
     try:
-        if isinstance(client, AsyncRekaClient):
-            return await run.arun(items, client, progress)
+        if isinstance(run.client, AsyncRekaClient):
+            return await run.arun(items, run.client, progress)
         async with AsyncRekaClient(**run.options()) as own:
             return await run.arun(items, own, progress)
     finally:

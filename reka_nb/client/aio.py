@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..protocol.body import BodyTooLarge, UndecodableBody
-from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
 from .question import INFO, NEXT, answer_flow, ask
@@ -108,14 +107,6 @@ class AsyncRekaClient(BaseClient):
             await response.aclose()
         return Body(bytes(out))
 
-    async def models(self, *, refresh: bool = False) -> ModelList:
-        """The models this key can use; see ``RekaClient.models``."""
-        return await self._drive(self._models_flow(refresh))  # type: ignore[no-any-return]
-
-    async def model_info(self, model: str | None = None) -> Model | None:
-        """What the server says of ``model``; see ``RekaClient.model_info``."""
-        return await self._drive(self._model_info_flow(model))  # type: ignore[no-any-return]
-
     def stream(
         self,
         messages: Messages,
@@ -125,11 +116,7 @@ class AsyncRekaClient(BaseClient):
         settings: Settings | None = None,
         **params: Any,
     ) -> AsyncChatStream:
-        """Start a streamed answer; ``async for`` over it for text deltas. Checks happen now.
-
-        ``retries`` replaces the client's ``max_retries`` for this request (0: one attempt,
-        for callers that retry themselves).
-        """
+        """Start a streamed answer; ``async for`` over it. See ``RekaClient.stream``."""
         return AsyncChatStream(self, messages, model, params, retries, settings)
 
     async def complete(

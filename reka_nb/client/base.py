@@ -219,6 +219,22 @@ class BaseClient:
         require_image(image)
         return type(self)._run_describe(self, image, prompt, **options)
 
+    def models(self, *, refresh: bool = False) -> Any:
+        """The models this key can use, with what ``GET /models`` says of each (``Model``s,
+        which are their ids as str). Kept for ``MODELS_TTL`` seconds; ``refresh`` asks again.
+        (On an AsyncRekaClient, ``await`` it.)"""
+        return self._drive(self._models_flow(refresh))
+
+    def model_info(self, model: str | None = None) -> Any:
+        """What the server says of ``model`` (its inputs and prices), from the kept list or
+        one request without retries (unless the lookup is off: ``model_info=False`` or
+        ``REKA_NB_MODEL_INFO=off``); None when unknown. (On an AsyncRekaClient, ``await`` it.)
+        """
+        return self._drive(self._model_info_flow(model))
+
+    def _drive(self, flow: Flow) -> Any:
+        raise NotImplementedError  # each client drives flows its own way
+
     def settings(self, model: str | None = None) -> Settings:
         """The settings a request made now would use."""
         return resolve(

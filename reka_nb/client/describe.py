@@ -69,24 +69,19 @@ async def adescribe(
     image: Any,
     prompt: str = DEFAULT_PROMPT,
     *,
-    model: str | None = None,
-    stream: bool = True,
-    show: bool | Presenter = True,
     client: AsyncRekaClient | None = None,
-    keep_metadata: bool = False,
     cache: bool = False,
-    **params: Any,
+    **options: Any,
 ) -> Description:
-    """``await adescribe(...)``: describe() for a running event loop, such as a notebook's."""
+    """``await adescribe(...)``: describe() for a running event loop, such as a notebook's
+    (the same options: model, stream, show, keep_metadata, params)."""
     require_image(image)
     from .aio import AsyncRekaClient, run_adescribe  # asyncio: imported when first used
 
-    options: dict[str, Any] = {"model": model, "stream": stream, "show": show}
-    options["keep_metadata"] = keep_metadata
     if client is not None:
-        return await run_adescribe(client, image, prompt, cache=cache, **options, **params)
+        return await run_adescribe(client, image, prompt, cache=cache, **options)
     async with AsyncRekaClient() as own:  # per call: an async pool belongs to one event loop
-        return await run_adescribe(own, image, prompt, cache=cache, **options, **params)
+        return await run_adescribe(own, image, prompt, cache=cache, **options)
 
 
 def models(*, refresh: bool = False) -> ModelList:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..protocol.body import BodyTooLarge, UndecodableBody
-from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Messages, Read, Send, Sleep
 from .question import INFO, NEXT, answer_flow, ask
@@ -103,17 +102,6 @@ class RekaClient(BaseClient):
         finally:
             response.close()
         return Body(bytes(out))
-
-    def models(self, *, refresh: bool = False) -> ModelList:
-        """The models this key can use, with what ``GET /models`` says of each (``Model``s,
-        which are their ids as str). Kept for ``MODELS_TTL`` seconds; ``refresh`` asks again."""
-        return self._drive(self._models_flow(refresh))  # type: ignore[no-any-return]
-
-    def model_info(self, model: str | None = None) -> Model | None:
-        """What the server says of ``model`` (its inputs and prices), from the kept list or
-        one request without retries (unless the lookup is off: ``model_info=False`` or
-        ``REKA_NB_MODEL_INFO=off``); None when unknown."""
-        return self._drive(self._model_info_flow(model))  # type: ignore[no-any-return]
 
     def stream(
         self,
