@@ -122,10 +122,19 @@ class Result:
             what = f"error={type(self.error).__name__}: {self.error}"
         return f"Result({self.index}, {self.source!r}, {what})"
 
-    def record(self) -> dict[str, Any]:
-        """This row as a dict with exactly the ``COLUMNS`` keys."""
+    def record(self, schema: Schema | None = None) -> dict[str, Any]:
+        """This row as a dict with exactly the ``COLUMNS`` keys (and, with ``schema``, its
+        fields' columns after ``image``, plain JSON values)."""
         d = self.description
         usage = d.usage if d is not None else None
+        if schema is not None:
+            from .columns import field_values
+
+            names = field_columns(schema)
+            values = field_values(schema, None if d is None else d.data)
+            row = {"image": self.source, **{names[k]: v for k, v in values.items()}}
+            row.update(self.record())
+            return row
         return {
             "image": self.source,
             "text": None if d is None else d.text,
@@ -226,20 +235,7 @@ class Results(Sequence[Result]):
     def records(self) -> list[dict[str, Any]]:
         """One dict per row, with exactly the columns of ``to_pandas()`` (no pandas needed):
         the ``COLUMNS``, and a structured run's fields after ``image``."""
-        if self.schema is None:
-            return [r.record() for r in self._results]
-        from .columns import field_values
-
-        names = field_columns(self.schema)
-        out = []
-        for r, data in zip(self._results, self.data, strict=True):
-            record = r.record()
-            values = field_values(self.schema, data)
-            row = {"image": record.pop("image")}
-            row.update({names[k]: v for k, v in values.items()})
-            row.update(record)
-            out.append(row)
-        return out
+        return [r.record(self.schema) for r in self._results]
 
     def to_pandas(self) -> pandas.DataFrame:
         """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here."""
