@@ -159,7 +159,8 @@ class Presenter(Protocol):
 
     ``update`` gets each piece of new text, not the whole text so far: a presenter that needs
     the whole text keeps it (joining it only when it shows it), so a long answer costs the
-    same per word as a short one.
+    same per word as a short one. A presenter may also have ``expect_fields(names)``: called
+    after ``start`` for a structured answer, so it can show the fields filling in.
     """
 
     def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None: ...

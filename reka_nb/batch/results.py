@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -298,22 +299,37 @@ class Results(Sequence[Result]):
         caption = self.summary()
         if len(shown) < len(self._results):
             caption += f" · the first {len(shown)} rows (to_pandas() has them all)"
-        return results_table(shown, caption=caption)
+        return results_table(shown, caption=caption, schema=self.schema)
 
 
-def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = True) -> str:
-    """An HTML table: a thumbnail per row, the source, the answer or the error, tokens."""
+def results_table(
+    rows: Sequence[Result],
+    caption: str = "",
+    thumbnails: bool = True,
+    schema: Schema | None = None,
+) -> str:
+    """An HTML table: a thumbnail per row, the source, the answer (a structured run: a column
+    per field) or the error, tokens."""
     out = ['<table class="reka-nb-results">']
     if caption:
         out.append(f"<caption>{html.escape(caption)}</caption>")
+    names = field_columns(schema)
+    heads = "".join(f"<th>{html.escape(c)}</th>" for c in names.values()) or "<th>answer</th>"
     out.append(
-        "<thead><tr><th></th><th>image</th><th>answer</th><th>tokens in/out</th>"
+        f"<thead><tr><th></th><th>image</th>{heads}<th>tokens in/out</th>"
         "<th>seconds</th></tr></thead><tbody>"
     )
     for r in rows:
         thumb = _thumbnail_tag(r) if thumbnails else ""
         if r.description is not None:
-            answer = html.escape(r.description.text)
+            if schema is not None:
+                from .columns import field_values
+
+                values = field_values(schema, r.description.data)
+                cells = [_cell_html(values[name]) for name in names]
+                answer = '</td><td style="text-align:left">'.join(cells)
+            else:
+                answer = html.escape(r.description.text)
             if r.cached:
                 answer += " <em>(cached)</em>"
             u = r.description.usage
@@ -324,13 +340,23 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
                 f"{html.escape(str(r.error))}</span>"
             )
             tokens = ""
+        span = f' colspan="{len(names)}"' if r.description is None and len(names) > 1 else ""
         out.append(
             f"<tr><td>{thumb}</td><td>{html.escape(r.source)}</td>"
-            f'<td style="text-align:left">{answer}</td><td>{tokens}</td>'
+            f'<td style="text-align:left"{span}>{answer}</td><td>{tokens}</td>'
             f'<td class="reka-nb-seconds">{r.seconds:.2f}</td></tr>'
         )
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _cell_html(value: Any) -> str:
+    """One field's value in the table: lists joined by commas, objects as JSON."""
+    if isinstance(value, list):
+        return html.escape(", ".join(str(v) for v in value))
+    if isinstance(value, dict):
+        return html.escape(json.dumps(value, ensure_ascii=False))
+    return "" if value is None else html.escape(str(value))
 
 
 def _thumbnail_tag(r: Result, side: int = THUMBNAIL) -> str:

@@ -208,9 +208,14 @@ class Question:
         return description
 
     def start(self) -> None:
-        """The answer is about to arrive: the presenter shows the question."""
+        """The answer is about to arrive: the presenter shows the question (and, for a
+        structured one, a presenter that can show fields filling in is told their names:
+        its optional ``expect_fields(names)``)."""
         if self.presenter:
             self.presenter.start(model=self.model, prompt=self.prompt, images=self.images)
+            expect = getattr(self.presenter, "expect_fields", None)
+            if expect is not None and self.schema is not None:
+                expect(self.schema.field_names)
 
     def update(self, delta: str) -> None:
         if self.presenter:
