@@ -190,7 +190,8 @@ async def run_items(
                 raise  # stops every worker: waiting does not bring credits back
             error: RekaError = exc
         except RekaError as exc:
-            await _release(held, getattr(exc, "cost", None), False)  # a failed repair's cost
+            spent = getattr(exc, "cost", None)  # what a structured answer that failed cost
+            await _release(held, spent, spent is not None)
             error = exc
         except BaseException:
             await _release(held, None, False)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 import reka_nb
 from reka_nb import ConfigurationError, RekaClient, SchemaError, Usage, describe_many
 from reka_nb.client.structured import forget_refusals
+from reka_nb.protocol.costs import first_estimate
 from reka_nb.testing import Fault, OfflineServer
 
 CAT = str(Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg")
@@ -173,3 +174,24 @@ def test_a_row_that_still_fails_counts_its_cost_in_the_session(
     assert results[0].error.cost == price
     assert reka_nb.usage().cost == price
     reka_nb.answer.SESSION_USAGE.clear()
+
+
+def test_a_failed_repair_counts_in_max_cost(
+    env: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
+    ask = {"schema": "caption, people int", "show": False, "cache": False, "concurrency": 1}
+    env.queue(Fault.ok(), Fault.wrong_type(), Fault.wrong_type())  # GET /models, then row 1
+    failed = describe_many([CAT], "Count.", **ask)[0].error.cost  # both attempts
+    answered = describe_many([CAT], "Count.", **ask)[0].description.cost
+    with RekaClient(base_url=env.base_url, api_key=env.api_key) as client:
+        first = first_estimate(client.model_info("reka-flash"), "Count.", 1, None)
+    assert 0 < answered < failed < first / 4
+    env.reset()
+    env.queue(Fault.ok(), Fault.wrong_type(), Fault.wrong_type())
+    results = describe_many([CAT] * 40, "Count.", max_cost=first, **ask)
+    # after the failed row, each question starts while what was spent plus the dearest
+    # answer so far (the failed one's cost) stays within max_cost
+    more = int((first - 2 * failed) / answered) + 1
+    assert len(results) == 1 + more and results.stopped is not None
+    assert isinstance(results[0].error, SchemaError) and len(results.errors) == 1
