@@ -185,6 +185,8 @@ class StdoutPresenter:
         out.flush()
 
     def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
+        if self._wrote:  # an answer asked again (a repair turn) starts on a line of its own
+            self._write("\n")
         self._wrote = False
 
     def update(self, delta: str, text: str | None = None) -> None:
@@ -197,7 +199,9 @@ class StdoutPresenter:
             self._wrote = True
         if self._wrote:
             self._write("\n")
+        self._wrote = False
 
     def fail(self, error: BaseException, partial_text: str) -> None:
         if self._wrote:
             self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")
+        self._wrote = False

@@ -227,3 +227,12 @@ def test_the_schema_is_part_of_the_cache_key_in_any_key_order(env: OfflineServer
     plain = describe(CAT, "N?", show=False, cache=True)
     assert not other.cached and not plain.cached and other.data == {"n": 1.5}
     assert plain.data is None and len(chat(env)) == 3
+
+
+def test_a_repaired_answer_streams_to_stdout_on_a_line_of_its_own(
+    env: OfflineServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.queue(Fault.invalid_json())
+    r = describe(CAT, "Count.", schema="caption, people int")
+    broken = chat(env)[1].body["messages"][-2]["content"]
+    assert capsys.readouterr().out == f"{broken}\n{r.text}\n"
