@@ -20,6 +20,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import SchemaError
 from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
@@ -153,9 +154,9 @@ class Question:
             return False
         try:
             turns = self.structured.accept(completion)
-        except Exception as error:
+        except SchemaError as error:
             cost = self.structured.failed_cost(self.info)
-            error.cost = cost  # type: ignore[attr-defined]
+            error.cost = cost
             SESSION_USAGE.add(self.model, self.structured.spent, cost)
             raise
         return turns is not None
@@ -190,8 +191,6 @@ class Question:
             return None
         data = None
         if self.schema is not None:
-            from .._exceptions import SchemaError
-
             try:
                 data = self.schema.check(hit.text)
             except SchemaError:  # a stored answer that no longer fits: asked again

@@ -168,7 +168,7 @@ class Structured:
             return None
         except SchemaError as error:
             if self.repairs >= self.retries:
-                error.usage = self.spent  # type: ignore[attr-defined]
+                error.usage = self.spent
                 raise
             self.repairs += 1
             turns = [
