@@ -25,11 +25,15 @@ from .json_text import extract_json
 class Schema(Protocol):
     """What checking reads of a ``schema.Schema`` (named here so the two modules form no cycle)."""
 
-    model: Any
-    _validator: list[Any]
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def _validator(self) -> list[Any]: ...
 
     @property
     def json_schema(self) -> dict[str, Any]: ...
+
 
 __all__ = ["MAX_PROBLEMS", "check_text", "check_value"]
 

@@ -179,7 +179,9 @@ def test_a_refused_response_format_is_asked_again_in_the_instructions_and_rememb
 ) -> None:
     schema = make_schema(labels=["cat", "dog"])
     ask = {"labels": ["cat", "dog"], "model": "reka-edge-2603", "stream": stream, "show": False}
-    r = describe(CAT, "Which?", **ask)
+    # a client of its own: no model list kept from earlier questions says what edge takes
+    client = RekaClient(base_url=env.base_url, api_key=env.api_key, model_info=False)
+    r = client.describe(CAT, "Which?", **ask)
     assert r.data == {"label": "cat"}
     refused, again = chat(env)
     assert refused.status == 400 and refused.body["response_format"] == schema.response_format()
@@ -187,10 +189,12 @@ def test_a_refused_response_format_is_asked_again_in_the_instructions_and_rememb
     assert again.body["messages"][0] == {"role": "system", "content": schema.instructions()}
     assert schema.instructions().startswith(INSTRUCTIONS_LEAD + "\n{")
     assert again.body["messages"][1:] == refused.body["messages"]
-    describe(CAT, "Which?", **ask)
+    with RekaClient(base_url=env.base_url, api_key=env.api_key) as another:
+        another.describe(CAT, "Which?", **ask)
     assert len(chat(env)) == 3 and "response_format" not in chat(env)[-1].body
-    describe(CAT, "Which?", labels=["cat", "dog"], model="reka-flash", show=False)
+    client.describe(CAT, "Which?", labels=["cat", "dog"], model="reka-flash", show=False)
     assert chat(env)[-1].body["response_format"] == schema.response_format()  # another model
+    client.close()
 
 
 def test_a_system_prompt_keeps_its_text_before_the_instructions(env: OfflineServer) -> None:

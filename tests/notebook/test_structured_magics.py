@@ -23,7 +23,7 @@ from reka_nb.testing import OfflineServer
 CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 NOTE = "No model ran: reka_nb's offline server made this answer from the schema."
 CAT_NOTE = f"{NOTE} Image 1: JPEG, 451×300 px, 35,042 bytes."
-FOOTER = re.compile(r"^\*reka-flash · \d+ tokens in, \d+ out · \d+\.\d s\*$")
+FOOTER = re.compile(r"^\*reka-flash · \d+ tokens in, \d+ out(?: · \$0\.\d+)? · \d+\.\d s\*$")
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from PIL import Image
 from pydantic import BaseModel
 
 from reka_nb import SchemaError
-from reka_nb.protocol.json_text import parse_partial
-from reka_nb.protocol.schema import make_schema
 from reka_nb.offline import Fault, OfflineServer
 from reka_nb.offline._structured import NOTE, REFUSAL
+from reka_nb.protocol.json_text import parse_partial
+from reka_nb.protocol.schema import make_schema
 
 CONCISE = "caption, people int, tags list[str], outdoor bool"
 SCHEMA = make_schema(CONCISE)
