@@ -32,6 +32,7 @@ part of it of 8 characters or more) before it becomes a message. Every error pic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -237,7 +238,12 @@ class SchemaError(RekaError):
 
     ``raw_text`` keeps what the model wrote; ``problems`` lists what was wrong, one line
     each; ``reason`` is ``"empty"``, ``"no_json"``, ``"invalid_json"`` or ``"invalid"``.
+    A question's last failure also says what its attempts spent: ``usage`` (tokens, every
+    attempt's) and ``cost`` (US dollars, when the model's prices are known); else None.
     """
+
+    usage: Any = None
+    cost: Any = None
 
     def __init__(
         self,

@@ -46,6 +46,7 @@ class Description(str):
     message: dict[str, Any]
     model_info: Model | None
     cached: bool
+    data: Any
 
     def __new__(
         cls,
@@ -61,6 +62,7 @@ class Description(str):
         message: Mapping[str, Any] | None = None,
         model_info: Model | None = None,
         cached: bool = False,
+        data: Any = None,
     ) -> Description:
         self = super().__new__(cls, text)
         self.model = model
@@ -73,6 +75,7 @@ class Description(str):
         self.message = dict(message or {})  # the user turn sent, for follow-up questions
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
+        self.data = data  # a structured answer's fields: a model instance, or a dict
         return self
 
     @classmethod
@@ -156,7 +159,8 @@ class Presenter(Protocol):
 
     ``update`` gets each piece of new text, not the whole text so far: a presenter that needs
     the whole text keeps it (joining it only when it shows it), so a long answer costs the
-    same per word as a short one.
+    same per word as a short one. A presenter may also have ``expect_fields(names)``: called
+    after ``start`` for a structured answer, so it can show the fields filling in.
     """
 
     def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None: ...
@@ -181,6 +185,8 @@ class StdoutPresenter:
         out.flush()
 
     def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
+        if self._wrote:  # an answer asked again (a repair turn) starts on a line of its own
+            self._write("\n")
         self._wrote = False
 
     def update(self, delta: str, text: str | None = None) -> None:
@@ -193,7 +199,9 @@ class StdoutPresenter:
             self._wrote = True
         if self._wrote:
             self._write("\n")
+        self._wrote = False
 
     def fail(self, error: BaseException, partial_text: str) -> None:
         if self._wrote:
             self._write(" [interrupted]\n" if isinstance(error, KeyboardInterrupt) else " […]\n")
+        self._wrote = False

@@ -146,10 +146,12 @@ def cache_key(
     images: Sequence[tuple[bytes | None, str | None]],
     params: Mapping[str, Any],
     context: Sequence[Mapping[str, Any]] = (),
+    schema: str | None = None,
 ) -> str:
     """The hex key of a question: never includes the API key; images by their bytes' hash.
     ``base_url`` is the server as the caller names it (``Question.key`` names the in-process
     offline server as one server whatever its port).
+    ``schema`` is a structured question's schema fingerprint (key order does not change it).
 
     ``context`` (a system message, earlier turns) is part of the question when there is one;
     its ``data:`` URLs are hashed like the images.
@@ -167,6 +169,8 @@ def cache_key(
         "images": hashed,
         "params": {k: params[k] for k in sorted(params) if params[k] is not None},
     }
+    if schema is not None:
+        material["schema"] = schema
     if context:
         material["context"] = json.loads(json.dumps(list(context)), object_hook=_hash_urls)
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -4,6 +4,11 @@
 expanded): a progress bar on stderr and one JSON line per answer, written as each finishes.
 ``reka-nb cache info|clear`` shows or empties the answer cache.
 
+``--schema FILE.json|"caption, people int"`` or ``--labels a,b,c`` ask for a structured
+answer: ``--json`` and the JSON lines of ``--each`` carry its fields (a field named like one of
+the line's own keys is ``field_<name>``), and ``--csv FILE`` (with ``--each``) writes one
+column per field beside the usual ones.
+
 Exit status: 0 on success, 1 when the API or the connection fails (with --each: when any item
 failed, after finishing the rest), 2 for a usage or input error (bad option, bad image, no
 key), 130 when interrupted, 141 when the reader of the output went away (``| head``), like
@@ -101,6 +106,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         const=_NO_FILE,
         metavar="FILE",
         help="with --each: write the lines to FILE (- for standard output)",
+    )
+    d.add_argument(
+        "--schema",
+        metavar="SCHEMA",
+        help='a structured answer: a JSON Schema file (.json) or fields, "caption, people int"',
+    )
+    d.add_argument("--labels", metavar="A,B,C", help="answer with one of these labels")
+    d.add_argument(
+        "--multi-label", action="store_true", help="with --labels: any number of the labels"
+    )
+    d.add_argument("--schema-retries", type=int, default=1, metavar="N", help="repairs (1)")
+    d.add_argument(
+        "--csv", metavar="FILE", help="with --each: write a CSV table, one column per field"
     )
     d.add_argument("--concurrency", type=int, default=8, metavar="N", help="with --each (8)")
     d.add_argument("--rpm", type=float, metavar="N", help="with --each: requests a minute, at most")
@@ -209,6 +227,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(models.table(client.settings().model))
             return 0
         params = params_from(args)
+        params.update(_schema_options(args))
         if args.each:
             return _describe_each(args, client, params)
         show = False if args.json else StdoutPresenter()
@@ -240,6 +259,7 @@ def _run(args: argparse.Namespace) -> int:
                         "request_id": result.request_id,
                         "seconds": round(result.elapsed or 0.0, 3),
                         "cached": result.cached,
+                        **_fields(result, params.get("schema")),
                     },
                     ensure_ascii=False,
                 )
@@ -255,7 +275,7 @@ def _check_describe(args: argparse.Namespace) -> None:
             "--jsonl needs the name of the file to write the lines to (or - for standard output)"
         )
     if not args.each:
-        for option in ("jsonl", "rpm"):
+        for option in ("jsonl", "rpm", "csv"):
             if getattr(args, option) is not None:
                 raise InvalidRequestError(f"--{option} goes with --each")
         return
@@ -272,15 +292,56 @@ def _check_describe(args: argparse.Namespace) -> None:
             )
 
 
+def _schema_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--schema``, ``--labels``, ``--multi-label``, ``--schema-retries`` as describe()'s
+    options; the schema made now, so an unusable one stops the command before anything."""
+    if args.schema is None and args.labels is None and not args.multi_label:
+        return {}
+    from .client.structured import schema_of
+
+    schema: Any = args.schema
+    if schema is not None and (schema.endswith(".json") or os.path.isfile(schema)):
+        try:
+            with open(schema, encoding="utf-8") as file:
+                schema = json.load(file)
+        except OSError as exc:
+            raise ConfigurationError(f"--schema {args.schema}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"--schema {args.schema} is not JSON: {exc}") from None
+    labels = None
+    if args.labels is not None:
+        labels = [label.strip() for label in args.labels.split(",")]
+    options = {
+        "schema": schema,
+        "labels": labels,
+        "multi_label": args.multi_label,
+        "schema_retries": args.schema_retries,
+    }
+    made, _ = schema_of(dict(options))
+    return {"schema": made, "schema_retries": args.schema_retries}
+
+
+def _fields(result: Any, schema: Any) -> dict[str, Any]:
+    """A structured answer's fields for ``--json`` (a field named like a key: field_<name>)."""
+    if schema is None:
+        return {}
+    from .batch.columns import field_values
+
+    keys = {"text", "model", "finish_reason", "usage", "request_id", "seconds", "cached"}
+    values = field_values(schema, result.data)
+    return {f"field_{k}" if k in keys else k: v for k, v in values.items()}
+
+
 class _Lines(TerminalProgress):
     """The progress bar on stderr, and each answer as a JSON line the moment it finishes."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, schema: Any = None) -> None:
         super().__init__()
         self._out = out
+        self._schema = schema
 
     def update(self, result: Result) -> None:
-        line = {"index": result.index, **result.record()}
+        line = {"index": result.index, **result.record(self._schema)}
         self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._out.flush()  # a run that is killed keeps every line it finished
         super().update(result)
@@ -300,7 +361,7 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
                 concurrency=args.concurrency,
                 requests_per_minute=args.rpm,
                 cache=args.cache is not False,
-                show=_Lines(out),
+                show=_Lines(out, params.get("schema")),
                 client=client,
                 retries=args.retries,
                 stream=False,  # nobody reads a batch word by word: whole answers cost less
@@ -310,6 +371,8 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
     finally:
         if out is not sys.stdout:
             out.close()
+    if args.csv:
+        _write_csv(args.csv, results.records())
     for failed in results.errors:
         print(f"reka-nb: {failed.source}: {failed.record()['error']}", file=sys.stderr)
     return 1 if results.errors else 0
@@ -341,6 +404,26 @@ def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
         if main_thread:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
         loop.close()
+
+
+def _write_csv(path: str, records: list[dict[str, Any]]) -> None:
+    """The run's table as CSV: one column per field beside the usual ones; lists and objects
+    as JSON text, a missing value empty."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        if not records:
+            return
+        writer = csv.DictWriter(file, fieldnames=list(records[0]))
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: _cell(v) for k, v in record.items()})
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
 
 
 def _cache(action: str) -> int:

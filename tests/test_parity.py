@@ -155,6 +155,36 @@ def cases(f: dict[str, Path]) -> list[Case]:
             "-t 5",
         ),
         Case("bad image", [f["bad"]], {}, {}, reka_nb.ImageError, ALL),
+        Case(
+            "labels",
+            [f["png"]],
+            {"labels": ["cat", "dog"]},
+            {},
+            None,
+            ALL,
+            ("--labels", "cat,dog"),
+            "--labels cat,dog",
+        ),
+        Case(
+            "a schema of fields",
+            [f["png"]],
+            {"schema": "caption, people int"},
+            {},
+            None,
+            ALL,
+            ("--schema", "caption, people int"),
+            '--schema "caption, people int"',
+        ),
+        # The magics say a bad option value as a UsageError (its message is the same).
+        Case(
+            "unusable schema",
+            [f["png"]],
+            {"schema": "people number"},
+            {},
+            reka_nb.ConfigurationError,
+            (*PYTHON, "cli"),
+            ("--schema", "people number"),
+        ),
     ]
 
 

@@ -53,6 +53,7 @@ KNOWN = (
     "from reka_nb import Client, Reka",
     "export REKA_BASE_URL=http://127.0.0.1:11434/v1",
     "from reka_nb import RekaClient, StreamInterrupted",
+    "from pydantic import BaseModel\n\nimport reka_nb",
 )
 
 
@@ -291,3 +292,23 @@ def test_video_examples(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(INTRO) and "Video 1: WebM, 2.0 s" in proc.stdout
+
+
+def test_structured_answers_example() -> None:
+    code = block("from pydantic import BaseModel\n\nimport reka_nb")
+    code += (
+        "print(repr(r.data))\n"
+        "import json\n"
+        "print(json.loads(r.text) == r.data.model_dump(), r.data.total)\n"
+        "column = shots.to_pandas()['label']\n"
+        "print(column.tolist(), list(column.cat.categories))\n"
+    )
+    proc = python(code, REKA_NB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    streamed, data, same, labels = proc.stdout.splitlines()
+    note = "No model ran: reka_nb's offline server made this answer from the schema."
+    assert streamed.startswith(f'{{"store": "{note} Image 1: JPEG, 451×300 px')
+    assert data.startswith(f'Receipt(store="{note} Image 1: ')
+    assert data.endswith("total=1.5, date='offline date')")
+    assert same == "True 1.5"
+    assert labels == "['damaged'] ['damaged', 'intact', 'unclear']"

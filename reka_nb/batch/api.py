@@ -17,13 +17,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidRequestError, one_line
 from ..answer import DEFAULT_PROMPT
 from ..cache import AnswerCache, default_cache
 from ..client.aio import AsyncRekaClient
 from ..client.settings import resolve
+from ..client.structured import SCHEMA_OPTIONS, schema_of
 from ..client.sync import RekaClient
 from ..protocol.messages import check_params
 from .engine import Item, run_items
@@ -32,6 +33,9 @@ from .options import check_run_options
 from .progress import Progress, make_progress, stop_message
 from .results import Result, Results
 from .sources import Prompt, make_items
+
+if TYPE_CHECKING:
+    from ..protocol.schema import Schema
 
 __all__ = ["adescribe_many", "describe_many", "last_results"]
 
@@ -65,6 +69,8 @@ class _Run:
     params: dict[str, Any] = field(default_factory=dict)
     max_cost: Decimal | None = None
     keep_metadata: bool = False
+    schema: Schema | None = None
+    schema_retries: int = 1
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
@@ -133,6 +139,8 @@ class _Run:
             params=self.params,
             max_cost=self.max_cost,
             keep_metadata=self.keep_metadata,
+            schema=self.schema,
+            schema_retries=self.schema_retries,
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
@@ -140,7 +148,13 @@ class _Run:
         every item of the run but those whose index is in ``answered``."""
 
         retry = _Rerun(self, items)
-        return Results(list(results), total=results.total, retry=retry, stopped=results.stopped)
+        return Results(
+            list(results),
+            total=results.total,
+            retry=retry,
+            stopped=results.stopped,
+            schema=results.schema,
+        )
 
     def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
         """Run on a fresh event loop in a helper thread; progress is shown from this thread."""
@@ -298,12 +312,15 @@ def _setup(
         raise InvalidRequestError(
             f"client must be a RekaClient or AsyncRekaClient, not {type(client).__name__}"
         )
-    checked = check_params(params, options=_OPTIONS)
+    rest = dict(params)
+    schema, schema_retries = schema_of(rest)  # an unusable schema: refused before anything
+    checked = check_params(rest, options=_OPTIONS)
     store = default_cache() if cache is True else (cache or None)
     run = _Run(
         client, model, concurrency, requests_per_minute, store, retries, stream, limiter, checked
     )
     run.max_cost = _budget(max_cost)
+    run.schema, run.schema_retries = schema, schema_retries
     run.keep_metadata = keep_metadata
     items = make_items(images, prompt)
     _check_key(run)
@@ -313,6 +330,7 @@ def _setup(
 #: describe_many's own keyword arguments, named when an unknown one is passed.
 _OPTIONS: tuple[str, ...] = ("model", "concurrency", "requests_per_minute", "cache", "show")
 _OPTIONS += ("client", "retries", "stream", "limiter", "max_cost", "keep_metadata")
+_OPTIONS += SCHEMA_OPTIONS
 
 
 def _budget(max_cost: Any) -> Decimal | None:
@@ -362,6 +380,9 @@ def describe_many(
     ``max_cost`` (US dollars): no request starts once the total could pass it; the results
     then hold what finished and ``Results.stopped`` says why. ``Results.cost`` and
     ``.usage`` total the run.
+    ``schema=``/``labels=``/``multi_label=``/``schema_retries=`` ask for structured answers as
+    in describe(): ``to_pandas()`` then has one typed column per field, and a row whose
+    answer still fails its check has a ``SchemaError``.
     """
     run, items = _setup(
         images,
@@ -449,6 +470,8 @@ class _Rerun:
                 "params": dict(run.params),
                 "max_cost": run.max_cost,
                 "keep_metadata": run.keep_metadata,
+                "schema": run.schema,
+                "schema_retries": run.schema_retries,
             },
             "items": self._items,
         }

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import (
     APIConnectionError,
@@ -48,6 +48,9 @@ from ..protocol.stream import Completion
 from .limiter import Limiter
 from .options import check_run_options
 from .results import THUMBNAIL, Result, Results
+
+if TYPE_CHECKING:
+    from ..protocol.schema import Schema
 
 __all__ = ["MAX_RATE_LIMIT_WAITS", "Item", "run_items"]
 
@@ -80,12 +83,18 @@ async def run_items(
     params: Mapping[str, Any] | None = None,
     max_cost: Decimal | None = None,
     keep_metadata: bool = False,
+    schema: Schema | None = None,
+    schema_retries: int = 1,
 ) -> Results:
     """Ask every item's question; return ``Results`` in input order.
 
     With ``max_cost`` (US dollars) no request starts once the total could pass it (see
     ``Budget``); the run then ends early and ``Results.stopped`` says why. It needs the
     model's prices, from the client's model list.
+
+    With ``schema`` (a `Schema`) each answer is structured: checked, repaired once in its
+    conversation (``schema_retries``), and what still fails is the row's `SchemaError`; the
+    ``Results`` know the schema (a column per field).
 
     Per-item failures are recorded on their ``Result``. A ``RateLimitError`` about credits
     stops the run once the requests already sent have ended; a cancellation or an interrupt
@@ -110,6 +119,7 @@ async def run_items(
     if models is not None and items:
         refuse_images(settings, models)  # every row would be refused alike: refuse the run
     changed = asyncio.Condition()
+    probe: list[asyncio.Event] = []  # the first structured question, asked alone (see _one)
     done: list[Result] = []
     writes: list[asyncio.Future[None]] = []  # cache writes of answers received
     flight = _Flight()
@@ -174,12 +184,18 @@ async def run_items(
                     return held
                 await changed.wait()
 
-    async def _release(held: Decimal | None, cost: Decimal | None, answered: bool) -> None:
+    async def _release(
+        held: Decimal | None,
+        cost: Decimal | None,
+        answered: bool,
+        tokens: int | None = None,
+        images: int = 0,
+    ) -> None:
         """End a request's hold on the budget (None: already ended) and wake the waiters."""
         if budget is None:
             return
         if held is not None:
-            budget.finish(held, cost, answered)
+            budget.finish(held, cost, answered, tokens, images)
         async with changed:
             changed.notify_all()
 
@@ -187,7 +203,15 @@ async def run_items(
         started = time.monotonic()
         try:
             question, key, thumb = await asyncio.to_thread(
-                _prepare, item, settings, params, keep_metadata, models, cache
+                _prepare,
+                item,
+                settings,
+                params,
+                keep_metadata,
+                models,
+                cache,
+                schema,
+                schema_retries,
             )
         except RekaError as exc:  # a bad input: nothing is sent for it
             return Result(item.index, item.image, item.source, error=exc)
@@ -205,15 +229,33 @@ async def run_items(
             held = await _reserve(item, count)
             if held is None:
                 return None
+        gate: asyncio.Event | None = None
+        if question.structured is not None and question.structured.unsure:
+            # Nothing says whether the model takes response_format: the first question goes
+            # alone, so that a refusal is learnt once, not by every question in flight.
+            if probe:
+                await probe[0].wait()
+            else:
+                gate = asyncio.Event()
+                probe.append(gate)
         try:
-            completion = await _ask(client, limiter, question, retries, stream, flight)
+            try:
+                completion = await _answer(client, limiter, question, retries, stream, flight)
+            finally:
+                if gate is not None:
+                    gate.set()  # settled: the others go, with or without response_format
         except RateLimitError as exc:
             await _release(held, None, False)
             if exc.out_of_credits:
                 raise  # stops every worker: waiting does not bring credits back
             error: RekaError = exc
         except RekaError as exc:
-            await _release(held, None, False)
+            # What a structured answer that failed cost; its prompt tokens (every attempt's)
+            # bound what the next images may take, as an answer's do.
+            spent = getattr(exc, "cost", None)
+            usage = getattr(exc, "usage", None)
+            tokens = None if usage is None else usage.input_tokens
+            await _release(held, spent, spent is not None, tokens, count)
             error = exc
         except BaseException:
             await _release(held, None, False)
@@ -254,9 +296,10 @@ async def run_items(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await _settle(writes)
-        exc.results = Results(done, total=len(items))  # type: ignore[attr-defined]
+        exc.results = Results(done, total=len(items), schema=schema)  # type: ignore[attr-defined]
         raise
-    return Results(done, total=len(items), stopped=None if budget is None else budget.stopped)
+    stopped = None if budget is None else budget.stopped
+    return Results(done, total=len(items), stopped=stopped, schema=schema)
 
 
 #: What ``_one`` returns for an answer it has already handed to ``finish``.
@@ -310,13 +353,22 @@ def _prepare(
     keep_metadata: bool,
     models: ModelList | None,
     cache: AnswerCache | None,
+    schema: Schema | None = None,
+    schema_retries: int = 1,
 ) -> tuple[Question, str | None, tuple[bytes, str] | None]:
     """In a worker thread: the row's question (checked as describe() checks it), its key in
     ``cache`` (None without one) and a thumbnail."""
     if isinstance(item.prompt, BaseException):
         raise item.prompt
     question = Question.prepare(
-        settings, item.image, item.prompt, keep_metadata=keep_metadata, params=params, models=models
+        settings,
+        item.image,
+        item.prompt,
+        keep_metadata=keep_metadata,
+        params=params,
+        models=models,
+        schema=schema,
+        schema_retries=schema_retries,
     )
     question.learn(None if models is None else models.get(settings.model), models)
     key = question.keep_in(cache)
@@ -325,6 +377,27 @@ def _prepare(
     except RekaError:  # a table without this thumbnail is still a table
         thumb = None
     return question, key, thumb
+
+
+async def _answer(
+    client: AsyncRekaClient,
+    limiter: Limiter,
+    question: Question,
+    retries: int,
+    stream: bool,
+    flight: _Flight,
+) -> Completion:
+    """One question to its answer: asked again without ``response_format`` when the model
+    refuses it, and once more in its conversation when a structured answer fails its check."""
+    while True:
+        try:
+            completion = await _ask(client, limiter, question, retries, stream, flight)
+        except APIError as exc:
+            if question.refused(exc):
+                continue
+            raise
+        if not question.accept(completion):
+            return completion
 
 
 async def _ask(
@@ -337,7 +410,7 @@ async def _ask(
 ) -> Completion:
     """One question with retries; every attempt waits for the limiter, and sends only while
     ``flight`` is open."""
-    messages, settings, params = question.messages, question.settings, question.params
+    messages, settings, params = question.send_messages, question.settings, question.send_params
     attempt = waits = 0
     while True:
         await limiter.acquire()

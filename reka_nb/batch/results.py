@@ -3,12 +3,18 @@
 ``Results.records()`` gives plain dicts with exactly the columns of ``to_pandas()``, so a
 caller (a CLI writing JSON lines, a cluster runner) needs no pandas; pandas is imported only
 by ``to_pandas()``.
+
+Structured runs (a schema) add one column per schema field, after ``image``: typed in
+``to_pandas()`` (``batch/columns.py``), plain JSON values in ``records()``. A field named like
+one of the table's own columns (``text``, ``model``, ``error``, ...) is the column
+``field_<name>`` instead, so neither is lost (see ``field_columns``).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +30,17 @@ from .wording import counted
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["COLUMNS", "HTML_ROWS", "THUMBNAIL", "Result", "Results", "results_table"]
+    from ..protocol.schema import Schema
+
+__all__ = [
+    "COLUMNS",
+    "HTML_ROWS",
+    "THUMBNAIL",
+    "Result",
+    "Results",
+    "field_columns",
+    "results_table",
+]
 
 #: The longest side of a row's thumbnail, in pixels.
 THUMBNAIL = 64
@@ -70,6 +86,29 @@ class _Thumbnail:
         if isinstance(value, _Thumbnail):  # the field's default, as field(default=...) gives it
             value = None
         result.__dict__[self._slot] = value
+
+
+def field_columns(schema: Schema | None) -> dict[str, str]:
+    """Each schema field's column name: the field's own name, or ``field_<name>`` when that
+    is one of the table's columns (``COLUMNS``) or another field's column."""
+    if schema is None:
+        return {}
+    taken = set(COLUMNS) | set(schema.field_names)
+    out: dict[str, str] = {}
+    for name in schema.field_names:
+        column = name
+        if name in COLUMNS:
+            column = f"field_{name}"
+            while column in taken:
+                column = f"field_{column}"
+            taken.add(column)
+        out[name] = column
+    return out
+
+
+def _columns(schema: Schema | None) -> list[str]:
+    """The table's columns: ``image``, the fields' columns, then the rest of ``COLUMNS``."""
+    return [COLUMNS[0], *field_columns(schema).values(), *COLUMNS[1:]]
 
 
 @dataclass(frozen=True)
@@ -124,10 +163,19 @@ class Result:
             what = f"error={type(self.error).__name__}: {self.error}"
         return f"Result({self.index}, {self.source!r}, {what})"
 
-    def record(self) -> dict[str, Any]:
-        """This row as a dict with exactly the ``COLUMNS`` keys."""
+    def record(self, schema: Schema | None = None) -> dict[str, Any]:
+        """This row as a dict with exactly the ``COLUMNS`` keys (and, with ``schema``, its
+        fields' columns after ``image``, plain JSON values)."""
         d = self.description
         usage = d.usage if d is not None else None
+        if schema is not None:
+            from .columns import field_values
+
+            names = field_columns(schema)
+            values = field_values(schema, None if d is None else d.data)
+            row = {"image": self.source, **{names[k]: v for k, v in values.items()}}
+            row.update(self.record())
+            return row
         return {
             "image": self.source,
             "text": None if d is None else d.text,
@@ -157,11 +205,13 @@ class Results(Sequence[Result]):
         total: int | None = None,
         retry: Callable[[set[int]], Results] | None = None,
         stopped: str | None = None,
+        schema: Schema | None = None,
     ) -> None:
         self._results = sorted(results, key=lambda r: r.index)
         self.total = len(self._results) if total is None else total
         self._retry = retry
         self.stopped = stopped  # why the run ended early (max_cost), or None
+        self.schema = schema  # a structured run's schema: a column per field
 
     @overload
     def __getitem__(self, index: int) -> Result: ...
@@ -218,9 +268,15 @@ class Results(Sequence[Result]):
     def cached_count(self) -> int:
         return sum(r.cached for r in self._results)
 
+    @property
+    def data(self) -> list[Any]:
+        """Each item's structured answer (``Description.data``; None where it failed)."""
+        return [None if r.description is None else r.description.data for r in self._results]
+
     def records(self) -> list[dict[str, Any]]:
-        """One dict per row, with exactly the ``COLUMNS`` keys (no pandas needed)."""
-        return [r.record() for r in self._results]
+        """One dict per row, with exactly the columns of ``to_pandas()`` (no pandas needed):
+        the ``COLUMNS``, and a structured run's fields after ``image``."""
+        return [r.record(self.schema) for r in self._results]
 
     def to_pandas(self) -> pandas.DataFrame:
         """A DataFrame with the ``COLUMNS``; pandas is imported here, and only here.
@@ -234,7 +290,17 @@ class Results(Sequence[Result]):
                 "Results.to_pandas() needs pandas: pip install pandas "
                 "(or use Results.records(), which needs nothing)"
             ) from None
-        frame = pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        if self.schema is None:
+            frame = pandas.DataFrame(self.records(), columns=list(COLUMNS))
+        else:
+            from .columns import schema_columns
+
+            records = [r.record() for r in self._results]
+            frame = pandas.DataFrame(records, columns=list(COLUMNS))
+            typed = schema_columns(self.schema, self.data)
+            for name, column in field_columns(self.schema).items():
+                frame[column] = typed[name].values
+            frame = frame[_columns(self.schema)]
         # nullable integers: a failed row's missing count must not turn 70 into 70.0
         return frame.astype({"input_tokens": "Int64", "output_tokens": "Int64"})
 
@@ -270,7 +336,11 @@ class Results(Sequence[Result]):
         by_index = {r.index: r for r in self._results}
         by_index.update({r.index: r for r in again})
         return Results(
-            list(by_index.values()), total=self.total, retry=self._retry, stopped=again.stopped
+            list(by_index.values()),
+            total=self.total,
+            retry=self._retry,
+            stopped=again.stopped,
+            schema=self.schema,
         )
 
     def summary(self) -> str:
@@ -296,11 +366,17 @@ class Results(Sequence[Result]):
         caption = self.summary()
         if len(shown) < len(self._results):
             caption += f" · the first {len(shown)} rows (to_pandas() has them all)"
-        return results_table(shown, caption=caption)
+        return results_table(shown, caption=caption, schema=self.schema)
 
 
-def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = True) -> str:
-    """An HTML table: a thumbnail per row, the source, the answer or the error, tokens.
+def results_table(
+    rows: Sequence[Result],
+    caption: str = "",
+    thumbnails: bool = True,
+    schema: Schema | None = None,
+) -> str:
+    """An HTML table: a thumbnail per row, the source, the answer (a structured run: a column
+    per field) or the error, tokens.
 
     Text columns are left-aligned under left-aligned headers and numbers right-aligned under
     right-aligned ones (JupyterLab right-aligns every cell otherwise); long words wrap; an
@@ -312,8 +388,12 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
     out = ['<table class="reka-nb-results">']
     if caption:
         out.append(f'<caption style="{WRAP_STYLE}">{html.escape(caption)}</caption>')
+    names = field_columns(schema)
+    heads = "".join(f'<th style="{left}">{html.escape(c)}</th>' for c in names.values())
+    heads = heads or f'<th style="{left}">answer</th>'
     out.append(
-        f'<thead><tr><th></th><th style="{name}">image</th><th style="{left}">answer</th>'
+        f'<thead><tr><th></th><th style="{name}">image</th>'
+        f"{heads}"
         f'<th style="{right}">tokens in/out</th><th style="{right}">seconds</th></tr></thead>'
         "<tbody>"
     )
@@ -321,7 +401,14 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
         thumb = _thumbnail_tag(r) if thumbnails else ""
         row = ""
         if r.description is not None:
-            answer = html.escape(r.description.text)
+            if schema is not None:
+                from .columns import field_values
+
+                values = field_values(schema, r.description.data)
+                cells = [_cell_html(values[field]) for field in names]
+                answer = f'</td><td style="{left};{WRAP_STYLE}">'.join(cells)
+            else:
+                answer = html.escape(r.description.text)
             if r.cached:
                 answer += " <em>(cached)</em>"
             u = r.description.usage
@@ -334,14 +421,24 @@ def results_table(rows: Sequence[Result], caption: str = "", thumbnails: bool = 
             )
             tokens = ""
         answer_style = f"{left};{WRAP_STYLE}" + (f";{ERROR_STYLE}" if r.error is not None else "")
+        span = f' colspan="{len(names)}"' if r.description is None and len(names) > 1 else ""
         out.append(
             f'<tr{row}><td style="text-align:center;vertical-align:top">{thumb}</td>'
             f'<td style="{name}">{html.escape(r.source)}</td>'
-            f'<td style="{answer_style}">{answer}</td><td style="{right}">{tokens}</td>'
+            f'<td style="{answer_style}"{span}>{answer}</td><td style="{right}">{tokens}</td>'
             f'<td class="reka-nb-seconds" style="{right}">{r.seconds:.2f}</td></tr>'
         )
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _cell_html(value: Any) -> str:
+    """One field's value in the table: lists joined by commas, objects as JSON."""
+    if isinstance(value, list):
+        return html.escape(", ".join(str(v) for v in value))
+    if isinstance(value, dict):
+        return html.escape(json.dumps(value, ensure_ascii=False))
+    return "" if value is None else html.escape(str(value))
 
 
 def _thumbnail_tag(r: Result, side: int = THUMBNAIL) -> str:

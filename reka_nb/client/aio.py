@@ -235,10 +235,12 @@ async def run_adescribe(
             elif step == NEXT:
                 outcome = await anext(deltas, None)
             elif step.stream:
-                outcome = client.stream(q.messages, settings=q.settings, **q.params)
+                outcome = client.stream(q.send_messages, settings=q.settings, **q.send_params)
                 deltas = aiter(outcome)
             else:
-                outcome = await client.complete(q.messages, settings=q.settings, **q.params)
+                outcome = await client.complete(
+                    q.send_messages, settings=q.settings, **q.send_params
+                )
         except BaseException as exc:
             if step == INFO or getattr(step, "stream", False):
                 raise  # before the answer began: nothing to show

@@ -20,16 +20,18 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import one_line
+from .._exceptions import SchemaError, one_line
 from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
 from .base import require_image
 from .offline_mode import server_name
+from .structured import Structured, schema_of
 
 if TYPE_CHECKING:
     from ..cache import AnswerCache, CachedAnswer
     from ..images import Media
+    from ..protocol.schema import Schema
     from ..protocol.stream import Completion
     from .base import BaseClient
     from .settings import Settings
@@ -62,6 +64,7 @@ class Question:
     info: Model | None = None
     presenter: Presenter | None = None
     started: float = field(default_factory=time.monotonic)
+    structured: Structured | None = None
     _cache: AnswerCache | None = field(default=None, repr=False)
     _key: str | None = field(default=None, repr=False)
 
@@ -77,9 +80,12 @@ class Question:
         keep_metadata: bool = False,
         params: Mapping[str, Any] | None = None,
         models: ModelList | None = None,
+        schema: Schema | None = None,
+        schema_retries: int = 1,
     ) -> Question:
         """Check the parameters, the limits and (from ``models``, a list known already) the
-        model's inputs before reading any image; then prepare the images and the message."""
+        model's inputs before reading any image; then prepare the images and the message.
+        ``schema`` (a `Schema`, see `make_schema`) asks for a structured answer."""
         checked = check_params(params or {}, settings.api)
         if image is not None and models is not None:
             refuse_images(settings, models)
@@ -98,7 +104,11 @@ class Question:
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         messages += [dict(m) for m in history]
         messages.append(message)
-        return cls(settings, text, images, message, messages, checked)
+        question = cls(settings, text, images, message, messages, checked)
+        if schema is not None:
+            question.structured = Structured(schema, schema_retries)
+            question.structured.plan(settings, None)
+        return question
 
     @property
     def model(self) -> str:
@@ -110,6 +120,48 @@ class Question:
         self.info = info
         if info is not None and models is not None:
             check_inputs(info, self.messages, models)  # the list itself: no copy per question
+        if self.structured is not None:
+            self.structured.plan(self.settings, info)
+
+    @property
+    def schema(self) -> Schema | None:
+        """The schema of a structured question, else None."""
+        return None if self.structured is None else self.structured.schema
+
+    @property
+    def send_messages(self) -> list[dict[str, Any]]:
+        """The conversation to send (a structured question's instructions and repair turns
+        included)."""
+        if self.structured is None:
+            return self.messages
+        return self.structured.messages(self.messages)
+
+    @property
+    def send_params(self) -> dict[str, Any]:
+        """The parameters to send (a structured question's ``response_format`` included)."""
+        if self.structured is None:
+            return self.params
+        return self.structured.params(self.params)
+
+    def refused(self, error: BaseException) -> bool:
+        """After a failed request: True when it refused ``response_format``, so the question
+        is to be asked again with the schema in the instructions."""
+        return self.structured is not None and self.structured.refused(self.settings, error)
+
+    def accept(self, completion: Completion) -> bool:
+        """Check a structured answer: True when it is to be asked again (the repair turns are
+        added); False when it is done (or the question is not structured). Raises
+        `SchemaError` when it still fails, its tokens added to the session's usage."""
+        if self.structured is None:
+            return False
+        try:
+            turns = self.structured.accept(completion)
+        except SchemaError as error:
+            cost = self.structured.failed_cost(self.info)
+            error.cost = cost
+            SESSION_USAGE.add(self.model, self.structured.spent, cost)
+            raise
+        return turns is not None
 
     def key(self) -> str:
         """The question's key in the answer cache: never the API key; images by their hash."""
@@ -123,6 +175,7 @@ class Question:
             images=[(im.data, im.url) for im in self.images],
             params=self.params,
             context=self.messages[:-1],  # a system message and earlier turns change the answer
+            schema=None if self.schema is None else self.schema.fingerprint,
         )
 
     def keep_in(self, cache: AnswerCache | None) -> str | None:
@@ -150,8 +203,15 @@ class Question:
         when there was none, and then ``store`` keeps the new one."""
         if hit is None:
             return None
+        data = None
+        if self.schema is not None:
+            try:
+                data = self.schema.check(hit.text)
+            except SchemaError:  # a stored answer that no longer fits: asked again
+                return None
         self._cache = None
         description = hit.description(self.prompt)
+        description.data = data
         description.model = description.model or self.model
         description.images = tuple(self.images)
         description.message = dict(self.message)
@@ -161,9 +221,14 @@ class Question:
         return description
 
     def start(self) -> None:
-        """The answer is about to arrive: the presenter shows the question."""
+        """The answer is about to arrive: the presenter shows the question (and, for a
+        structured one, a presenter that can show fields filling in is told their names:
+        its optional ``expect_fields(names)``)."""
         if self.presenter:
             self.presenter.start(model=self.model, prompt=self.prompt, images=self.images)
+            expect = getattr(self.presenter, "expect_fields", None)
+            if expect is not None and self.schema is not None:
+                expect(self.schema.field_names)
 
     def update(self, delta: str) -> None:
         if self.presenter:
@@ -177,8 +242,11 @@ class Question:
         """The answer: its cost (from ``info``), added to the session's usage, and shown.
         ``inputs=False`` leaves the images out of it (a run over many keeps no image bytes)."""
         elapsed = time.monotonic() - self.started
+        if self.structured is not None:
+            completion = self.structured.completion(completion)
         description = Description.from_completion(
             completion,
+            data=None if self.structured is None else self.structured.data,
             elapsed=elapsed,
             prompt=self.prompt,
             images=self.images if inputs else (),
@@ -269,7 +337,10 @@ def ask(
     **params: Any,
 ) -> Question:
     """A question for ``client``: its settings resolved once, everything checked and the
-    images prepared (see ``Question.prepare``); ``show`` chooses its presenter."""
+    images prepared (see ``Question.prepare``); ``show`` chooses its presenter. The schema
+    options (``schema``, ``labels``, ``multi_label``, ``schema_retries``) ask for a structured
+    answer; an unusable schema is refused here, before anything is read or sent."""
+    schema, schema_retries = schema_of(params)
     settings = client.settings(model)  # once: its limits are checked before images are read
     question = Question.prepare(
         settings,
@@ -280,6 +351,8 @@ def ask(
         keep_metadata=keep_metadata,
         params=params,
         models=client.known_models(settings),
+        schema=schema,
+        schema_retries=schema_retries,
     )
     question.presenter = presenter_of(show)
     return question
@@ -312,24 +385,39 @@ def answer_flow(
         if hit is not None:
             return hit
         q.started = time.monotonic()
-        if stream:
-            chat = yield Open(True)
-            q.start()
-            while (delta := (yield NEXT)) is not None:
-                try:
-                    if isinstance(delta, BaseException):
-                        raise delta
-                    q.update(delta)  # a presenter may stop it too (an interrupt)
-                except BaseException as exc:
-                    q.fail(exc, chat.text)
-                    raise
-            completion = chat.completion
-        else:
-            q.start()
-            completion = yield Open(False)
-            if isinstance(completion, BaseException):
-                q.fail(completion, "")
-                raise completion
+        q.start()
+        while True:  # once, unless refused response_format or a structured answer to repair
+            if stream:
+                chat = yield Open(True)
+                refused = False
+                while (delta := (yield NEXT)) is not None:
+                    try:
+                        if isinstance(delta, BaseException):
+                            if not chat.text and q.refused(delta):
+                                refused = True  # ask again, the schema in the instructions
+                                break
+                            raise delta
+                        q.update(delta)  # a presenter may stop it too (an interrupt)
+                    except BaseException as exc:
+                        q.fail(exc, chat.text)
+                        raise
+                if refused:
+                    continue
+                completion = chat.completion
+            else:
+                completion = yield Open(False)
+                if isinstance(completion, BaseException):
+                    if q.refused(completion):
+                        continue
+                    q.fail(completion, "")
+                    raise completion
+            try:
+                if not q.accept(completion):
+                    break
+            except BaseException as exc:
+                q.fail(exc, completion.text)
+                raise
+            q.start()  # the repair turn's answer is shown afresh
         description = q.finish(completion)
         q.store(description, close=close)
         return description

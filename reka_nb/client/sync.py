@@ -234,10 +234,10 @@ def run_describe(
             elif step == NEXT:
                 outcome = next(deltas, None)
             elif step.stream:
-                outcome = client.stream(q.messages, settings=q.settings, **q.params)
+                outcome = client.stream(q.send_messages, settings=q.settings, **q.send_params)
                 deltas = iter(outcome)
             else:
-                outcome = client.complete(q.messages, settings=q.settings, **q.params)
+                outcome = client.complete(q.send_messages, settings=q.settings, **q.send_params)
         except BaseException as exc:
             if step == INFO or getattr(step, "stream", False):
                 raise  # before the answer began: nothing to show

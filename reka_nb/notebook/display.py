@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import ConfigurationError
@@ -185,9 +185,67 @@ def streaming_bundle(text: str, raw: bool = False) -> Bundle:
     }
 
 
+def _cell(value: Any) -> str:
+    """One value of a key/value table: lists joined by commas, objects as JSON."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def data_fields(data: Any) -> dict[str, Any]:
+    """A structured answer's fields by name (a model instance's, or a dict's)."""
+    if hasattr(data, "model_dump"):
+        return dict(data.model_dump(mode="json"))
+    return dict(data) if isinstance(data, Mapping) else {}
+
+
+def fields_bundle(
+    names: Sequence[str], fields: Mapping[str, Any], *, arriving: bool = False
+) -> tuple[str, str]:
+    """(plain, markdown) of a key/value table: each field and its value; while ``arriving``,
+    a field not yet read shows the cursor."""
+    names = list(names) or list(fields)
+    names += [n for n in fields if n not in names]
+    width = max((len(n) for n in names), default=0)
+    plain_rows, md_rows = [], []
+    for name in names:
+        value = _cell(fields[name]) if name in fields else (CURSOR if arriving else "")
+        plain_rows.append(f"{name.ljust(width)}  {value}")
+        cell = escape_markdown(value).replace("\n", " ")
+        md_rows.append(f"| **{escape_markdown(name)}** | {cell} |")
+    markdown = "| field | value |\n|---|---|\n" + "\n".join(md_rows)
+    return "\n".join(plain_rows), markdown
+
+
+def streaming_fields_bundle(
+    names: Sequence[str], fields: Mapping[str, Any], raw: bool = False
+) -> Bundle:
+    """The fields of a structured answer read so far (never its raw braces)."""
+    plain, markdown = fields_bundle(names, fields, arriving=True)
+    if raw:
+        return {"text/plain": plain}
+    return {"text/plain": plain, "text/markdown": markdown}
+
+
 def final_bundle(description: Description, raw: bool = False, timing: bool = True) -> Bundle:
-    """The complete answer, rendered as Markdown, and a footer: model, tokens, seconds."""
+    """The complete answer, rendered as Markdown (a structured one as a key/value table), and
+    a footer: model, tokens, seconds."""
     footer = description.footer() if timing else _untimed(description).footer()
+    if getattr(description, "data", None) is not None:
+        plain_table, markdown_table = fields_bundle((), data_fields(description.data))
+        plain = f"{plain_table}\n\n{footer}"
+        if raw:
+            return {"text/plain": plain}
+        return {
+            "text/plain": plain,
+            "text/markdown": f"{markdown_table}\n\n---\n\n*{escape_markdown(footer)}*",
+        }
     text = description.text
     plain = f"{text}\n\n{footer}" if text else footer
     if raw:
@@ -278,6 +336,9 @@ class NotebookPresenter:
         self._lock = threading.Lock()  # the timer thread and the caller publish in turn
         self._timer: threading.Timer | None = None
         self._settled = False
+        self._fields: tuple[str, ...] | None = None  # a structured answer's field names
+        self._partial: Any = None  # its PartialObject, fed what arrived since last shown
+        self._fed = 0
 
     def start(self, *, model: str, prompt: str, images: Sequence[Media]) -> None:
         with self._lock:
@@ -285,6 +346,7 @@ class NotebookPresenter:
             self._handle = None
             self._parts, self._length, self._shown_length = [], 0, None
             self._settled = False
+            self._fields, self._partial, self._fed = None, None, 0
             if self.mode == "final":  # the strip is the live output (nothing live without one)
                 self._live = strip
             else:
@@ -293,6 +355,13 @@ class NotebookPresenter:
                 self._live = waiting_bundle(model, images)
             if self._live is not None:
                 self._publish(self._live)
+
+    def expect_fields(self, names: Sequence[str]) -> None:
+        """The answer is structured: show its fields filling in, not the JSON text."""
+        from ..protocol.json_text import PartialObject
+
+        with self._lock:
+            self._fields, self._partial, self._fed = tuple(names), PartialObject(), 0
 
     def update(self, delta: str, text: str | None = None) -> None:
         """Take new text (``text``, when given, replaces the whole text so far)."""
@@ -319,7 +388,18 @@ class NotebookPresenter:
 
     def _show_text(self) -> None:
         self._shown_length = self._length
-        size = self._publish(streaming_bundle(self._text(), self.raw))
+        text = self._text()
+        if self._fields is not None and self._partial is not None:
+            if len(text) < self._fed:  # the text was replaced: read it again
+                from ..protocol.json_text import PartialObject
+
+                self._partial, self._fed = PartialObject(), 0
+            fields = self._partial.feed(text[self._fed :])
+            self._fed = len(text)
+            bundle = streaming_fields_bundle(self._fields, fields, self.raw)
+        else:
+            bundle = streaming_bundle(text, self.raw)
+        size = self._publish(bundle)
         self._quiet_until = self._clock() + size / self.max_bytes_per_second
 
     def _flush_later(self) -> None:

@@ -10,6 +10,7 @@ its type and fails the cell with one line instead of a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -139,6 +140,14 @@ class RekaMagics(Magics):
         help="ask the prompt about each image on its own (-i takes folders and globs too) "
         "and show a table of the answers; the Results are kept in _reka",
     )
+    @argument(
+        "--schema",
+        metavar="SCHEMA",
+        help='a structured answer: fields ("caption, people int"), a JSON Schema file (.json) '
+        "or the name of a variable holding a schema (a pydantic model, a dict...)",
+    )
+    @argument("--labels", metavar="A,B,C", help="answer with one of these labels")
+    @argument("--multi-label", action="store_true", help="with --labels: any number of them")
     @argument("--concurrency", type=int, metavar="N", help="with --each: questions at once (8)")
     @argument("--rpm", type=float, metavar="N", help="with --each: at most N requests a minute")
     @argument(
@@ -190,6 +199,7 @@ class RekaMagics(Magics):
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"-o/--out needs a variable name, not {args.out!r}")
         params = _params(args)
+        params.update(_schema_options(args, namespaces))
         if args.each:
             self._each(args, images, prompt, params)
             return
@@ -302,6 +312,36 @@ def _params(args: Any) -> dict[str, Any]:
         return check_params(params)
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _schema_options(args: Any, namespaces: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """``--schema``/``--labels``/``--multi-label`` as describe()'s options, the schema made
+    now (an unusable one is a UsageError naming the field, with nothing sent)."""
+    if args.schema is None and args.labels is None and not args.multi_label:
+        return {}
+    from ..client.structured import schema_of
+
+    schema: Any = args.schema
+    if schema is not None:
+        text = schema.strip()
+        found = [ns[text] for ns in namespaces if text.isidentifier() and text in ns]
+        if found:
+            schema = found[0]
+        elif text.endswith(".json"):
+            try:
+                with open(text, encoding="utf-8") as file:
+                    schema = json.load(file)
+            except OSError as exc:
+                raise UsageError(f"--schema {text}: {exc.strerror}") from None
+            except ValueError as exc:
+                raise UsageError(f"--schema {text} is not JSON: {exc}") from None
+    labels = None if args.labels is None else [x.strip() for x in args.labels.split(",")]
+    options = {"schema": schema, "labels": labels, "multi_label": args.multi_label}
+    try:
+        made, _ = schema_of(options)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    return {"schema": made}
 
 
 def _image(value: str, namespaces: list[Mapping[str, Any]]) -> Any:

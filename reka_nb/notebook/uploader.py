@@ -31,6 +31,7 @@ from .._exceptions import RekaError
 from ..answer import DEFAULT_PROMPT, Description
 from ..client.aio import AsyncRekaClient, run_adescribe
 from ..client.settings import DEFAULT_MODEL, redact
+from ..client.structured import schema_of
 from ..client.sync import RekaClient
 from ..images import Media
 from . import background
@@ -68,7 +69,9 @@ class Uploader(widgets.VBox):
 
     ``client`` (a RekaClient or AsyncRekaClient) gives the settings; by default they come from
     the environment at each request, as for ``describe()``. ``max_bytes`` refuses larger
-    files; other keyword arguments (max_tokens, temperature, ...) go with every request.
+    files; other keyword arguments (max_tokens, temperature, ...) go with every request, and
+    so do ``schema=``/``labels=``/``multi_label=`` (an unusable schema is refused here, when the
+    panel is made): a structured answer is shown as a table of its fields, filling in.
     ``results`` lists the answers (``Description``); ``on_result`` calls back with each one.
     ``add(image)`` adds an image from code; ``received`` lists what arrived from the browser.
     """
@@ -87,6 +90,11 @@ class Uploader(widgets.VBox):
         self._client = panel_client(client)
         self.max_bytes = max_bytes
         self.params = dict(params)
+        schema, _ = schema_of(dict(params))  # an unusable schema: refused now, not at Describe
+        if schema is not None:
+            self.params["schema"] = schema
+            self.params.pop("labels", None)
+            self.params.pop("multi_label", None)
         self.results: list[Description] = []
         self._callbacks: list[ResultCallback] = []
         self._job: Job | None = None

@@ -22,6 +22,7 @@ from ..answer import Description
 from ..client.aio import AsyncRekaClient
 from ..client.sync import RekaClient
 from ..images import Media, prepare_image
+from .display import data_fields, fields_bundle
 from .markdown import CURSOR, close_fences, escape_markdown
 from .throttle import Throttle
 
@@ -187,9 +188,21 @@ class PanelPresenter:
         self.index = index
         self.show = show
         self._parts: list[str] = []  # the section's text, joined only when shown
+        self._fields: tuple[str, ...] | None = None  # a structured answer's field names
+        self._partial: Any = None  # its PartialObject
+
+    def expect_fields(self, names: Sequence[str]) -> None:
+        """The answer is structured: the section shows its fields filling in, not JSON."""
+        from ..protocol.json_text import PartialObject
+
+        self._fields, self._partial = tuple(names), PartialObject()
 
     def _take_text(self) -> None:
-        if self._parts:
+        if self._parts and self._fields is not None and self._partial is not None:
+            fields = self._partial.feed("".join(self._parts))
+            self._parts = []
+            self.job.texts[self.index] = fields_bundle(self._fields, fields, arriving=True)[1]
+        elif self._parts:
             self.job.texts[self.index] += "".join(self._parts)
             self._parts = []
 
@@ -200,6 +213,8 @@ class PanelPresenter:
     def update(self, delta: str, text: str | None = None) -> None:
         if text is not None:
             self.job.texts[self.index], self._parts = "", [text]
+            if self._fields is not None:
+                self.expect_fields(self._fields)  # read the replaced text afresh
         else:
             self._parts.append(delta)
         self.job.states[self.index] = "streaming"
@@ -210,7 +225,10 @@ class PanelPresenter:
             self._flush_later()
 
     def finish(self, description: Description) -> None:
-        self.job.texts[self.index] = description.text
+        if description.data is not None:  # the fields as a table
+            self.job.texts[self.index] = fields_bundle((), data_fields(description.data))[1]
+        else:
+            self.job.texts[self.index] = description.text
         self.job.states[self.index] = "done"
         self.job.cancel_flush()
         self.show(self.job)

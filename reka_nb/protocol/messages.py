@@ -139,14 +139,23 @@ def build_body(
     api: Api = "openai",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a chat request; messages are checked and put in the endpoint's shape."""
+    """The JSON body of a chat request; messages are checked and put in the endpoint's shape.
+    ``params`` may hold a ``response_format`` (a structured question's), sent as it is."""
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError(f"the model must be a non-empty string, not {model!r}")
     shaped = [_shape_message(m, i, api) for i, m in enumerate(messages, 1)]
     if not shaped:
         raise InvalidRequestError("messages is empty: there is nothing to ask")
     body: dict[str, Any] = {"model": model, "messages": shaped, "stream": bool(stream)}
-    body.update(check_params(params or {}, api))
+    rest = dict(params or {})
+    response_format = rest.pop("response_format", None)  # a structured question's, not a user's
+    body.update(check_params(rest, api))
+    if response_format is not None:
+        if not isinstance(response_format, Mapping):
+            raise InvalidRequestError(
+                f"response_format must be a dict, not {type(response_format).__name__}"
+            )
+        body["response_format"] = dict(response_format)
     return body
 
 

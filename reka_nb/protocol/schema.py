@@ -95,8 +95,10 @@ class Schema:
 
     def repair_prompt(self, error: SchemaError) -> str:
         """The next user turn after an answer that failed: what was wrong, and what to do."""
+        said = str(error).rstrip()
+        said += "" if said.endswith(".") else "."
         return (
-            f"{error} Answer again with only the corrected JSON object, valid against the "
+            f"{said} Answer again with only the corrected JSON object, valid against the "
             "JSON Schema."
         )
 

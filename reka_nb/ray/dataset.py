@@ -29,16 +29,19 @@ from .._exceptions import ConfigurationError, InvalidRequestError, MissingAPIKey
 from ..answer import DEFAULT_PROMPT
 from ..batch.engine import Item, run_items
 from ..batch.options import check_run_options
-from ..batch.results import COLUMNS
+from ..batch.results import COLUMNS, field_columns
 from ..cache import FILE_NAME, AnswerCache, cache_folder
 from ..client.aio import AsyncRekaClient
 from ..client.settings import resolve
+from ..client.structured import schema_of
 from ..protocol.messages import check_params
 from .limiter import RayLimiter, desk_name, get_desk
 
 if TYPE_CHECKING:
     import numpy
     import ray.data
+
+    from ..protocol.schema import Schema
 
 __all__ = ["ANSWER_COLUMNS", "DatasetDescriber", "describe_dataset", "skip_answered"]
 
@@ -77,6 +80,8 @@ class _Config:
     cache_path: str | None
     params: dict[str, Any] = field(default_factory=dict)
     offline_key: str | None = None  # the offline server's public test key, in offline mode
+    schema: Schema | None = None  # a structured answer's (pickled without its validators)
+    schema_retries: int = 1
 
 
 class DatasetDescriber:
@@ -134,6 +139,8 @@ class DatasetDescriber:
                 cache=self._cache,
                 stream=config.stream,
                 params=config.params,
+                schema=config.schema,
+                schema_retries=config.schema_retries,
             )
         )
         records = results.records()
@@ -142,6 +149,12 @@ class DatasetDescriber:
             column = numpy.empty(len(records), dtype=object)
             column[:] = [r[name] for r in records]
             out[name] = column
+        for taken in field_columns(config.schema).values():
+            column = numpy.empty(len(records), dtype=object)
+            column[:] = [r[taken] for r in records]
+            while taken in batch:  # the dataset's own column keeps its name and values
+                taken = f"field_{taken}"
+            out[taken] = column
         return out
 
     def __repr__(self) -> str:
@@ -183,7 +196,11 @@ def describe_dataset(
     ``requests_per_minute`` holds for all of them together. ``cache=True`` uses the answer
     cache folder this process would use (``REKA_NB_CACHE``; it must be reachable from the
     workers, so it serves one machine), a path names another folder, False turns it off.
-    Params as for describe(): max_tokens, temperature, ...
+    Params as for describe(): max_tokens, temperature, ...; ``schema=``/``labels=``/
+    ``multi_label=``/``schema_retries=`` ask for structured answers and add one column per
+    field (named as in ``Results.to_pandas()``; a field named like a column the dataset has
+    already is ``field_<name>``); a row whose answer fails its schema has nulls there and a
+    ``SchemaError`` in ``error``.
     """
     ray = require_ray()
     if not isinstance(ds, ray.data.Dataset):
@@ -203,6 +220,7 @@ def describe_dataset(
     )
     if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus < 0:
         raise InvalidRequestError(f"num_cpus must be a number >= 0, not {num_cpus!r}")
+    schema, schema_retries = schema_of(params)  # an unusable schema: refused before Ray runs
     settings = resolve(base_url=base_url, model=model, api=api)
     config = _Config(
         prompt=prompt,
@@ -217,6 +235,8 @@ def describe_dataset(
         cache_path=_cache_path(cache),
         params=dict(check_params(params, settings.api)),
         offline_key=settings.api_key if settings.offline else None,
+        schema=schema,
+        schema_retries=schema_retries,
     )
     desk = get_desk(desk_name(settings.base_url, settings.api_key))
     return ds.map_batches(

@@ -671,3 +671,38 @@ def test_a_new_choice_clears_the_old_answers(make, server: OfflineServer) -> Non
     assert panel.answer.outputs and panel.status.value
     choose(panel, CAT_FILE)
     assert panel.answer.outputs == () and panel.status.value == ""
+
+
+# -- structured answers ------------------------------------------------------------------------
+
+
+def test_a_schema_from_code_shows_the_fields_as_a_table(make, server: OfflineServer) -> None:
+    panel = make(schema="caption, people int")
+    choose(panel, CAT_FILE)
+    describe(panel)
+    (result,) = panel.results
+    note = "No model ran: reka_nb's offline server made this answer from the schema."
+    assert result.data == {"caption": f"{note} {CAT_LINE}", "people": 1}
+    table = (
+        "| field | value |\n|---|---|\n"
+        f"| **caption** | {note.replace('_', chr(92) + '_')} {CAT_LINE} |\n"
+        "| **people** | 1 |"
+    )
+    assert shown(panel) == (table, table)
+    (request,) = chat_requests(server)
+    assert request.body["response_format"]["json_schema"]["schema"]["required"] == [
+        "caption",
+        "people",
+    ]
+    labelled = make(labels=["cat", "dog"])
+    choose(labelled, CAT_FILE)
+    describe(labelled)
+    assert labelled.results[0].data == {"label": "cat"}
+
+
+def test_an_unusable_schema_is_refused_when_the_panel_is_made(server: OfflineServer) -> None:
+    from reka_nb import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="schema field 'n' has an unknown type 'number'"):
+        uploader(schema="n number")
+    assert server.requests == []

@@ -513,3 +513,29 @@ def test_the_offline_try_out_of_readme_and_scale_runs(
     printed = capsys.readouterr().out
     assert printed.startswith("This is reka_nb's offline server: no model ran")
     assert PROMPT in printed
+
+
+def test_a_schema_adds_a_column_per_field(rserver: OfflineServer, tmp_path: Path) -> None:
+    paths = make_images(tmp_path / "photos", 3)
+    ds = ray.data.from_items([{"image": str(p), "people": "kept"} for p in paths])
+    out = rr.describe_dataset(
+        ds, PROMPT, column="image", concurrency=1, cache=False, schema="caption, people int"
+    )
+    rows = sorted(out.take_all(), key=lambda r: r["image"])
+    assert set(rows[0]) == {"image", "people", "caption", "field_people", *ANSWER_COLUMNS}
+    note = "No model ran: reka_nb's offline server made this answer from the schema."
+    for path, row in zip(paths, rows, strict=True):
+        assert row["people"] == "kept" and row["field_people"] == 1 and row["error"] is None
+        width, height = Image.open(path).size
+        assert row["caption"].startswith(f"{note} Image 1: JPEG, {width}×{height} px")
+    labelled = rr.describe_dataset(ds, PROMPT, column="image", concurrency=1, labels=["a", "b"])
+    assert sorted(r["label"] for r in labelled.take_all()) == ["a", "a", "a"]
+
+
+def test_an_unusable_schema_is_refused_before_ray_runs(rserver: OfflineServer) -> None:
+    from reka_nb import ConfigurationError
+
+    ds = ray.data.from_items([{"bytes": b"x"}])
+    with pytest.raises(ConfigurationError, match="schema field 'n' has an unknown type 'number'"):
+        rr.describe_dataset(ds, PROMPT, schema="n number")
+    assert rserver.requests == []
