@@ -159,5 +159,12 @@ def test_each_keeps_results_with_a_column_per_field(
     assert list(frame.columns[:3]) == ["image", "field_text", "people"]
     assert frame["people"].tolist() == [1, 1]
     html = results._repr_html_()
-    assert "<th>image</th><th>field_text</th><th>people</th><th>tokens in/out</th>" in html
-    assert f'<td style="text-align:left">{NOTE}' in html.replace("&#x27;", "'")
+    left = "text-align:left;vertical-align:top"
+    wrap = "overflow-wrap:anywhere;word-break:break-word"
+    assert (
+        f'<th style="{left};min-width:10em;{wrap}">image</th><th style="{left}">field_text</th>'
+        f'<th style="{left}">people</th>'
+        '<th style="text-align:right;vertical-align:top;white-space:nowrap">tokens in/out</th>'
+    ) in html
+    assert f'<td style="{left};{wrap}">{NOTE}' in html.replace("&#x27;", "'")
+    assert f'</td><td style="{left};{wrap}">1</td>' in html
