@@ -201,3 +201,22 @@ def test_a_failed_repair_counts_in_max_cost(
     more = int((first - failed - worst) / answered) + 1
     assert len(results) == 1 + more and results.stopped is not None
     assert isinstance(results[0].error, SchemaError) and len(results.errors) == 1
+
+
+def test_unpickled_results_ask_again_with_their_schema(env: OfflineServer) -> None:
+    import pickle
+
+    env.queue(Fault.ok(), Fault.status(500))
+    ask = {"schema": "caption, people int", "show": False, "cache": False, "concurrency": 1}
+    results = describe_many([CAT, CAT], "Count.", retries=0, **ask)
+    assert [r.ok for r in results] == [True, False]
+    copy = pickle.loads(pickle.dumps(results))
+    assert copy.schema.fingerprint == results.schema.fingerprint
+    again = copy.retry_failed()
+    assert again.data == [{"caption": CAT_NOTE, "people": 1}] * 2
+    assert list(again.to_pandas().columns[:3]) == ["image", "caption", "people"]
+    last = env.chat_requests()[-1]
+    assert last.body["response_format"]["json_schema"]["schema"]["required"] == [
+        "caption",
+        "people",
+    ]
