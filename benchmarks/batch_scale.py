@@ -271,13 +271,20 @@ def _patch_thumbs() -> None:
     from reka_nb.images import deferred_thumbnail
 
     def prepare(
-        item: Any, settings: Any, params: Any, keep_metadata: bool, models: Any, cache: Any
+        item: Any,
+        settings: Any,
+        params: Any,
+        keep_metadata: bool,
+        models: Any,
+        cache: Any,
+        schema: Any = None,
+        schema_retries: int = 1,
     ) -> Any:
         if isinstance(item.prompt, BaseException):
             raise item.prompt
         question = engine.Question.prepare(
             settings, item.image, item.prompt, keep_metadata=keep_metadata, params=params,
-            models=models,
+            models=models, schema=schema, schema_retries=schema_retries,
         )  # fmt: skip
         question.learn(None if models is None else models.get(settings.model), models)
         key = question.keep_in(cache)
