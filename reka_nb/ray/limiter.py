@@ -146,17 +146,28 @@ def desk_name(base_url: str, api_key: str | None) -> str:
     return f"reka_nb-permits-{digest}"
 
 
+#: The desks this driver made, by (Ray job, name). Ray ends an actor once its creator's handle
+#: is gone, and a handle found by name does not count, so the first handle is kept for the job:
+#: a desk then outlives the dataset that made it, and the next dataset on the same key shares it.
+_desks: dict[tuple[str, str], Any] = {}
+
+
 def get_desk(name: str) -> Any:
-    """The named ``PermitDesk`` of this Ray job, made on first use (from the driver); Ray
-    restarts it whenever its process dies, and retries the calls it was answering."""
+    """The named ``PermitDesk`` of this Ray job, made on first use (from the driver) and kept
+    for the job; Ray restarts it whenever its process dies, and retries the calls it was
+    answering."""
     import ray
 
-    actor: Any = ray.remote(PermitDesk)
-    return actor.options(
-        name=name,
-        get_if_exists=True,
-        num_cpus=0,
-        max_concurrency=10_000,
-        max_restarts=-1,
-        max_task_retries=-1,
-    ).remote()
+    job = ray.get_runtime_context().get_job_id()
+    desk = _desks.get((job, name))
+    if desk is None:
+        actor: Any = ray.remote(PermitDesk)
+        desk = _desks[(job, name)] = actor.options(
+            name=name,
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=10_000,
+            max_restarts=-1,
+            max_task_retries=-1,
+        ).remote()
+    return desk

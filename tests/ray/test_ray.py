@@ -539,3 +539,19 @@ def test_an_unusable_schema_is_refused_before_ray_runs(rserver: OfflineServer) -
     with pytest.raises(ConfigurationError, match="schema field 'n' has an unknown type 'number'"):
         rr.describe_dataset(ds, PROMPT, schema="n number")
     assert rserver.requests == []
+
+
+def test_a_desk_outlives_the_dataset_that_made_it(rserver: OfflineServer, tmp_path: Path) -> None:
+    """Ray ends an actor once its creator's handle is gone: the desk made for a first dataset
+    must still answer a second dataset on the same key after the first one is dropped."""
+    import gc
+
+    make_images(tmp_path / "photos", 4)
+    ds = ray.data.read_binary_files(str(tmp_path / "photos"), include_paths=True)
+    first = rr.describe_dataset(ds, PROMPT, concurrency=1, requests_per_minute=600, cache=False)
+    second = rr.describe_dataset(ds, PROMPT, concurrency=1, requests_per_minute=600, cache=False)
+    del first
+    gc.collect()
+    time.sleep(1.0)  # time for Ray to act on the dropped handle
+    rows = rows_by_path(second)
+    assert len(rows) == 4 and [r["error"] for r in rows.values()] == [None] * 4
