@@ -56,7 +56,6 @@ LOOKUP_DEADLINE = 2.0
 """Seconds a lookup has for the whole ``GET /models`` response, from when it starts."""
 FOLDER_NAME = "model-lists"
 _MAX_FILE = 64 * 1024 * 1024
-_OFF = {"off", "0", "false", "no", "none"}
 
 ListKey = tuple[str, str, str]
 
@@ -72,15 +71,16 @@ def list_key(settings: Settings) -> ListKey:
 
 def list_folder() -> Path | None:
     """The folder of kept lists: ``model-lists`` in the answer cache's folder
-    (``REKA_NB_CACHE``, else the user cache folder); None when the cache is off."""
-    value = os.environ.get("REKA_NB_CACHE", "").strip()
-    if value.lower() in _OFF:
-        return None
-    if value:
-        return Path(os.path.expanduser(value)) / FOLDER_NAME
-    import platformdirs
+    (``REKA_NB_CACHE``, else the user cache folder); None when the cache is off, or its
+    setting is refused (the answer cache says why where it is used)."""
+    from .._exceptions import ConfigurationError
+    from ..cache import cache_folder
 
-    return Path(platformdirs.user_cache_dir("reka_nb", appauthor=False)) / FOLDER_NAME
+    try:
+        folder = cache_folder()
+    except ConfigurationError:
+        return None
+    return None if folder is None else folder / FOLDER_NAME
 
 
 def _list_file(settings: Settings) -> Path | None:
