@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+from IPython import get_ipython
+from IPython.display import publish_display_data
 
 from .._exceptions import RekaError
 from ..answer import DEFAULT_PROMPT, Description
@@ -59,6 +61,24 @@ FALLBACK_HTML = (
     '<div class="reka-panel-fallback" style="padding:4px 8px;border:1px dashed;'
     f'border-radius:4px">{FALLBACK_TEXT}</div>'
 )
+SAVED_NOTE_HTML = (
+    "<style>"
+    ".jp-OutputArea-child:has(+ .jp-OutputArea-child > .jp-OutputArea-output.jupyter-widgets)"
+    f' .reka-panel-note::before{{content:"{FALLBACK_TEXT}";display:block;padding:4px 8px;'
+    "border:1px dashed;border-radius:4px}"
+    ".jp-OutputArea-child:has(.reka-panel-note) + .jp-OutputArea-child"
+    " > .jp-OutputArea-output.jupyter-widgets{display:none}"
+    '</style><div class="reka-panel-note"></div>'
+)
+"""Shown just above the panel, and invisible unless JupyterLab could not draw the panel below it.
+
+A trusted notebook saved without widget state reopens with JupyterLab's widget renderer in the
+panel's place, and it says only "Error displaying widget: model not found" (the bundle's own
+text and HTML are used only where widgets are not rendered at all). Its style puts
+``FALLBACK_TEXT`` in that place instead: it applies only when the output below is the
+renderer's error. Untrusted, the style is removed and the note is an empty line, and the
+bundle's HTML says the same once.
+"""
 _CLOSE_WAIT = 5.0  # seconds close() waits for a stopped answer and the connections to close
 
 ResultCallback = Callable[[Description], Any]
@@ -287,6 +307,7 @@ class Uploader(widgets.VBox):
         self._chooser.shown()
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(bundle, dict):
+            _publish_saved_note()
             bundle = {**bundle, "text/plain": FALLBACK_TEXT, "text/html": FALLBACK_HTML}
         return bundle
 
@@ -421,3 +442,11 @@ def _cancel(job: Job) -> None:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _publish_saved_note() -> None:
+    """In a kernel, publish ``SAVED_NOTE_HTML`` as its own output, just before the panel's."""
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    publish_display_data({"text/plain": "", "text/html": SAVED_NOTE_HTML})

@@ -194,3 +194,24 @@ def test_describe_many_suggests_requests_per_minute_for_rpm(session: Session) ->
         "model parameters max_tokens, temperature, "
         "top_p, stop, seed"
     )
+
+
+def test_the_upload_panel_publishes_its_saved_note_then_itself(session: Session) -> None:
+    """The note for a reopened notebook comes first; the panel's own bundle carries the
+    fallback text and HTML for where widgets are not drawn at all."""
+    from reka_nb.notebook.uploader import FALLBACK_HTML, FALLBACK_TEXT, SAVED_NOTE_HTML
+
+    outputs, error = session.run("panel = reka_nb.uploader()\npanel")
+    assert error is None
+    assert [o["output_type"] for o in outputs] == ["display_data", "execute_result"]
+    note, panel = outputs
+    assert note["data"] == {"text/plain": "", "text/html": SAVED_NOTE_HTML}
+    assert set(panel["data"]) == {
+        "text/plain",
+        "text/html",
+        "application/vnd.jupyter.widget-view+json",
+    }
+    assert panel["data"]["text/plain"] == FALLBACK_TEXT
+    assert panel["data"]["text/html"] == FALLBACK_HTML
+    outputs, _ = session.run("display(panel)\npanel.close()")
+    assert [o["output_type"] for o in outputs] == ["display_data", "display_data"]
