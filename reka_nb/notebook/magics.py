@@ -60,6 +60,10 @@ Subcommands:
   %reka config    show the base URL, the model and whether a key is set
   %reka help      show this help
 
+Side by side: %%reka -i cat.jpeg --models reka-flash,reka-edge asks every model at once;
+the answers stream in columns, each with its tokens, cost and seconds, and a model that fails
+says so in its own column. _reka keeps the answers by model.
+
 The prompt: {name}, {name.attr}, {name[0]} are replaced by values from your namespace;
 {{ and }} are literal braces; any other brace (JSON, code) is left as written.
 Start a line prompt with -- if it begins with -. The last answer is kept in _reka.

@@ -152,7 +152,9 @@ class Column:
         if self.state == "waiting":
             return "Asking…", None
         described = self.description
-        if self.state == "done" and described is not None and described.data is not None:
+        if self.state == "done" and described is not None:
+            if described.data is None:
+                return described.text, None
             plain, _ = fields_bundle((), data_fields(described.data))
             return plain, _fields_html(data_fields(described.data))
         if self.fields is not None:
