@@ -245,3 +245,32 @@ def test_a_stop_ends_every_stream_and_keeps_their_text(
         "reka-flash": "done",
         "reka-edge": "done",
     }
+
+
+def test_for_nbval_the_finished_columns_are_an_output_of_their_own(
+    kernel: Kernel, server: OfflineServer
+) -> None:
+    server.token_delay = 0.02
+    setting = "import os\nos.environ['REKA_NB_DISPLAY'] = 'final'"
+    assert kernel.run(setting).reply["status"] == "ok"
+    try:
+        run = kernel.run(CELL)
+    finally:
+        kernel.run("os.environ['REKA_NB_DISPLAY'] = 'live'")
+    assert run.reply["status"] == "ok"
+    first, *updates, final = run.of("display_data", "update_display_data")
+    # the thumbnails are the live output: the columns stream into it, and it ends as it began
+    assert first["msg_type"] == "display_data"
+    assert "<img " in first["content"]["data"]["text/html"]
+    live_id = first["content"]["transient"]["display_id"]
+    assert {m["msg_type"] for m in updates} == {"update_display_data"}
+    assert {m["content"]["transient"]["display_id"] for m in updates} == {live_id}
+    assert updates[-1]["content"]["data"] == first["content"]["data"]
+    assert any('data-state="streaming"' in m["content"]["data"]["text/html"] for m in updates)
+    # then the finished columns, an ordinary output below (what nbval records and compares)
+    assert final["msg_type"] == "display_data"
+    assert "display_id" not in final["content"].get("transient", {})
+    last = columns(final)
+    assert {m: c[:2] for m, c in last.items()} == {
+        m: ("done", cat_answer(m)) for m in ("reka-flash", "reka-edge")
+    }
