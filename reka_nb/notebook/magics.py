@@ -3,7 +3,8 @@
 ``%%reka [options]`` sends the cell body as the prompt, ``%reka [options] PROMPT`` the rest of
 the line; subcommands: ``%reka models``, ``%reka usage``, ``%reka reset``, ``%reka config``,
 ``%reka help``.
-Everything goes through ``run_describe`` with the default client. A usage mistake is a
+Everything goes through ``run_describe`` with the default client; ``--models a,b`` asks each
+model at once and shows the answers side by side (``side_by_side.py``). A usage mistake is a
 ``UsageError``; an expected error (no key, a bad image, an API error, a broken stream) keeps
 its type and fails the cell with one line instead of a traceback.
 """
@@ -171,7 +172,11 @@ class RekaMagics(Magics):
     )
     @line_cell_magic
     def reka(self, line: str, cell: str | None = None, local_ns: Any = None) -> None:
-        """Ask Reka about images from a notebook; the answer streams into the output."""
+        """Ask Reka about images from a notebook; the answer streams into the output.
+
+        With ``--models a,b`` every model named is asked at once and the answers stream side
+        by side, a column each with its tokens, cost and seconds (or its own error).
+        """
         try:
             self._run(line, cell, local_ns)
         except KeyboardInterrupt as exc:

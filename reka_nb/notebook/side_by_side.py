@@ -173,11 +173,10 @@ def _fields_html(
     """A structured answer's fields as a small key/value table."""
     order = list(names) or list(fields)
     order += [n for n in fields if n not in order]
-    plain, _ = fields_bundle(order, fields, arriving=arriving)
-    width = max((len(n) for n in order), default=0)
     rows = []
-    for name, line in zip(order, plain.split("\n"), strict=True):
-        value = line[width + 2 :]
+    for name in order:
+        one = {name: fields[name]} if name in fields else {}
+        value = fields_bundle((name,), one, arriving=arriving)[0][len(name) + 2 :]
         rows.append(
             f'<tr><th style="text-align:left;padding-right:8px">{html.escape(name)}</th>'
             f'<td style="text-align:left">{html.escape(value)}</td></tr>'

@@ -23,7 +23,7 @@ from reka_nb import (
     StreamInterrupted,
     Usage,
 )
-from reka_nb.notebook.side_by_side import Column, board_bundle, plain_columns
+from reka_nb.notebook.side_by_side import Column, board_bundle, html_columns, plain_columns
 from reka_nb.offline._answer import split_tokens
 from reka_nb.testing import Fault, OfflineServer
 
@@ -32,6 +32,8 @@ INTRO = (
     "This is reka_nb's offline server: no model ran, so nothing here comes from looking at "
     "the images."
 )
+TH = ' style="text-align:left;padding-right:8px"'
+TD = ' style="text-align:left"'
 TEXT_INTRO = "This is reka_nb's offline server: no model ran, so nothing here is a real answer."
 
 
@@ -90,6 +92,27 @@ def test_plain_columns_wrap_each_answer_beside_the_other() -> None:
     markup = board_bundle([Column("<b>", ["<i>&"], "streaming"), waiting])["text/html"]
     assert 'data-model="&lt;b&gt;"' in markup and "&lt;i&gt;&amp;▍" in markup
     assert "<i>" not in markup
+
+
+def test_structured_columns_show_fields_never_braces() -> None:
+    answered = Description(
+        '{"caption": "two\\nlines", "people": 2}', data={"caption": "two\nlines", "people": 2}
+    )
+    done = Column("reka-flash", [], "done", answered)
+    arriving = Column("reka-edge", ['{"caption": "a c'], "streaming", fields=("caption", "people"))
+    markup = html_columns([done, arriving])
+    assert re.findall(r"<tr>(.*?)</tr>", markup, re.DOTALL) == [
+        f"<th{TH}>caption</th><td{TD}>two\nlines</td>",
+        f"<th{TH}>people</th><td{TD}>2</td>",
+        f"<th{TH}>caption</th><td{TD}>a c</td>",
+        f"<th{TH}>people</th><td{TD}>▍</td>",
+    ]
+    assert "{" not in plain_columns([done, arriving])
+    assert plain_columns([done, arriving], width=43).splitlines()[2:5] == [
+        "caption  two         │ caption  a c",
+        "lines                │ people   ▍",
+        "people   2           │",
+    ]
 
 
 # -- checked before anything is sent ----------------------------------------------------------
