@@ -292,3 +292,22 @@ def test_help_names_the_option(ip, env, capsys) -> None:
     out = capsys.readouterr().out
     assert "--models <A,B>        ask two or more models at once" in out
     assert "%%reka -i cat.jpeg --models reka-flash,reka-edge" in out
+
+
+def test_cache_answers_each_model_again_without_asking(ip, env, capsys) -> None:
+    assert run(ip, "%reka --cache --models reka-flash,reka-edge hi").error_in_exec is None
+    first = {m: d.text for m, d in ip.user_ns["_reka"].items()}
+    assert len(env.chat_requests()) == 2
+    capsys.readouterr()
+    assert run(ip, "%reka --cache --models reka-flash,reka-edge,reka-core hi").error_in_exec is None
+    again = ip.user_ns["_reka"]
+    assert [m for m, d in again.items() if d.cached] == ["reka-flash", "reka-edge"]
+    assert {m: again[m].text for m in first} == first
+    assert [r.body["model"] for r in env.chat_requests()[2:]] == ["reka-core"]  # only the new one
+    out = capsys.readouterr().out
+    assert out == plain_columns([Column(m, [], "done", d) for m, d in again.items()]) + "\n"
+    assert [Column(m, [], "done", d).footer().endswith(" · cached") for m, d in again.items()] == [
+        True,
+        True,
+        False,
+    ]
