@@ -47,6 +47,7 @@ KNOWN = (
     "import ray, reka_nb, reka_nb.ray as rr",  # likewise
     "%load_ext reka_nb",
     "%%reka -i docs/images/cat.jpeg",
+    "%%reka --models reka-flash,reka-edge",
     "reka-nb describe docs/images/cat.jpeg",
     "from reka_nb import RekaClient, AsyncRekaClient",
     "RekaError\n",
@@ -203,11 +204,12 @@ def test_notebook_examples_in_a_kernel() -> None:
             "import reka_nb\nfrom PIL import Image",
             "%load_ext reka_nb",
             "%%reka -i docs/images/cat.jpeg",
+            "%%reka --models reka-flash,reka-edge",
         )
     ]
     client = NotebookClient(nb, timeout=120, kernel_name="python3")
     client.execute(cwd=str(ROOT), env=environment(REKA_NB_OFFLINE="1"))
-    example, load, magic = (cell.outputs for cell in nb.cells)
+    example, load, magic, side_by_side = (cell.outputs for cell in nb.cells)
     # two answers shown (each: the thumbnails, then the answer); the last asks quietly
     assert [o.output_type for o in example] == ["display_data"] * 4
     assert example[0].data["text/plain"] == "[image 1: cat.jpeg]"
@@ -220,6 +222,11 @@ def test_notebook_examples_in_a_kernel() -> None:
         'Prompt: What is the cat doing? Answer as JSON: {"activity": "..."}'
         in (magic[1].data["text/plain"])
     )
+    # the thumbnails, then the two answers side by side, as the display was left
+    assert [o.output_type for o in side_by_side] == ["display_data"] * 2
+    columns = side_by_side[1].data["text/html"]
+    assert columns.count('data-state="done"') == 2
+    assert "Model: reka-flash." in columns and "Model: reka-edge." in columns
 
 
 @pytest.mark.parametrize("name", ["notebook", "test"])

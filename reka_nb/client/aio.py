@@ -12,7 +12,7 @@ import httpx
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
-from .question import INFO, NEXT, answer_flow, ask
+from .question import INFO, NEXT, Question, answer_flow, ask
 from .replies import (
     Body,
     body_reader,
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..answer import Description
     from ..cache import AnswerCache
 
-__all__ = ["AsyncChatStream", "AsyncRekaClient", "run_adescribe"]
+__all__ = ["AsyncChatStream", "AsyncRekaClient", "answer_question", "run_adescribe"]
 
 
 async def chunks_close(chunks: object) -> None:
@@ -221,6 +221,14 @@ async def run_adescribe(
     """adescribe() on an explicit client: ``run_describe``'s flow, awaited."""
     client.start_model_lookup(options.get("model"))  # the list comes while images are read
     q = ask(client, image, prompt, **options)
+    return await answer_question(client, q, cache=cache, stream=stream)
+
+
+async def answer_question(
+    client: AsyncRekaClient, q: Question, *, cache: bool | AnswerCache = False, stream: bool = True
+) -> Description:
+    """A question prepared by ``ask`` to its answer (``answer_flow``), awaited: for callers
+    that prepare several questions, checking them all, before any is sent."""
     flow = answer_flow(q, cache, stream)
     outcome: Any = None
     deltas: Any = None

@@ -20,7 +20,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
 from .model_lists import fetch_models
-from .question import INFO, NEXT, answer_flow, ask, stopped
+from .question import INFO, NEXT, Question, answer_flow, ask, stopped
 from .replies import (
     Body,
     body_reader,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..answer import Description
     from ..cache import AnswerCache
 
-__all__ = ["ChatStream", "RekaClient", "run_describe"]
+__all__ = ["ChatStream", "RekaClient", "answer_question", "run_describe"]
 
 
 class RekaClient(BaseClient):
@@ -220,6 +220,14 @@ def run_describe(
     before (the answer says ``cached``), and stores a new answer there."""
     client.start_model_lookup(options.get("model"))  # the list comes while images are read
     q = ask(client, image, prompt, **options)
+    return answer_question(client, q, cache=cache, stream=stream)
+
+
+def answer_question(
+    client: RekaClient, q: Question, *, cache: bool | AnswerCache = False, stream: bool = True
+) -> Description:
+    """A question prepared by ``ask`` to its answer (``answer_flow``): for callers that
+    prepare several questions, checking them all, before any is sent."""
     flow = answer_flow(q, cache, stream)
     outcome: Any = None
     deltas: Iterator[str] = iter(())

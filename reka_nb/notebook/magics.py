@@ -3,7 +3,8 @@
 ``%%reka [options]`` sends the cell body as the prompt, ``%reka [options] PROMPT`` the rest of
 the line; subcommands: ``%reka models``, ``%reka usage``, ``%reka reset``, ``%reka config``,
 ``%reka help``.
-Everything goes through ``run_describe`` with the default client. A usage mistake is a
+Everything goes through ``run_describe`` with the default client; ``--models a,b`` asks each
+model at once and shows the answers side by side (``side_by_side.py``). A usage mistake is a
 ``UsageError``; an expected error (no key, a bad image, an API error, a broken stream) keeps
 its type and fails the cell with one line instead of a traceback.
 """
@@ -60,6 +61,10 @@ Subcommands:
   %reka config    show the base URL, the model and whether a key is set
   %reka help      show this help
 
+Side by side: %%reka -i cat.jpeg --models reka-flash,reka-edge asks every model at once;
+the answers stream in columns, each with its tokens, cost and seconds, and a model that fails
+says so in its own column. _reka keeps the answers by model.
+
 The prompt: {name}, {name.attr}, {name[0]} are replaced by values from your namespace;
 {{ and }} are literal braces; any other brace (JSON, code) is left as written.
 Start a line prompt with -- if it begins with -. The last answer is kept in _reka.
@@ -100,6 +105,7 @@ class RekaMagics(Magics):
     ) -> None:
         super().__init__(shell)
         self.conversation = Conversation()
+        self._async_client: Any = None  # an AsyncRekaClient for --models, made on first use
         # How answers and runs are shown, chosen by the caller (reka_nb.auto: the notebook's
         # display where a frontend can update it); stdout and tqdm otherwise.
         self._presenter = presenter or (lambda raw: StdoutPresenter())
@@ -124,6 +130,12 @@ class RekaMagics(Magics):
         "them or an upload widget (repeatable)",
     )
     @argument("-m", "--model", help="the model (default: REKA_MODEL, else reka-flash)")
+    @argument(
+        "--models",
+        metavar="A,B",
+        help="ask two or more models at once; their answers stream side by side, each with "
+        "its cost and seconds (the answers are kept in _reka, by model)",
+    )
     @argument("-t", "--temperature", type=float, metavar="T", help="sampling temperature, 0-2")
     @argument("--max-tokens", type=int, metavar="N", help="the longest answer, in tokens")
     @argument("--top-p", type=float, metavar="P", help="nucleus sampling, (0, 1]")
@@ -160,7 +172,11 @@ class RekaMagics(Magics):
     )
     @line_cell_magic
     def reka(self, line: str, cell: str | None = None, local_ns: Any = None) -> None:
-        """Ask Reka about images from a notebook; the answer streams into the output."""
+        """Ask Reka about images from a notebook; the answer streams into the output.
+
+        With ``--models a,b`` every model named is asked at once and the answers stream side
+        by side, a column each with its tokens, cost and seconds (or its own error).
+        """
         try:
             self._run(line, cell, local_ns)
         except KeyboardInterrupt as exc:
@@ -200,6 +216,9 @@ class RekaMagics(Magics):
             raise UsageError(f"-o/--out needs a variable name, not {args.out!r}")
         params = _params(args)
         params.update(_schema_options(args, namespaces))
+        if args.models is not None:
+            self._side_by_side(args, images, prompt, params)
+            return
         if args.each:
             self._each(args, images, prompt, params)
             return
@@ -257,6 +276,42 @@ class RekaMagics(Magics):
         if args.out is not None:
             user_ns[args.out] = results
         display(results)
+
+    def _side_by_side(
+        self, args: Any, images: list[Any], prompt: str, params: dict[str, Any]
+    ) -> None:
+        """``--models a,b``: one question of each model at once, the answers side by side."""
+        from ..client.aio import AsyncRekaClient  # asyncio: when first used
+        from . import side_by_side
+
+        if args.model is not None:
+            raise UsageError(
+                "--models and -m/--model do not go together: list every model in --models"
+            )
+        if args.each:
+            raise UsageError("--models asks one question side by side: it does not go with --each")
+        if args.chat:
+            raise UsageError("--models does not go with --chat: a conversation has one model")
+        if args.concurrency is not None or args.rpm is not None:
+            raise UsageError("--concurrency and --rpm go with --each")
+        models = side_by_side.split_models(args.models)
+        if self._async_client is None:  # its connections belong to the background loop
+            self._async_client = AsyncRekaClient(**default_client().options())
+        results = side_by_side.ask_side_by_side(
+            self._async_client,
+            models,
+            _flatten(images),
+            prompt or DEFAULT_PROMPT,
+            stream=not args.no_stream,
+            cache=args.cache,
+            raw=args.raw,
+            system=args.system,
+            params=params,
+        )
+        user_ns = self._user_ns()
+        user_ns["_reka"] = results
+        if args.out is not None:
+            user_ns[args.out] = results
 
     # -- subcommands ------------------------------------------------------------------------
 
