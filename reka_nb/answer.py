@@ -29,6 +29,7 @@ __all__ = [
     "StdoutPresenter",
     "data_fields",
     "escape_markdown",
+    "field_text",
     "fields_table",
 ]
 
@@ -51,12 +52,13 @@ def data_fields(data: Any) -> dict[str, Any]:
     return dict(data) if isinstance(data, Mapping) else {}
 
 
-def _value_text(value: Any) -> str:
-    """One value of a key/value table: lists joined by commas, objects as JSON."""
+def field_text(value: Any) -> str:
+    """A field's value as the key/value table and the results table show it: lists joined by
+    commas, objects as JSON, ``true``/``false`` as JSON writes them, nothing for null."""
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
     if isinstance(value, list):
-        return ", ".join(_value_text(v) for v in value)
+        return ", ".join(field_text(v) for v in value)
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
@@ -75,7 +77,7 @@ def fields_table(
     width = max((len(n) for n in names), default=0)
     plain_rows, md_rows = [], []
     for name in names:
-        value = _value_text(fields[name]) if name in fields else missing
+        value = field_text(fields[name]) if name in fields else missing
         plain_rows.append(f"{name.ljust(width)}  {value}")
         cell = escape_markdown(value).replace("\n", " ")
         md_rows.append(f"| **{escape_markdown(name)}** | {cell} |")
