@@ -81,7 +81,7 @@ def fields_table(
         plain_rows.append(f"{name.ljust(width)}  {value}")
         cell = escape_markdown(value).replace("\n", " ")
         md_rows.append(f"| **{escape_markdown(name)}** | {cell} |")
-    markdown = "| field | value |\n|---|---|\n" + "\n".join(md_rows)
+    markdown = "| field | value |\n|:--|:--|\n" + "\n".join(md_rows)
     return "\n".join(plain_rows), markdown
 
 

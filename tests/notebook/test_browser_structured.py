@@ -3,10 +3,11 @@
 A notebook made here asks describe() for the fields of a receipt-style schema about the cat,
 shows that answer again in a later cell, then runs describe_many with the same schema over
 three files (one of them broken). The test reads what the browser shows: the key/value table
-(each field's name and value, exactly), the same table when the answer is shown again, the
-results table's headers and cells (a column per field, the failed row marked), and the
-contrast of every piece of text from its computed colours. Screenshots of the key/value
-display and of the table, in both themes, go to docs/screenshots/structured-*.png.
+(each field's name and value, exactly, under left-aligned headers), the same table when the
+answer is shown again, the results table's headers and cells (a column per field, the failed
+row marked), and the contrast of every piece of text from its computed colours. Screenshots
+of the key/value display and of the table, in both themes, go to
+docs/screenshots/structured-*.png.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from _browser import CHROMIUM, artifacts_on_failure, launch_chromium, notebook_cell, open_notebook
 from _browser import run_cell as run
 from _jupyterlab import JupyterLab, wait_for
-from test_browser_display import assert_contrast, make_images, screenshot, use_theme
+from test_browser_display import _COLUMNS, assert_contrast, make_images, screenshot, use_theme
 
 import reka_nb
 from reka_nb.testing import OfflineServer
@@ -132,8 +133,11 @@ def check_key_value_display(lab: Lab, page: Any, theme: str) -> None:
     footer = answer.inner_text().strip().splitlines()[-1]
     assert re.fullmatch(r"reka-flash · \d+ tokens in, \d+ out · \d+\.\d s", footer), footer
     assert "{" not in answer.inner_text()
+    for column in answer.locator("table").evaluate(_COLUMNS):  # headers over their text
+        assert all(abs(edges[0] - column["head"][0]) <= 1 for edges in column["cells"]), column
     output = cell.locator(".jp-Cell-outputArea")
     assert assert_contrast(output, f"the key/value display ({theme})") >= 2 * len(rows) + 1
+    page.mouse.move(1, 1)  # no hover marks in the picture
     screenshot(output, f"structured-answer-{theme}.png")
 
     again = notebook_cell(page, AGAIN_CELL)  # the answer shown again: the same table
@@ -170,6 +174,7 @@ def check_results_table(lab: Lab, page: Any, theme: str) -> None:
     assert "{&quot;" not in table.inner_html() and '{"' not in table.inner_text()
     output = cell.locator(".jp-Cell-outputArea")
     assert assert_contrast(output, f"the structured results ({theme})") >= 20
+    page.mouse.move(1, 1)
     screenshot(output, f"structured-table-{theme}.png")
     saved = json.loads(lab.notebook.read_text(encoding="utf-8"))
     assert len(saved["cells"]) == len(CELLS)

@@ -75,12 +75,12 @@ def test_fields_fill_in_while_the_answer_streams(kernel: Any, server: OfflineSer
     assert waiting["text/markdown"].startswith("*Asking **reka-flash**")
     assert len(streaming) >= 3
     for update in streaming:
-        assert update["text/markdown"].startswith("| field | value |\n|---|---|\n| **caption** | ")
+        assert update["text/markdown"].startswith("| field | value |\n|:--|:--|\n| **caption** | ")
         assert "{" not in update["text/plain"] and '"' not in update["text/plain"]
     assert "| **people** | ▍ |\n| **outdoor** | ▍ |" in streaming[0]["text/markdown"]
     table, footer = final["text/markdown"].split("\n\n---\n\n")
     assert table == (
-        "| field | value |\n|---|---|\n"
+        "| field | value |\n|:--|:--|\n"
         f"| **caption** | {NOTE} Image 1: JPEG, 451×300 px, 35,042 bytes. |\n"
         "| **people** | 1 |\n"
         "| **outdoor** | true |"
@@ -104,7 +104,7 @@ def test_a_structured_answer_shown_again_is_its_fields(kernel: Any) -> None:
     )
     caption = f"{NOTE} Image 1: JPEG, 451×300 px, 35,042 bytes."
     markdown = (
-        "| field | value |\n|---|---|\n"
+        "| field | value |\n|:--|:--|\n"
         f"| **caption** | {caption} |\n"
         "| **people** | 1 |\n"
         "| **outdoor** | true |"
