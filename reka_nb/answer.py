@@ -7,6 +7,8 @@ handed down; where nobody chose one, answers go to stdout.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -25,12 +27,62 @@ __all__ = [
     "Description",
     "Presenter",
     "StdoutPresenter",
+    "data_fields",
+    "escape_markdown",
+    "field_text",
+    "fields_table",
 ]
 
 SESSION_USAGE = UsageTotals()
 """Every answer of this process, added up per model (``reka_nb.usage()``, ``%reka usage``)."""
 
 DEFAULT_PROMPT = "What can you see in the image?"
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text shown literally in Markdown (model names, file names, footers, field values)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def data_fields(data: Any) -> dict[str, Any]:
+    """A structured answer's fields by name (a model instance's, or a dict's)."""
+    if hasattr(data, "model_dump"):
+        return dict(data.model_dump(mode="json"))
+    return dict(data) if isinstance(data, Mapping) else {}
+
+
+def field_text(value: Any) -> str:
+    """A field's value as the key/value table and the results table show it: lists joined by
+    commas, objects as JSON, ``true``/``false`` as JSON writes them, nothing for null."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, list):
+        return ", ".join(field_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def fields_table(
+    names: Sequence[str], fields: Mapping[str, Any], missing: str = ""
+) -> tuple[str, str]:
+    """(plain, markdown) of a key/value table of a structured answer: each field (``names``
+    first, in order, then any other in ``fields``) and its value; a field not in ``fields``
+    shows ``missing`` (the notebook's cursor while the answer arrives)."""
+    names = list(names) or list(fields)
+    names += [n for n in fields if n not in names]
+    width = max((len(n) for n in names), default=0)
+    plain_rows, md_rows = [], []
+    for name in names:
+        value = field_text(fields[name]) if name in fields else missing
+        plain_rows.append(f"{name.ljust(width)}  {value}")
+        cell = escape_markdown(value).replace("\n", " ")
+        md_rows.append(f"| **{escape_markdown(name)}** | {cell} |")
+    markdown = "| field | value |\n|:--|:--|\n" + "\n".join(md_rows)
+    return "\n".join(plain_rows), markdown
 
 
 class Description(str):
@@ -95,13 +147,21 @@ class Description(str):
         return str.__str__(self)
 
     def __repr__(self) -> str:
-        text = self.text if len(self) <= 60 else self.text[:57] + "..."
+        if getattr(self, "data", None) is not None:  # its fields, not the JSON text
+            data = repr(self.data)
+            what = "data=" + (data if len(data) <= 80 else data[:77] + "...")
+        else:
+            what = repr(self.text if len(self) <= 60 else self.text[:57] + "...")
         return (
-            f"Description({text!r}, model={self.model!r}, finish_reason={self.finish_reason!r}, "
+            f"Description({what}, model={self.model!r}, finish_reason={self.finish_reason!r}, "
             f"request_id={self.request_id!r})"
         )
 
     def _repr_markdown_(self) -> str:
+        """The answer shown again (a later cell, ``display``): the text, or for a structured
+        answer the key/value table its first display showed."""
+        if getattr(self, "data", None) is not None:
+            return fields_table((), data_fields(self.data))[1]
         return self.text
 
     def mark_shown(self, check: Callable[[], bool]) -> None:
@@ -124,7 +184,9 @@ class Description(str):
         return state
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.text)
+        """IPython's text/plain: the text, or a structured answer's fields, one per line."""
+        data = getattr(self, "data", None)
+        p.text(self.text if data is None else fields_table((), data_fields(data))[0])
 
     @property
     def cost(self) -> Decimal | None:

@@ -90,6 +90,9 @@ class _Run:
             limiter = shared
         if progress is not None:
             progress.start(len(items))
+            expect = getattr(progress, "expect_schema", None)
+            if expect is not None and self.schema is not None:
+                expect(self.schema)
         results: Results | None = None
         error: BaseException | None = None
         by_index = {item.index: item for item in items}
@@ -274,10 +277,15 @@ class _Relay:
     def __init__(self, events: queue.SimpleQueue[Any], progress: Progress | None) -> None:
         self._events = events
         self._on = progress is not None
+        self._schema_on = hasattr(progress, "expect_schema")
 
     def start(self, total: int) -> None:
         if self._on:
             self._events.put(("start", (total,)))
+
+    def expect_schema(self, schema: Schema) -> None:
+        if self._schema_on:
+            self._events.put(("expect_schema", (schema,)))
 
     def update(self, result: Result) -> None:
         if self._on:

@@ -39,7 +39,8 @@ def stop_message(error: BaseException | None, done: int, total: int) -> str | No
 
 
 class Progress(Protocol):
-    """Shown while a run goes on."""
+    """Shown while a run goes on. A progress may also have ``expect_schema(schema)``: called
+    after ``start`` for a structured run, so the rows it shows can show the fields."""
 
     def start(self, total: int) -> None: ...
 

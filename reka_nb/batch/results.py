@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
-from ..answer import Description
+from ..answer import Description, field_text
 from ..images.markup import ERROR_STYLE, WRAP_STYLE, file_name, thumbnail_img
 from ..protocol.models import format_usd
 from ..protocol.stream import Usage
@@ -433,12 +432,8 @@ def results_table(
 
 
 def _cell_html(value: Any) -> str:
-    """One field's value in the table: lists joined by commas, objects as JSON."""
-    if isinstance(value, list):
-        return html.escape(", ".join(str(v) for v in value))
-    if isinstance(value, dict):
-        return html.escape(json.dumps(value, ensure_ascii=False))
-    return "" if value is None else html.escape(str(value))
+    """One field's value in the table, written as the key/value display writes it."""
+    return html.escape(field_text(value))
 
 
 def _thumbnail_tag(r: Result, side: int = THUMBNAIL) -> str:

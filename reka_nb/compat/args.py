@@ -3,6 +3,8 @@
 OpenAI arguments that change nothing here are accepted and ignored; values Reka cannot honour
 raise ``InvalidRequestError`` saying why; unknown names raise ``TypeError`` like any Python
 call. ``image=`` / ``images=`` become image parts at the start of the last user message.
+``schema=``/``labels=`` (or a ``json_schema`` ``response_format``) ask for a structured answer,
+checked as describe() checks them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._exceptions import ConfigurationError, InvalidRequestError
+from ..client.structured import SCHEMA_OPTIONS, schema_of
 from ..images import prepare_images
 from ..protocol.messages import image_part
+from .structured import StructuredCall
 
 __all__ = ["Reka", "check_options", "check_provider", "prepare_call"]
 
@@ -85,7 +89,9 @@ _HARMLESS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "function_call": (lambda v: v in (None, "none", "auto"), _FUNCTIONS),
     "response_format": (
         lambda v: v is None or v == {"type": "text"},
-        "structured output is not supported: ask for JSON in the prompt and parse the text",
+        "structured output is not supported without a schema: pass schema= (fields, a model "
+        "class or a JSON Schema), labels=, or response_format={'type': 'json_schema', "
+        "'json_schema': {'name': ..., 'schema': {...}}}",
     ),
     "modalities": (
         lambda v: v is None or (isinstance(v, (list, tuple)) and list(v) == ["text"]),
@@ -118,7 +124,7 @@ _EXPLICIT = (
     "stop",
     "seed",
 )
-_KNOWN = (*_EXPLICIT, *_PASSED_ON, *_PENALTIES, *_OTHER, *_HARMLESS)
+_KNOWN = (*_EXPLICIT, *_PASSED_ON, *_PENALTIES, *_OTHER, *_HARMLESS, *SCHEMA_OPTIONS)
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str:
@@ -220,6 +226,38 @@ def _messages(
     return out
 
 
+def _structured(extra: dict[str, Any], stream: bool) -> StructuredCall | None:
+    """Take a structured answer's options out of ``extra``: ``schema=``, ``labels=``,
+    ``multi_label=``, ``schema_retries=`` (checked as describe() checks them: an unusable
+    schema is a ConfigurationError) or OpenAI's ``response_format`` of type ``json_schema``
+    (its ``schema``); None when the call asks for none."""
+    given = extra.get("response_format")
+    if isinstance(given, Mapping) and given.get("type") == "json_schema":
+        del extra["response_format"]
+        spec = given.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise InvalidRequestError(
+                "response_format of type 'json_schema' needs {'json_schema': {'name': ..., "
+                "'schema': {...}}}, the JSON Schema as a dict"
+            )
+        if extra.get("schema") is not None or extra.get("labels") is not None:
+            raise InvalidRequestError(
+                "response_format and schema= (or labels=) both ask for a structured answer: "
+                "give one"
+            )
+        extra["schema"] = schema
+    found, retries = schema_of(extra)
+    if found is None:
+        return None
+    if stream:
+        raise InvalidRequestError(
+            "stream=True with a schema is not supported: a structured answer is checked (and "
+            "asked again when it does not fit) whole, so call create() without stream=True"
+        )
+    return StructuredCall(found, retries)
+
+
 def prepare_call(
     messages: Any,
     stream: Any,
@@ -228,9 +266,11 @@ def prepare_call(
     explicit: dict,
     extra: dict,
     limits: tuple[int, int] | None = None,
-) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
-    """(messages, stream, params) for the client, or an error before anything is sent."""
+) -> tuple[list[dict[str, Any]], bool, dict[str, Any], StructuredCall | None]:
+    """(messages, stream, params, the structured answer's schema or None) for the client, or
+    an error before anything is sent."""
     if stream not in (None, True, False):
         raise InvalidRequestError(f"stream must be True or False, not {_clip(stream)}")
+    structured = _structured(extra, bool(stream))
     params = _params(explicit, extra)
-    return _messages(messages, image, images, limits), bool(stream), params
+    return _messages(messages, image, images, limits), bool(stream), params, structured

@@ -18,6 +18,9 @@ Every call goes through ``RekaClient`` / ``AsyncRekaClient``: same settings (arg
 user message. OpenAI arguments that change nothing here (``n=1``, ``stream_options``,
 ``user``...) are accepted and ignored; ones that would change the answer in a way Reka cannot
 honour (``n=2``, ``tools``...) raise ``InvalidRequestError``; unknown names raise ``TypeError``.
+``schema=``, ``labels=``, ``multi_label=`` and ``schema_retries=`` (or OpenAI's
+``response_format={"type": "json_schema", ...}``) ask for a structured answer as describe()
+does (``compat/structured.py``): ``choices[0].message.parsed`` holds its checked fields.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..client.aio import AsyncChatStream, AsyncRekaClient
 from ..client.sync import ChatStream, RekaClient
 from ..protocol.stream import Completion
 from .args import Reka, check_options, check_provider, prepare_call
+from .structured import Ask, StructuredCall, structured_flow
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -41,6 +45,7 @@ from .types import (
     CompletionUsage,
     Model,
     ModelList,
+    ParsedChatCompletionMessage,
 )
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Reka", "Stream"]
@@ -51,8 +56,15 @@ def _new_id(request_id: str | None) -> str:
     return request_id or "chatcmpl-" + uuid.uuid4().hex
 
 
-def _chat_completion(completion: Completion, model: str, created: int) -> ChatCompletion:
-    choice = Choice(ChatCompletionMessage(completion.text), completion.finish_reason or "stop")
+def _chat_completion(
+    completion: Completion, model: str, created: int, structured: bool = False, parsed: Any = None
+) -> ChatCompletion:
+    message = (
+        ParsedChatCompletionMessage(completion.text, parsed=parsed)
+        if structured
+        else ChatCompletionMessage(completion.text)
+    )
+    choice = Choice(message, completion.finish_reason or "stop")
     return ChatCompletion(
         id=_new_id(completion.request_id),
         created=created,
@@ -206,16 +218,42 @@ class Completions:
         explicit.update(top_p=top_p, stop=stop, seed=seed)
         settings = self._client.settings(model)
         limits = (settings.max_images, settings.max_request_bytes)
-        msgs, streamed, params = prepare_call(
+        msgs, streamed, params, structured = prepare_call(
             messages, stream, image, images, explicit, kwargs, limits
         )
         created = int(time.time())
+        if structured is not None:
+            return self._structured(structured, msgs, model, params, created)
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)
             chat.open()
             return Stream(chat, created)
         completion = self._client.complete(msgs, model=model, **params)
         return _chat_completion(completion, self._client.settings(model).model, created)
+
+    def _structured(
+        self,
+        call: StructuredCall,
+        msgs: list[dict[str, Any]],
+        model: str | None,
+        params: dict[str, Any],
+        created: int,
+    ) -> ChatCompletion:
+        """Drive ``structured_flow``: each step is one request."""
+        settings = self._client.settings(model)
+        info = self._client.known_model(model)
+        flow = structured_flow(call, settings, info, msgs, params)
+        outcome: Any = None
+        while True:
+            try:
+                step: Ask = flow.send(outcome)
+            except StopIteration as done:
+                completion, data = done.value
+                return _chat_completion(completion, settings.model, created, True, data)
+            try:
+                outcome = self._client.complete(step.messages, model=model, **step.params)
+            except Exception as exc:  # the flow decides: a refused response_format, or raised
+                outcome = exc
 
 
 class AsyncCompletions:
@@ -244,16 +282,42 @@ class AsyncCompletions:
         explicit.update(top_p=top_p, stop=stop, seed=seed)
         settings = self._client.settings(model)
         limits = (settings.max_images, settings.max_request_bytes)
-        msgs, streamed, params = prepare_call(
+        msgs, streamed, params, structured = prepare_call(
             messages, stream, image, images, explicit, kwargs, limits
         )
         created = int(time.time())
+        if structured is not None:
+            return await self._structured(structured, msgs, model, params, created)
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)
             await chat.open()
             return AsyncStream(chat, created)
         completion = await self._client.complete(msgs, model=model, **params)
         return _chat_completion(completion, self._client.settings(model).model, created)
+
+    async def _structured(
+        self,
+        call: StructuredCall,
+        msgs: list[dict[str, Any]],
+        model: str | None,
+        params: dict[str, Any],
+        created: int,
+    ) -> ChatCompletion:
+        """Drive ``structured_flow`` with awaits: the mirror of Completions._structured."""
+        settings = self._client.settings(model)
+        info = self._client.known_model(model)
+        flow = structured_flow(call, settings, info, msgs, params)
+        outcome: Any = None
+        while True:
+            try:
+                step: Ask = flow.send(outcome)
+            except StopIteration as done:
+                completion, data = done.value
+                return _chat_completion(completion, settings.model, created, True, data)
+            try:
+                outcome = await self._client.complete(step.messages, model=model, **step.params)
+            except Exception as exc:  # the flow decides: a refused response_format, or raised
+                outcome = exc
 
 
 class Chat:

@@ -25,6 +25,7 @@ __all__ = [
     "CompletionUsage",
     "Model",
     "ModelList",
+    "ParsedChatCompletionMessage",
 ]
 
 
@@ -32,8 +33,9 @@ class _Record:
     """Dict and JSON views shared by every compat object."""
 
     def model_dump(self) -> dict[str, Any]:
-        """The object as a dict of plain values (nested objects become dicts)."""
-        return asdict(self)  # type: ignore[call-overload]
+        """The object as a dict of plain values (nested objects become dicts, a structured
+        answer's pydantic instance too)."""
+        return asdict(self, dict_factory=_plain_dict)  # type: ignore[call-overload,no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """The same as ``model_dump()``."""
@@ -42,6 +44,11 @@ class _Record:
     def to_json(self, *, indent: int | None = 2) -> str:
         """The object as JSON text."""
         return json.dumps(self.model_dump(), indent=indent, ensure_ascii=False)
+
+
+def _plain_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A dataclass's fields as a dict, a pydantic instance among them as its JSON values."""
+    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in pairs}
 
 
 @dataclass
@@ -95,6 +102,16 @@ class ChatCompletionMessage(_Record):
 
     content: str
     role: str = "assistant"
+
+
+@dataclass
+class ParsedChatCompletionMessage(ChatCompletionMessage):
+    """The answer of a structured call (``schema=``, ``labels=``, a ``json_schema``
+    ``response_format``): ``content`` is the JSON the model wrote, ``parsed`` its checked
+    fields (an instance of a pydantic model given as the schema, else a dict), as OpenAI's
+    ``parse()`` gives them."""
+
+    parsed: Any = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ..answer import Description
+from ..answer import Description, data_fields, fields_table
 from ..images import THUMBNAIL_SIDE, Media
 from ..images.markup import WRAP_STYLE, file_name, thumbnail_img
 from .markdown import CURSOR, close_fences, escape_markdown, wrap_long_words
@@ -185,42 +185,12 @@ def streaming_bundle(text: str, raw: bool = False) -> Bundle:
     }
 
 
-def _cell(value: Any) -> str:
-    """One value of a key/value table: lists joined by commas, objects as JSON."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    if isinstance(value, list):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def data_fields(data: Any) -> dict[str, Any]:
-    """A structured answer's fields by name (a model instance's, or a dict's)."""
-    if hasattr(data, "model_dump"):
-        return dict(data.model_dump(mode="json"))
-    return dict(data) if isinstance(data, Mapping) else {}
-
-
 def fields_bundle(
     names: Sequence[str], fields: Mapping[str, Any], *, arriving: bool = False
 ) -> tuple[str, str]:
-    """(plain, markdown) of a key/value table: each field and its value; while ``arriving``,
+    """(plain, markdown) of a key/value table (``answer.fields_table``); while ``arriving``,
     a field not yet read shows the cursor."""
-    names = list(names) or list(fields)
-    names += [n for n in fields if n not in names]
-    width = max((len(n) for n in names), default=0)
-    plain_rows, md_rows = [], []
-    for name in names:
-        value = _cell(fields[name]) if name in fields else (CURSOR if arriving else "")
-        plain_rows.append(f"{name.ljust(width)}  {value}")
-        cell = escape_markdown(value).replace("\n", " ")
-        md_rows.append(f"| **{escape_markdown(name)}** | {cell} |")
-    markdown = "| field | value |\n|---|---|\n" + "\n".join(md_rows)
-    return "\n".join(plain_rows), markdown
+    return fields_table(names, fields, CURSOR if arriving else "")
 
 
 def streaming_fields_bundle(

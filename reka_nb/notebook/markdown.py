@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from ..answer import escape_markdown  # the key/value table of an answer escapes with it too
+
 __all__ = ["CURSOR", "LONG_WORD", "close_fences", "escape_markdown", "wrap_long_words"]
 
 CURSOR = "▍"  # shown at the end of an answer that is still arriving
 _OPENING = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")  # CommonMark: up to 3 spaces of indent
 _CLOSING = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 _LINE_END = re.compile(r"\r\n|\r|\n")  # CommonMark's line endings
 #: A run of this many characters without a space (a URL, a hash) may be wider than the output.
 LONG_WORD = 40
@@ -41,11 +42,6 @@ def close_fences(text: str) -> str:
             ):
                 fence = None
     return text if fence is None else f"{text}\n{fence}"
-
-
-def escape_markdown(text: str) -> str:
-    """Text shown literally in Markdown (model names, file names, footers)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def wrap_long_words(markdown: str) -> str:

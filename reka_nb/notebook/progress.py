@@ -13,7 +13,7 @@ follow as an ordinary output, so a saved notebook compares equal on the next run
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..batch.progress import ProgressStats, stop_message
 from ..batch.results import HTML_ROWS, Result, Results, results_table
@@ -21,6 +21,9 @@ from ..batch.wording import counted
 from ..images.markup import ERROR_STYLE, WRAP_STYLE
 from .display import display_mode
 from .throttle import Throttle
+
+if TYPE_CHECKING:
+    from ..protocol.schema import Schema
 
 __all__ = ["NotebookProgress", "progress_bundle"]
 
@@ -35,12 +38,14 @@ def progress_bundle(
     timing: bool = True,
     error: BaseException | None = None,
     finished: bool = False,
+    schema: Schema | None = None,
 ) -> dict[str, str]:
     """The text/plain and text/html of the progress display (pure: no I/O).
 
     While the run goes on it shows the latest ``rows``; once it has ended it shows them only
     when it stopped on an error (in input order: no Results table follows then), since the
-    Results table shown at the end holds every row once.
+    Results table shown at the end holds every row once. A structured run's rows (``schema``)
+    show a column per field, as that table does.
     """
     parts = [f"{stats.done:,}/{counted(stats.total, 'image')}"]
     if timing:
@@ -64,7 +69,7 @@ def progress_bundle(
         f'<progress max="{max(stats.total, 1)}" value="{stats.done}" '
         f'style="width:100%;accent-color:{accent}"></progress>'
     )
-    table = results_table(shown, thumbnails=True) if shown else ""
+    table = results_table(shown, thumbnails=True, schema=schema) if shown else ""
     more = ""
     if len(rows) > len(shown) and not finished:
         more = f"<div><em>showing the latest {len(shown)} of {len(rows)} rows</em></div>"
@@ -83,20 +88,29 @@ class NotebookProgress:
         self._throttle = Throttle(rate)
         self._handle: Any = None
         self._timing = display_mode() == "live"
+        self._schema: Schema | None = None
 
     def start(self, total: int) -> None:
         from IPython.display import display
 
         self.stats = ProgressStats(total)
         self._rows = []
+        self._schema = None
         bundle = progress_bundle(self.stats, [], timing=False)
         self._handle = display(bundle, raw=True, display_id=True)
+
+    def expect_schema(self, schema: Schema) -> None:
+        """The run is structured: its rows show a column per field, not the JSON text."""
+        self._schema = schema
 
     def update(self, result: Result) -> None:
         self.stats.add(result)
         self._rows.append(result)
         if self._throttle.ready():
-            self._publish(progress_bundle(self.stats, self._rows, timing=self._timing))
+            bundle = progress_bundle(
+                self.stats, self._rows, timing=self._timing, schema=self._schema
+            )
+            self._publish(bundle)
 
     def close(self, results: Results | None, error: BaseException | None = None) -> None:
         if results is not None and error is not None:
@@ -104,7 +118,9 @@ class NotebookProgress:
             # results, not the updates seen, say how far the run got
             self.stats.done = max(self.stats.done, len(results))
         if self._timing:
-            final = progress_bundle(self.stats, self._rows, error=error, finished=True)
+            final = progress_bundle(
+                self.stats, self._rows, error=error, finished=True, schema=self._schema
+            )
             self._publish(final)
             return
         # nbval records only the first version of a display: return to it, and show the

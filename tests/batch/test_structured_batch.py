@@ -220,3 +220,68 @@ def test_unpickled_results_ask_again_with_their_schema(env: OfflineServer) -> No
         "caption",
         "people",
     ]
+
+
+class Recording:
+    """A progress display that notes each call (and a schema it is told of, by its fields)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def start(self, total: int) -> None:
+        self.calls.append(("start", total))
+
+    def expect_schema(self, schema: Any) -> None:
+        self.calls.append(("expect_schema", schema.field_names))
+
+    def update(self, result: Any) -> None:
+        self.calls.append(("update", result.index))
+
+    def close(self, results: Any, error: BaseException | None = None) -> None:
+        self.calls.append(("close", len(results), error))
+
+
+class Plain:
+    """A progress display without ``expect_schema``: a structured run shows it as before."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start(self, total: int) -> None:
+        self.calls.append("start")
+
+    def update(self, result: Any) -> None:
+        self.calls.append("update")
+
+    def close(self, results: Any, error: BaseException | None = None) -> None:
+        self.calls.append("close")
+
+
+def test_a_progress_display_is_told_the_schema_after_start(env: OfflineServer) -> None:
+    """describe_many (its calls relayed to the calling thread) and adescribe_many (called in
+    the loop) tell a display that takes it the run's schema, right after ``start``, so its
+    rows can show the fields; a display without ``expect_schema`` is shown as before."""
+    expected = [
+        ("start", 2),
+        ("expect_schema", ("caption", "people")),
+        ("update", 0),
+        ("update", 1),
+        ("close", 2, None),
+    ]
+    shown = Recording()
+    describe_many([CAT, CAT], "A.", schema="caption, people int", concurrency=1, show=shown)
+    assert shown.calls == expected
+    shown = Recording()
+    asyncio.run(
+        reka_nb.adescribe_many(
+            [CAT, CAT], "B.", schema="caption, people int", concurrency=1, show=shown
+        )
+    )
+    assert shown.calls == expected
+    shown = Recording()
+    describe_many([CAT], "C.", concurrency=1, show=shown)  # no schema: not told of one
+    assert shown.calls == [("start", 1), ("update", 0), ("close", 1, None)]
+    plain = Plain()
+    results = describe_many([CAT], "D.", schema="caption", show=plain)
+    assert plain.calls == ["start", "update", "close"]
+    assert results.data == [{"caption": CAT_NOTE}]

@@ -240,3 +240,31 @@ def test_a_repaired_answer_streams_to_stdout_on_a_line_of_its_own(
     r = describe(CAT, "Count.", schema="caption, people int")
     broken = chat(env)[1].body["messages"][-2]["content"]
     assert capsys.readouterr().out == f"{broken}\n{r.text}\n"
+
+
+def test_a_structured_answer_reads_as_its_fields_in_every_repr(env: OfflineServer) -> None:
+    """Shown again (Markdown, IPython's plain text) or printed with repr, a structured answer
+    is its fields, not the JSON text; pickled and back, it still is."""
+    import pickle
+
+    from IPython.lib.pretty import pretty
+
+    r = describe(CAT, "Read this receipt.", schema=Receipt, show=False)
+    store = CAT_NOTE.replace("_", "\\_")
+    assert r._repr_markdown_() == (
+        "| field | value |\n|:--|:--|\n"
+        f"| **store** | {store} |\n| **total** | 1.5 |\n| **date** | offline date |"
+    )
+    assert pretty(r) == f"store  {CAT_NOTE}\ntotal  1.5\ndate   offline date"
+    data = repr(r.data)
+    assert repr(r) == (
+        f"Description(data={data[:77]}..., model='reka-flash', finish_reason='stop', "
+        f"request_id={r.request_id!r})"
+    )
+    back = pickle.loads(pickle.dumps(r))
+    assert back._repr_markdown_() == r._repr_markdown_() and pretty(back) == pretty(r)
+    short = describe(CAT, "Which?", labels=["cat", "dog"], show=False)
+    assert repr(short).startswith("Description(data={'label': 'cat'}, model='reka-flash', ")
+    assert pretty(short) == "label  cat"
+    plain = describe(CAT, "Hi", show=False)  # an answer without a schema: its text, as before
+    assert plain._repr_markdown_() == plain.text == pretty(plain)

@@ -79,7 +79,7 @@ def test_schema_cell_shows_a_key_value_table_and_keeps_the_data(
     final = published(ip)[-1]
     table, footer = final["text/markdown"].split("\n\n---\n\n")
     assert table == (
-        "| field | value |\n|---|---|\n"
+        "| field | value |\n|:--|:--|\n"
         f"| **caption** | {CAT_NOTE.replace('_', chr(92) + '_')} |\n"
         "| **people** | 1 |\n"
         "| **tags** | offline tags |"
@@ -96,7 +96,7 @@ def test_labels_and_a_schema_from_a_variable(ip: InteractiveShell, env: OfflineS
     run(ip, f"%reka --labels cat,dog,bird -i {CAT} Which animal?").raise_error()
     assert ip.user_ns["_reka"].data == {"label": "cat"}
     assert published(ip)[-1]["text/markdown"].startswith(
-        "| field | value |\n|---|---|\n| **label** | cat |\n\n---\n\n*reka-flash · "
+        "| field | value |\n|:--|:--|\n| **label** | cat |\n\n---\n\n*reka-flash · "
     )
     run(
         ip,

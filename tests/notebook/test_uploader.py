@@ -684,7 +684,7 @@ def test_a_schema_from_code_shows_the_fields_as_a_table(make, server: OfflineSer
     note = "No model ran: reka_nb's offline server made this answer from the schema."
     assert result.data == {"caption": f"{note} {CAT_LINE}", "people": 1}
     table = (
-        "| field | value |\n|---|---|\n"
+        "| field | value |\n|:--|:--|\n"
         f"| **caption** | {note.replace('_', chr(92) + '_')} {CAT_LINE} |\n"
         "| **people** | 1 |"
     )
