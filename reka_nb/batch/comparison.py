@@ -193,6 +193,47 @@ class Comparison:
             out.append(row)
         return out
 
+    def table(self) -> str:
+        """The summary as a plain-text table (no pandas), a line per model: cost in US
+        dollars, seconds, tokens, and accuracy or agreement as a fraction 0-1."""
+        records = self.summary_records()
+        heads = ["model", *SUMMARY_COLUMNS] + ([self.measure] if self.measure else [])
+        lines = [[_text(row.get(h), h) for h in heads] for row in records]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(heads)]
+
+        def joined(cells: Sequence[str]) -> str:
+            parts = [
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ]
+            return "  ".join(parts).rstrip()
+
+        return "\n".join([joined(heads), *(joined(line) for line in lines)])
+
+    def records(self) -> list[dict[str, Any]]:
+        """The long form as plain dicts (no pandas), a row per (image, model): the columns of
+        each model's ``Results.records()``, then ``cost`` and, with a truth, ``correct``."""
+        by_model = {m: {r.index: r for r in res} for m, res in self.results.items()}
+        out = []
+        for index in range(len(self.sources)):
+            for model in self.models:
+                row = by_model[model].get(index)
+                if row is None:
+                    continue
+                record = row.record(self.schema)
+                record["model"] = model
+                cost = _spent(row)
+                record["cost"] = None if math.isnan(cost) else cost
+                if self.truth is not None:
+                    answers = self._values[model]
+                    record["correct"] = (
+                        None
+                        if index not in answers
+                        else normalise(answers[index]) == normalise(self.truth[index])
+                    )
+                out.append(record)
+        return out
+
     def summary(self) -> pandas.DataFrame:
         """A DataFrame indexed by model: answered, failed, cost (US dollars) and input_tokens,
         output_tokens of its answers (those from the cache at what they cost when asked, so
@@ -416,6 +457,21 @@ def _show(value: Any) -> str:
 def _plain(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
+    return str(value)
+
+
+def _text(value: Any, column: str) -> str:
+    """A summary cell as text: dollars, seconds with two decimals, fractions with three."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if column == "cost":
+        return format_usd(Decimal(str(value)))
+    if column.endswith("seconds"):
+        return f"{value:.2f}"
+    if column in ("accuracy", "agreement"):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}" if column.endswith("tokens") else str(value)
     return str(value)
 
 
