@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, RekaError
 from ..answer import DEFAULT_PROMPT
 from .api import _Rerun, _setup
 from .comparison import Comparison
@@ -167,9 +167,30 @@ def _comparison(
     }
     return Comparison(
         results,
+        prices=_prices(run, results),
         sources=[item.source for item in items],
         truth=truth,
         scored=scored,
         schema=run.schema,
         stopped=stopped,
     )
+
+
+def _prices(run: Any, results: dict[str, Results]) -> dict[str, Any]:
+    """What the server says of each model whose answers came from the cache without a cost
+    (their cost in the summary is what they cost when asked): the kept model list, or one
+    lookup (none when ``REKA_NB_MODEL_INFO`` is off)."""
+    need = [
+        name
+        for name, rows in results.items()
+        if any(r.description is not None and r.description.cost is None for r in rows)
+    ]
+    if not need:
+        return {}
+    from ..client.sync import RekaClient
+
+    try:
+        with RekaClient(**run.options()) as client:
+            return {name: client.model_info(name) for name in need}
+    except RekaError:  # no list to be had: those costs stay unknown
+        return {}

@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = (
 _LEFT = "text-align:left;vertical-align:top"
 _RIGHT = "text-align:right;vertical-align:top;white-space:nowrap"
 _DIFFERS = "border-left:3px solid var(--jp-warn-color0,#d9822b)"
+_SECONDS = ' class="reka-nb-seconds"'  # as in the results table: a cell of seconds
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -72,8 +73,10 @@ class Comparison:
         scored: tuple[str, Any, bool] | None = None,
         schema: Schema | None = None,
         stopped: str | None = None,
+        prices: Mapping[str, Any] | None = None,
     ) -> None:
         self.results = dict(results)
+        self._prices = dict(prices or {})  # model info for answers from the cache
         self.models = list(self.results)
         self.sources = list(sources)
         self.truth = None if truth is None else dict(truth)
@@ -173,7 +176,12 @@ class Comparison:
         for model, results in self.results.items():
             answers = [r.description for r in results if r.description is not None]
             seconds = [r.seconds for r in results if r.description is not None and not r.cached]
-            costs = [d.cost for d in answers if d.cost is not None]
+            info = self._prices.get(model)
+            costs = [
+                d.cost if d.cost is not None or info is None else info.cost(d.usage)
+                for d in answers
+            ]
+            costs = [c for c in costs if c is not None]
             row: dict[str, Any] = {
                 "model": model,
                 "answered": len(answers),
@@ -390,7 +398,9 @@ class Comparison:
                 values.append("–" if math.isnan(row[measure]) else f"{row[measure]:.0%}")
             out.append("<tr>")
             out += [
-                f'<td style="{_LEFT if i == 0 else _RIGHT}">{v}</td>' for i, v in enumerate(values)
+                f'<td{_SECONDS if i in (4, 5) else ""} style="{_LEFT if i == 0 else _RIGHT}">'
+                f"{v}</td>"
+                for i, v in enumerate(values)
             ]
             out.append("</tr>")
         out.append("</tbody></table>")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -403,3 +404,17 @@ def test_the_plots_are_figures_with_a_confusion_matrix_per_model(
     assert auto.get_facecolor()[3] == 0.0  # transparent: the notebook's own background
     with pytest.raises(InvalidRequestError, match="theme must be one of auto, light, dark"):
         cmp.plot(theme="blue")
+
+
+def test_answers_from_the_cache_cost_what_they_cost_when_asked(
+    varied: OfflineServer, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")  # prices from GET /models
+    first = reka_nb.compare(folder, PROMPT, models=TWO, labels=LABELS, show=False)
+    again = reka_nb.compare(folder, PROMPT, models=TWO, labels=LABELS, show=False)
+    assert [again.results[m].cached_count for m in TWO] == [COUNT, COUNT]
+    costs = first.summary()["cost"].tolist()
+    assert all(c > 0 for c in costs) and again.summary()["cost"].tolist() == costs
+    assert costs == [float(first.results[m].cost) for m in TWO]
+    assert again.to_pandas()["cost"].tolist() == [0.0] * 2 * COUNT  # nothing spent this time
+    assert math.isnan(again.summary()["mean_seconds"].iloc[0])  # nothing asked: no time
