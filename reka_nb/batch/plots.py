@@ -142,11 +142,12 @@ def cost_axes(
         colour = colours.marks[k % len(colours.marks)]
         y = 0.0 if value is None else value
         ax.scatter([cost], [y], s=60, color=colour, zorder=3)
+        lift = 6 if k % 2 == 0 else -14  # neighbours' names on either side of their points
         ax.annotate(
             model,
             (cost, y),
             textcoords="offset points",
-            xytext=(6, 6),
+            xytext=(6, lift),
             color=colours.text,
             fontsize=8,
         )
@@ -154,7 +155,12 @@ def cost_axes(
         ax.set_ylim(0, 1.05)
     else:
         ax.set_ylim(bottom=0)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("cost of the answers (US dollars)")
+    highest = max([cost for _, cost, _ in points] + [0.0])
+    ax.set_xlim(0, highest * 1.3 or 1.0)  # from $0: costs compare by their distance from it
+    ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.xaxis.set_major_formatter(lambda value, _: f"${value:.2g}")
     ax.set_ylabel(f"{measure} ({unit})")
     ax.grid(True, color=colours.text, alpha=0.2)
