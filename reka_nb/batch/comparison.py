@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..images.markup import ERROR_STYLE, WRAP_STYLE
 from ..protocol.models import format_usd
 from .results import HTML_ROWS, Result, Results, _thumbnail_tag
-from .score import Score, normalise, score_rows
+from .score import Score, need_pandas, normalise, score_rows
 from .wording import counted
 
 if TYPE_CHECKING:
@@ -177,11 +177,11 @@ class Comparison:
             answers = [r.description for r in results if r.description is not None]
             seconds = [r.seconds for r in results if r.description is not None and not r.cached]
             info = self._prices.get(model)
-            costs = [
+            priced = [
                 d.cost if d.cost is not None or info is None else info.cost(d.usage)
                 for d in answers
             ]
-            costs = [c for c in costs if c is not None]
+            costs: list[Decimal] = [c for c in priced if c is not None]
             row: dict[str, Any] = {
                 "model": model,
                 "answered": len(answers),
@@ -248,7 +248,7 @@ class Comparison:
         models compare alike), mean_seconds and p95_seconds (answers asked now, not from the
         cache), and accuracy (0-1, with a truth) or agreement (0-1, structured answers
         without one)."""
-        import pandas
+        pandas = need_pandas("Comparison.summary()")
 
         frame = pandas.DataFrame(self.summary_records()).set_index("model")
         return frame.astype({"answered": "int64", "failed": "int64"})
@@ -258,7 +258,7 @@ class Comparison:
         per column for structured answers), cost (US dollars this run spent on it: 0 from the
         cache), seconds, error, and ``correct`` with a truth (a nullable boolean: <NA> where
         the model gave no answer)."""
-        import pandas
+        pandas = need_pandas("Comparison.to_pandas()")
 
         frames = []
         for order, (model, results) in enumerate(self.results.items()):

@@ -41,12 +41,16 @@ class Colours:
 def _colours(theme: str) -> Colours:
     if theme not in THEMES:
         raise InvalidRequestError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "plot() needs matplotlib: pip install matplotlib (or reka-nb[notebook])"
+        ) from None
     if theme == "light":
         return Colours("#1a1a1a", "#ffffff", "Blues")
     if theme == "dark":
         return Colours("#e6e6e6", "#111111", "viridis")
-    import matplotlib
-
     text = matplotlib.rcParams["text.color"]
     face = matplotlib.rcParams["figure.facecolor"]
     if text not in ("black", "#000000", "k") or face not in ("white", "#ffffff", "w"):

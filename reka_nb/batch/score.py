@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 __all__ = ["Score", "ScoredRow", "normalise", "score_rows", "scored_field"]
 
 
+def need_pandas(what: str) -> Any:
+    """pandas, imported now; without it, an ImportError saying what needs it."""
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(f"{what} needs pandas: pip install pandas") from None
+    return pandas
+
+
 def normalise(value: Any) -> Any:
     """What two answers are compared by: strings folded, lists as sets, others as text."""
     if isinstance(value, str):
@@ -180,7 +189,7 @@ class Score:
     def confusion(self) -> pandas.DataFrame:
         """Counts of (true answer, answer given) over the answered images: a row per true
         label, a column per label answered (pandas)."""
-        import pandas
+        pandas = need_pandas("Score.confusion")
 
         if self.multi_label:
             raise InvalidRequestError(
@@ -229,7 +238,7 @@ class Score:
     @property
     def per_label(self) -> pandas.DataFrame:
         """Precision, recall and support (true images) of each label (pandas)."""
-        import pandas
+        pandas = need_pandas("Score.per_label")
 
         frame = pandas.DataFrame(
             self.per_label_rows(), columns=["label", "precision", "recall", "support"]

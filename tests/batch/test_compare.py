@@ -292,6 +292,7 @@ def test_a_stop_keeps_answers_from_every_model_for_the_same_images(
     for model in models:
         assert kept[model] == list(range(len(kept[model])))  # the same first images
     assert max(counts) < COUNT  # it did stop
+    assert env.wait_idle()  # the requests cut off are logged now, not in the next test
 
 
 def test_a_model_that_takes_no_images_is_refused_by_name(
@@ -418,3 +419,25 @@ def test_answers_from_the_cache_cost_what_they_cost_when_asked(
     assert costs == [float(first.results[m].cost) for m in TWO]
     assert again.to_pandas()["cost"].tolist() == [0.0] * 2 * COUNT  # nothing spent this time
     assert math.isnan(again.summary()["mean_seconds"].iloc[0])  # nothing asked: no time
+
+
+def test_a_models_failed_rows_are_asked_again_of_that_model_only(
+    varied: OfflineServer, folder: Path
+) -> None:
+    from reka_nb.testing import Fault
+
+    varied.queue(Fault.status(400))  # the first request: image 1, reka-core
+    cmp = reka_nb.compare(
+        paths(folder)[:3], PROMPT, models=TWO, labels=LABELS, concurrency=1, show=False
+    )
+    assert [len(cmp.results[m].errors) for m in TWO] == [1, 0]
+    assert cmp.summary()["failed"].tolist() == [1, 0]
+    assert "reka-nb-error" in cmp._repr_html_()
+    before = len(varied.chat_requests())
+    again = cmp.results["reka-core"].retry_failed()
+    asked = varied.chat_requests()[before:]
+    assert [(r.body["model"], r.images[0]) for r in asked] == [
+        ("reka-core", image_digest(paths(folder)[0].read_bytes()))
+    ]
+    assert again.errors == [] and [r.index for r in again] == [0, 1, 2]
+    assert [d["label"] for d in again.data] == expected("reka-core", folder)[:3]
