@@ -417,8 +417,10 @@ class Comparison:
 
         scores = self.scores
         matrices = scores if scores and not self._scored[2] else {}  # type: ignore[index]
-        width = 4.6 * (1 + len(matrices))
-        figure, colours = new_figure(theme, size=(width, 4.0))
+        panels = 1 + len(matrices)
+        columns = 2 if panels == 4 else min(panels, 3)
+        rows = math.ceil(panels / columns)
+        figure, colours = new_figure(theme, size=(4.6 * columns, 4.0 * rows))
         records = self.summary_records()
         measure = self.measure or "mean_seconds"
         points = [
@@ -429,14 +431,14 @@ class Comparison:
             )
             for r in records
         ]
-        ax = figure.add_subplot(1, 1 + len(matrices), 1)
+        ax = figure.add_subplot(rows, columns, 1)
         if self.measure is None:
             cost_axes(ax, points, colours, "cost and time per model", "mean seconds", unit="s")
         else:
             cost_axes(ax, points, colours, f"cost and {measure} per model", measure)
         for k, (model, score) in enumerate(matrices.items(), start=2):
             matrix = score.confusion
-            ax = figure.add_subplot(1, 1 + len(matrices), k)
+            ax = figure.add_subplot(rows, columns, k)
             title = f"{model}: accuracy {_percent(score.accuracy)}"
             confusion_axes(
                 ax, [str(c) for c in matrix.index], matrix.values.tolist(), colours, title
