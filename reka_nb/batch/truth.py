@@ -34,7 +34,8 @@ def read_truth(truth: Any, sources: Mapping[int, str], total: int) -> dict[int, 
         return _by_image(dict(truth), sources, "truth")
     if type(truth).__module__.startswith("pandas") and type(truth).__name__ == "Series":
         labels = [str(label) for label in truth.index]
-        named = [_find(labels, s) is not None for s in sources.values()]
+        finder = _Finder(labels)
+        named = [finder.find(s) is not None for s in sources.values()]
         if len(set(labels)) == len(labels) and named and all(named):
             return _by_image(dict(zip(labels, truth.tolist(), strict=True)), sources, "truth")
         return _by_position(truth.tolist(), sources, total)
@@ -65,12 +66,12 @@ def _by_position(values: list[Any], sources: Mapping[int, str], total: int) -> d
 
 
 def _by_image(table: Mapping[Any, Any], sources: Mapping[int, str], where: str) -> dict[int, Any]:
-    keys = [str(k) for k in table]
+    finder = _Finder([str(k) for k in table])
     values = list(table.values())
     out: dict[int, Any] = {}
     missing = []
     for index, source in sources.items():
-        found = _find(keys, source)
+        found = finder.find(source)
         if found is None or _missing(values[found]):
             missing.append(source)
         else:
@@ -80,18 +81,28 @@ def _by_image(table: Mapping[Any, Any], sources: Mapping[int, str], where: str) 
     return out
 
 
-def _find(keys: Sequence[str], source: str) -> int | None:
-    """Where ``source`` is among ``keys``: as given, as a normalised path, or by its file name
-    when exactly one key has it."""
-    if source in keys:
-        return keys.index(source)
-    normal = os.path.normpath(source)
-    for i, key in enumerate(keys):
-        if os.path.normpath(key) == normal:
-            return i
-    name = os.path.basename(normal)
-    same = [i for i, key in enumerate(keys) if os.path.basename(os.path.normpath(key)) == name]
-    return same[0] if len(same) == 1 else None
+class _Finder:
+    """Where an image is among ``keys``: as given, as a normalised path, or by its file name
+    when exactly one key has it (looked up in dicts: a run of 10,000 images stays fast)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.exact: dict[str, int] = {}
+        self.normal: dict[str, int] = {}
+        names: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            self.exact.setdefault(key, i)
+            normal = os.path.normpath(key)
+            self.normal.setdefault(normal, i)
+            names.setdefault(os.path.basename(normal), []).append(i)
+        self.names = {name: found[0] for name, found in names.items() if len(found) == 1}
+
+    def find(self, source: str) -> int | None:
+        if source in self.exact:
+            return self.exact[source]
+        normal = os.path.normpath(source)
+        if normal in self.normal:
+            return self.normal[normal]
+        return self.names.get(os.path.basename(normal))
 
 
 def _names(sources: Sequence[str]) -> str:
