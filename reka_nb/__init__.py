@@ -57,6 +57,7 @@ __all__ = [
     "ChatStream",
     "Client",
     "ClientClosedError",
+    "Comparison",
     "Completion",
     "ConfigurationError",
     "Description",
@@ -77,6 +78,7 @@ __all__ = [
     "Result",
     "Results",
     "SchemaError",
+    "Score",
     "ServerError",
     "StreamInterrupted",
     "Uploader",
@@ -87,6 +89,7 @@ __all__ = [
     "adescribe",
     "adescribe_many",
     "cache",
+    "compare",
     "describe",
     "describe_many",
     "load_ipython_extension",
@@ -102,8 +105,8 @@ __all__ = [
 
 if typing.TYPE_CHECKING:
     from . import cache
-    from .auto import AsyncRekaClient, adescribe_many, describe_many
-    from .batch import Result, Results
+    from .auto import AsyncRekaClient, adescribe_many, compare, describe_many
+    from .batch import Comparison, Result, Results, Score
     from .client.aio import AsyncChatStream
     from .compat import AsyncClient, Client, Reka
     from .images import PreparedImage, PreparedVideo, prepare_image, prepare_images
@@ -129,6 +132,9 @@ _LAZY = {
     "uploader": ".notebook.uploader",
     "Result": ".batch",  # asyncio, sqlite3
     "Results": ".batch",
+    "Comparison": ".batch",
+    "Score": ".batch",
+    "compare": ".auto",
     "adescribe_many": ".auto",
     "describe_many": ".auto",
 }

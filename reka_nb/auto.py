@@ -26,6 +26,7 @@ __all__ = [  # and AsyncRekaClient, made on first use
     "RekaClient",
     "adescribe",
     "adescribe_many",
+    "compare",
     "default_presenter",
     "default_progress",
     "describe",
@@ -144,6 +145,17 @@ async def adescribe_many(
     from .batch import api
 
     return await api.adescribe_many(images, prompt, show=_progress(show), **options)
+
+
+def compare(source: Any, prompt: Any = DEFAULT_PROMPT, *, show: Any = True, **options: Any) -> Any:
+    """Ask several models (``models=[...]``) the same question about the same images; return
+    a ``Comparison``. The options are ``reka_nb.batch.compare``'s (models, labels or schema,
+    truth, field, concurrency, requests_per_minute, max_cost, cache, ...); ``show=True``
+    shows the notebook's progress table inside a notebook, else a tqdm bar.
+    """
+    from .batch.compare import compare as run  # asyncio, sqlite3: imported when first used
+
+    return run(source, prompt, show=_progress(show), **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

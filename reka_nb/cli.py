@@ -2,6 +2,10 @@
 
 ``reka-nb describe --each photos/`` asks about each image on its own (folders and globs are
 expanded): a progress bar on stderr and one JSON line per answer, written as each finishes.
+``reka-nb compare photos/ -p "Damaged?" --models reka-flash,reka-edge`` asks several models the
+same question about each image and prints a summary per model (answered, failed, cost, seconds,
+tokens, and accuracy with ``--truth labels.csv`` or agreement with ``--labels``/``--schema``);
+``--csv FILE`` writes every answer, a row per image and model.
 ``reka-nb cache info|clear`` shows or empties the answer cache.
 
 ``--schema FILE.json|"caption, people int"`` or ``--labels a,b,c`` ask for a structured
@@ -130,6 +134,42 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="reuse stored answers to the same question (default: on with --each, else off)",
     )
 
+    k = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="ask several models about the same images; print a summary per model",
+    )
+    k.add_argument("images", nargs="+", metavar="IMAGE", help="a folder, a glob or files")
+    k.add_argument("-p", "--prompt", default=DEFAULT_PROMPT, help=f"default: {DEFAULT_PROMPT!r}")
+    k.add_argument(
+        "--models", required=True, metavar="A,B", help="the models to compare (two or more)"
+    )
+    k.add_argument("--labels", metavar="A,B,C", help="answer with one of these labels")
+    k.add_argument(
+        "--schema",
+        metavar="SCHEMA",
+        help='a structured answer: a JSON Schema file (.json) or fields, "caption, people int"',
+    )
+    k.add_argument(
+        "--multi-label", action="store_true", help="with --labels: any number of the labels"
+    )
+    k.add_argument("--schema-retries", type=int, default=1, metavar="N", help="repairs (1)")
+    k.add_argument(
+        "--truth", metavar="FILE.csv", help="the right answers: a CSV with image,label columns"
+    )
+    k.add_argument("--field", metavar="NAME", help="the schema field to score (--schema)")
+    k.add_argument("--csv", metavar="FILE", help="write every answer: a row per image and model")
+    k.add_argument("--concurrency", type=int, default=8, metavar="N", help="default 8")
+    k.add_argument("--rpm", type=float, metavar="N", help="requests a minute, at most")
+    k.add_argument("--max-cost", metavar="USD", help="stop starting requests past this cost")
+    k.add_argument("--retries", type=int, default=2, metavar="N", help="default 2")
+    k.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse stored answers to the same question (default: on)",
+    )
+
     m = sub.add_parser(
         "models",
         parents=[common],
@@ -137,7 +177,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     c = sub.add_parser("cache", help="show where the answer cache is, or empty it")
     c.add_argument("action", choices=("info", "clear"))
-    return parser, {"describe": d, "models": m, "cache": c}
+    return parser, {"describe": d, "compare": k, "models": m, "cache": c}
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -218,6 +258,8 @@ def _run(args: argparse.Namespace) -> int:
         from .client.offline_mode import use_offline_server
 
         use_offline_server()
+    if args.command == "compare":
+        return _compare(args)
     with RekaClient(api=args.api, model_info=False) as client:  # one question: no extra request
         if args.command == "models":
             models = client.models()
@@ -376,6 +418,64 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
     for failed in results.errors:
         print(f"reka-nb: {failed.source}: {failed.record()['error']}", file=sys.stderr)
     return 1 if results.errors else 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """``reka-nb compare``: the summary table (``--json``: its rows as JSON) on stdout, the
+    progress bar on stderr; a stop prints the summary of what finished, then exits 130."""
+    from .batch.compare import check_models, compare
+
+    models = check_models(args.models)
+    images = [item for value in args.images for item, _ in expand(value)]
+    options = _schema_options(args)
+    if args.field is not None:
+        options["field"] = args.field
+    with RekaClient(api=args.api) as client:
+        try:
+            comparison = compare(
+                images,
+                args.prompt,
+                models=models,
+                truth=args.truth,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                max_cost=args.max_cost,
+                cache=args.cache,
+                show=TerminalProgress(),
+                client=client,
+                retries=args.retries,
+                **options,
+            )
+        except KeyboardInterrupt as exc:
+            partial = getattr(exc, "results", None)
+            if partial is not None:
+                _print_comparison(args, partial)
+            raise
+    _print_comparison(args, comparison)
+    failed = 0
+    for model, results in comparison.results.items():
+        for row in results.errors:
+            failed += 1
+            print(f"reka-nb: {row.source}: {model}: {row.record()['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_comparison(args: argparse.Namespace, comparison: Any) -> None:
+    if args.csv:
+        _write_csv(args.csv, comparison.records())
+    if args.json:  # NaN (no price, nothing asked) as null
+        rows = [
+            {k: _json_number(v) for k, v in row.items()} for row in comparison.summary_records()
+        ]
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        if comparison.stopped:
+            print(f"stopped: {comparison.stopped}", file=sys.stderr)
+        print(comparison.table())
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
 
 
 def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:

@@ -55,6 +55,7 @@ KNOWN = (
     "export REKA_BASE_URL=http://127.0.0.1:11434/v1",
     "from reka_nb import RekaClient, StreamInterrupted",
     "from pydantic import BaseModel\n\nimport reka_nb",
+    "import reka_nb\n\ncmp = reka_nb.compare(",
 )
 
 
@@ -299,6 +300,23 @@ def test_video_examples(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(INTRO) and "Video 1: WebM, 2.0 s" in proc.stdout
+
+
+def test_compare_example() -> None:
+    code = block("import reka_nb\n\ncmp = reka_nb.compare(")
+    code += (
+        "print(cmp.summary()['accuracy'].tolist(), list(cmp.summary().index))\n"
+        "print(len(cmp.to_pandas()), type(cmp.plot()).__name__, len(cmp.plot().axes))\n"
+        "print(cmp.results['reka-edge'].score(['intact']).per_label['support'].tolist())\n"
+    )
+    proc = python(code, REKA_NB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    # the offline server's models all answer the first label unless told to vary
+    assert proc.stdout.splitlines() == [
+        "[0.0, 0.0] ['reka-flash', 'reka-edge']",
+        "2 Figure 3",
+        "[0, 1, 0]",
+    ]
 
 
 def test_structured_answers_example() -> None:

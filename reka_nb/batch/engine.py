@@ -61,12 +61,14 @@ MAX_RATE_LIMIT_WAITS = 8
 @dataclass(frozen=True)
 class Item:
     """One question: ``image`` is anything ``describe()`` takes (a list = several images in
-    one question), ``source`` its short name, ``prompt`` the text asked."""
+    one question), ``source`` its short name, ``prompt`` the text asked, ``model`` the model
+    asked (None: the run's), so that one run can ask several models (``compare``)."""
 
     index: int
     image: Any
     source: str
     prompt: str | BaseException
+    model: str | None = None
 
 
 async def run_items(
@@ -105,19 +107,27 @@ async def run_items(
     settings = client.settings(model)  # once for the run: every row's question shares them
     params = check_params(params or {}, settings.api)  # before anything is read
     settings.require_key()  # the key is checked here, before anything is sent
-    info = await client.model_info(settings.model)  # prices: each answer's cost
+    # Each model the items ask (items may name their own): its settings and what the
+    # server says of it (prices: each answer's cost), found once for the run.
+    asked: dict[str | None, tuple[Settings, Any]] = {}
+    for name in dict.fromkeys([model, *(item.model for item in items if item.model)]):
+        chosen = settings if name == model else client.settings(name)
+        asked[name] = (chosen, await client.model_info(chosen.model))
     budget: Budget | None = None
     if max_cost is not None:
-        if info is None or info.input_price is None or info.output_price is None:
-            raise InvalidRequestError(
-                f"max_cost needs the prices of {settings.model!r}, and the server's model list "
-                "does not give them: run without max_cost, or list the models first "
-                "(client.models()) where the server states prices"
-            )
+        for chosen, info in asked.values():
+            if info is None or info.input_price is None or info.output_price is None:
+                raise InvalidRequestError(
+                    f"max_cost needs the prices of {chosen.model!r}, and the server's model "
+                    "list does not give them: run without max_cost, or list the models first "
+                    "(client.models()) where the server states prices"
+                )
         budget = Budget(max_cost)
     models = client.known_models(settings)
     if models is not None and items:
-        refuse_images(settings, models)  # every row would be refused alike: refuse the run
+        for name, (chosen, _) in asked.items():  # every row would be refused alike: refuse
+            if name is not None or any(item.model is None for item in items):
+                refuse_images(chosen, models)
     changed = asyncio.Condition()
     probe: list[asyncio.Event] = []  # the first structured question, asked alone (see _one)
     done: list[Result] = []
@@ -171,7 +181,7 @@ async def run_items(
         if key is not None:
             asking.pop(key).set()
 
-    async def _reserve(item: Item, images: int) -> Decimal | None:
+    async def _reserve(item: Item, images: int, info: Any) -> Decimal | None:
         """Wait until the budget lets this question start; None once it has stopped."""
         assert budget is not None and info is not None
         async with changed:
@@ -201,6 +211,7 @@ async def run_items(
 
     async def _one(item: Item) -> Result | None:
         started = time.monotonic()
+        settings, info = asked[item.model or model]
         try:
             question, key, thumb = await asyncio.to_thread(
                 _prepare,
@@ -226,7 +237,7 @@ async def run_items(
                 return Result(item.index, item.image, item.source, hit, None, seconds, thumb)
         held = None
         if budget is not None:
-            held = await _reserve(item, count)
+            held = await _reserve(item, count, info)
             if held is None:
                 return None
         gate: asyncio.Event | None = None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas
 
     from ..protocol.schema import Schema
+    from .score import Score
 
 __all__ = [
     "COLUMNS",
@@ -340,6 +341,30 @@ class Results(Sequence[Result]):
             retry=self._retry,
             stopped=again.stopped,
             schema=self.schema,
+        )
+
+    def score(self, truth: Any, field: str | None = None) -> Score:
+        """How often the answers are right: a `Score` (``accuracy`` 0-1; with labels a
+        ``confusion`` matrix, ``per_label`` precision and recall, and ``plot()``).
+
+        ``truth``: the right answers, as a list in the images' order, a dict or pandas
+        Series by image (or a Series by position), or the path of a CSV file with image,label
+        columns. ``field`` names the schema field to score (a labels run: its label). Failed
+        rows are counted, not scored."""
+        from .columns import field_values
+        from .score import score_rows, truth_for
+
+        sources = {r.index: r.source for r in self._results}
+        name, labels, many, lined = truth_for(truth, sources, self.total, self.schema, field)
+        assert self.schema is not None
+        rows = []
+        for r in self._results:
+            d = r.description
+            value = None if d is None else field_values(self.schema, d.data)[name]
+            rows.append((r.index, r.source, value, d is not None))
+        model = next((r.description.model for r in self._results if r.description), None)
+        return score_rows(
+            rows, lined, field=name, labels=labels, many=many, model=model, total=self.total
         )
 
     def summary(self) -> str:

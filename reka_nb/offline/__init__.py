@@ -19,16 +19,21 @@ tests.
 
 from __future__ import annotations
 
+from ._choices import DEFAULT_ACCURACY, MODEL_ACCURACY, offline_choice, reference_choice
 from ._faults import Fault
 from ._limits import INSUFFICIENT_BALANCE, image_digest
 from ._server import DEFAULT_MODELS, TEST_API_KEY, OfflineServer, RecordedRequest
 
 __all__ = [
+    "DEFAULT_ACCURACY",
     "DEFAULT_MODELS",
     "INSUFFICIENT_BALANCE",
+    "MODEL_ACCURACY",
     "TEST_API_KEY",
     "Fault",
     "OfflineServer",
     "RecordedRequest",
     "image_digest",
+    "offline_choice",
+    "reference_choice",
 ]

@@ -34,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--key", default=TEST_API_KEY, help="API key the server accepts (default: the test key)"
     )
+    parser.add_argument(
+        "--varied-choices",
+        action="store_true",
+        help="models pick labels by the offline rule, so they disagree (default: the first)",
+    )
     args = parser.parse_args(argv)
     server = OfflineServer(
         api_key=args.key,
@@ -43,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         requests_per_minute=args.rpm,
         credits=args.credits,
+        varied_choices=args.varied_choices,
     )
     try:
         server.start()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ._answer import Completion, complete
 from ._catalog import model_entry
+from ._choices import offline_choice
 from ._events import (
     MALFORMED_NATIVE,
     MALFORMED_OPENAI,
@@ -264,7 +265,15 @@ class OfflineHandler(BaseHTTPRequestHandler):
         owner._sleep(owner.latency)
         reply = owner.reply
         if reply is None and asked is not None:
-            reply = structured_reply(asked, request, fault)
+            choose = None
+            if owner.varied_choices:
+                prompt, images = question_of(body)
+                model = request.model
+
+                def choose(options: Any) -> Any:
+                    return offline_choice(model, options, images, prompt)
+
+            reply = structured_reply(asked, request, fault, choose)
         self._answer(request, complete(request, reply), native, fault)
 
     def _models(self, fault: Fault | None) -> None:

@@ -4,13 +4,16 @@ Types, ``enum`` and ``const``, required and optional properties, arrays (``minIt
 ``maxItems``, ``uniqueItems``), nesting, local ``$ref``s, ``anyOf``/``oneOf``/``allOf``,
 number bounds and ``multipleOf``, string lengths, patterns (from a few candidates) and the
 common string formats are honoured. The first plain string field carries ``note``, which says
-that no model ran. A schema that refers to itself stops growing after a few levels.
+that no model ran. A schema that refers to itself stops growing after a few levels. An
+``enum`` gives its first value, or the one ``choose`` picks from its values when given one
+(see ``_choices``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:  # Python 3.11+
@@ -46,15 +49,23 @@ FORMATS = {
 _MAX_DEPTH = 6
 
 
-def instance_for(schema: Any, note: str) -> Any:
-    """A value valid for ``schema``; its first plain string field is ``note``."""
-    return _Maker(schema, note).make(schema, "value", 0)
+Chooser = Callable[[Sequence[Any]], Any]
+
+
+def instance_for(schema: Any, note: str, choose: Chooser | None = None) -> Any:
+    """A value valid for ``schema``; its first plain string field is ``note``; each ``enum``
+    gives ``choose(values)`` (its first value without ``choose``)."""
+    return _Maker(schema, note, choose).make(schema, "value", 0)
 
 
 class _Maker:
-    def __init__(self, root: Any, note: str) -> None:
+    def __init__(self, root: Any, note: str, choose: Chooser | None = None) -> None:
         self.root = root
         self.note: str | None = note
+        self.choose = choose
+
+    def pick(self, values: list[Any]) -> Any:
+        return values[0] if self.choose is None else self.choose(values)
 
     def resolve(self, node: Any, depth: int) -> Any:
         while isinstance(node, dict) and isinstance(node.get("$ref"), str) and depth < 64:
@@ -75,7 +86,7 @@ class _Maker:
         if "const" in node:
             return node["const"]
         if isinstance(node.get("enum"), list) and node["enum"]:
-            return node["enum"][0]
+            return self.pick(node["enum"])
         for key in ("anyOf", "oneOf"):
             options = node.get(key)
             if isinstance(options, list) and options:
@@ -126,10 +137,11 @@ class _Maker:
         out = [self.make(p, name, depth + 1) for p in prefix[:count]]
         item = self.resolve(items if isinstance(items, dict) else {}, 0)
         choices = item.get("enum") if isinstance(item.get("enum"), list) else None
+        first = choices.index(self.pick(choices)) if choices else 0
         while len(out) < count:
             index = len(out)
             if choices and node.get("uniqueItems"):
-                out.append(choices[index % len(choices)])
+                out.append(choices[(first + index) % len(choices)])
             else:
                 value = self.make(item, name, depth + 1)
                 if node.get("uniqueItems") and index:

@@ -110,6 +110,11 @@ class OfflineServer:
     ``model_list`` (entries sent as they are by ``/v1/models`` instead of the catalog's: a
     hostile or huge list) and ``models_latency`` (seconds before the list is sent) shape the
     model list; chat requests are still checked against ``models`` and the catalog.
+
+    ``varied_choices=True`` (changeable at any time) makes each model pick the ``enum`` values
+    (labels) of structured answers by the rule of ``_choices`` (`offline_choice`): models then
+    disagree, deterministically, and are right as often as their accuracy says; without it
+    every model takes the first value.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class OfflineServer:
         keep_bodies: bool = True,
         model_list: Sequence[Any] | None = None,
         models_latency: float = 0.0,
+        varied_choices: bool = False,
     ) -> None:
         self.api_key = api_key
         self.token_delay = token_delay
@@ -143,7 +149,9 @@ class OfflineServer:
         self.model_metadata = model_metadata
         self.model_list = None if model_list is None else list(model_list)
         self.models_latency = models_latency
+        self.varied_choices = varied_choices
         self._initial = (token_delay, reply, latency, requests_per_minute, credits, keep_bodies)
+        self._initial_choices = varied_choices
         self._initial_list = (self.model_list, models_latency)
         self._address = (host, port)
         self._lock = threading.Lock()
@@ -263,7 +271,7 @@ class OfflineServer:
 
     def reset(self) -> None:
         """Forget requests and queued faults; restore the delays, reply, account limits,
-        ``keep_bodies`` and the model list."""
+        ``keep_bodies``, the model list and ``varied_choices``."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
@@ -273,6 +281,7 @@ class OfflineServer:
             self.requests_per_minute = rpm
             model_list, self.models_latency = self._initial_list
             self.model_list = None if model_list is None else list(model_list)
+            self.varied_choices = self._initial_choices
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until no request is being answered (those a killed client left in flight are

@@ -21,7 +21,7 @@ from typing import Any
 from ._answer import describe_image, describe_video
 from ._catalog import takes_response_format
 from ._faults import Fault, error_envelope
-from ._instance import instance_for
+from ._instance import Chooser, instance_for
 from ._request import ChatRequest, Rejection
 
 __all__ = [
@@ -173,12 +173,15 @@ def _spoil(value: dict[str, Any], schema: dict[str, Any], kind: str) -> dict[str
     return out
 
 
-def structured_reply(asked: Structured, request: ChatRequest, fault: Fault | None) -> str:
-    """The answer's text: the instance as JSON, or spoilt as ``fault`` says."""
+def structured_reply(
+    asked: Structured, request: ChatRequest, fault: Fault | None, choose: Chooser | None = None
+) -> str:
+    """The answer's text: the instance as JSON (each ``enum`` as ``choose`` picks it), or
+    spoilt as ``fault`` says."""
     kind = fault.kind if fault is not None else ""
     if kind == "refusal":
         return REFUSAL
-    value = instance_for(asked.schema, _note(request))
+    value = instance_for(asked.schema, _note(request), choose)
     if kind in ("missing_field", "wrong_type") and isinstance(value, dict):
         value = _spoil(value, asked.schema, kind)
     text = json.dumps(value, ensure_ascii=False)

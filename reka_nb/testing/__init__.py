@@ -10,24 +10,32 @@
 from __future__ import annotations
 
 from ..offline import (
+    DEFAULT_ACCURACY,
     DEFAULT_MODELS,
     INSUFFICIENT_BALANCE,
+    MODEL_ACCURACY,
     TEST_API_KEY,
     Fault,
     OfflineServer,
     RecordedRequest,
     image_digest,
+    offline_choice,
+    reference_choice,
 )
 from ._kernel import kernel_env, run_notebook
 
 __all__ = [
+    "DEFAULT_ACCURACY",
     "DEFAULT_MODELS",
     "INSUFFICIENT_BALANCE",
+    "MODEL_ACCURACY",
     "TEST_API_KEY",
     "Fault",
     "OfflineServer",
     "RecordedRequest",
     "image_digest",
     "kernel_env",
+    "offline_choice",
+    "reference_choice",
     "run_notebook",
 ]
