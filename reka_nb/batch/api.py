@@ -23,7 +23,7 @@ from .._exceptions import InvalidRequestError, one_line
 from ..answer import DEFAULT_PROMPT
 from ..cache import AnswerCache, default_cache
 from ..client.aio import AsyncRekaClient
-from ..client.settings import resolve
+from ..client.settings import Settings, resolve
 from ..client.structured import SCHEMA_OPTIONS, schema_of
 from ..client.sync import RekaClient
 from ..protocol.messages import check_params
@@ -71,6 +71,9 @@ class _Run:
     keep_metadata: bool = False
     schema: Schema | None = None
     schema_retries: int = 1
+    # The settings checked before the run (``_check_key``), used by its first run rather
+    # than resolved again; a later run (retry_failed) resolves its own.
+    checked: Settings | None = field(default=None, repr=False)
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
@@ -82,7 +85,7 @@ class _Run:
         self, items: Sequence[Item], client: AsyncRekaClient, progress: Progress | None
     ) -> Results:
         """Run on ``client`` in the current event loop; progress is shown from this loop."""
-        settings = client.settings(self.model)
+        settings, self.checked = self.checked or client.settings(self.model), None
         limiter = self.limiter
         shared = None
         if limiter is None:
@@ -97,9 +100,9 @@ class _Run:
         try:
             if shared is not None:
                 with shared.limit(self.requests_per_minute):
-                    results = await self._engine(items, client, limiter, progress)
+                    results = await self._engine(items, client, limiter, progress, settings)
             else:
-                results = await self._engine(items, client, limiter, progress)
+                results = await self._engine(items, client, limiter, progress, settings)
         except BaseException as exc:
             error = exc
             results = getattr(exc, "results", None)
@@ -125,6 +128,7 @@ class _Run:
         client: AsyncRekaClient,
         limiter: Limiter,
         progress: Progress | None,
+        settings: Settings,
     ) -> Results:
         return await run_items(
             items,
@@ -141,6 +145,7 @@ class _Run:
             keep_metadata=self.keep_metadata,
             schema=self.schema,
             schema_retries=self.schema_retries,
+            settings=settings,
         )
 
     def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
@@ -422,6 +427,7 @@ def _check_key(run: _Run) -> None:
     """A missing key (or bad settings) is an error before anything is read or sent."""
     settings = run.client.settings(run.model) if run.client else resolve(model=run.model)
     settings.require_key()
+    run.checked = settings  # the run's settings: not resolved again when it starts
 
 
 class _Options:

@@ -20,7 +20,7 @@ from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
 from .model_lists import fetch_models
-from .question import INFO, NEXT, answer_flow, ask, stopped
+from .question import INFO, NEXT, answer_flow, ask, settings_of, stopped
 from .replies import (
     Body,
     body_reader,
@@ -218,8 +218,10 @@ def run_describe(
     ``options``: those of ``question.ask`` (model, show, system, history, keep_metadata,
     params). ``cache=True`` answers from the answer cache when the same question was asked
     before (the answer says ``cached``), and stores a new answer there."""
-    client.start_model_lookup(options.get("model"))  # the list comes while images are read
-    q = ask(client, image, prompt, **options)
+    settings = settings_of(client, options.get("model"))  # once for the question
+    if settings is not None:
+        client.start_model_lookup(settings=settings)  # the list comes while images are read
+    q = ask(client, image, prompt, settings=settings, **options)
     flow = answer_flow(q, cache, stream)
     outcome: Any = None
     deltas: Iterator[str] = iter(())
@@ -230,7 +232,8 @@ def run_describe(
             return done.value  # type: ignore[no-any-return]
         try:
             if step == INFO:
-                outcome = client.model_info(q.model), client.known_models(q.settings)
+                info = client.model_info(settings=q.settings)
+                outcome = info, client.known_models(q.settings)
             elif step == NEXT:
                 outcome = next(deltas, None)
             elif step.stream:

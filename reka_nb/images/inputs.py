@@ -50,6 +50,7 @@ __all__ = [
     "deferred_thumbnail",
     "prepare_image",
     "prepare_images",
+    "reads_nothing",
     "shorten_data_urls",
 ]
 
@@ -140,6 +141,18 @@ def deferred_thumbnail(
         return prepared.thumbnail(max_side)
     except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
         return None
+
+
+def reads_nothing(obj: object) -> bool:
+    """True when preparing ``obj`` reads no file and decodes nothing: an https:// URL, or a
+    list of them (sent as they are, fetched by the server), so it needs no worker thread."""
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and all(_remote(item) for item in obj)
+    return _remote(obj)
+
+
+def _remote(obj: object) -> bool:
+    return isinstance(obj, str) and obj.strip()[:8].lower() == "https://"
 
 
 def _reads_again(obj: object) -> bool:
