@@ -34,7 +34,24 @@ DEFAULT_PROMPT = "What can you see in the image?"
 
 
 class Description(str):
-    """An answer: it is the text (a str), and carries what the server said about it."""
+    """An answer: it is the text (a str), and carries what the server said about it.
+
+    Its fields are slots, not a dict per answer: a run of many answers keeps thousands."""
+
+    __slots__ = (
+        "_shown_check",
+        "cached",
+        "data",
+        "elapsed",
+        "finish_reason",
+        "images",
+        "message",
+        "model",
+        "model_info",
+        "prompt",
+        "request_id",
+        "usage",
+    )
 
     model: str | None
     usage: Usage | None
@@ -76,6 +93,7 @@ class Description(str):
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
         self.data = data  # a structured answer's fields: a model instance, or a dict
+        self._shown_check: Callable[[], bool] | None = None
         return self
 
     @classmethod
@@ -107,21 +125,27 @@ class Description(str):
     def mark_shown(self, check: Callable[[], bool]) -> None:
         """Called by the presenter that showed this answer. While ``check()`` is True (IPython
         is about to show it as the result of the cell that showed it), it is not shown again."""
-        self.__dict__["_shown_check"] = check
+        self._shown_check = check
 
     @property
     def _ipython_display_(self) -> Callable[[], None] | None:
         """IPython looks this up before formatting an object: a method that shows nothing when
         the answer is already on screen (``mark_shown``), else None (formatted as usual)."""
-        check = self.__dict__.get("_shown_check")
+        check = self._shown_check
         if check is not None and check():
             return _show_nothing
         return None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_shown_check", None)  # belongs to this process's shell
-        return state
+        # _shown_check belongs to this process's shell: not pickled
+        return {name: getattr(self, name) for name in _STATE}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        """From a pickle of this version or of one that kept the fields in a dict."""
+        self._shown_check = None
+        for name in _STATE:
+            default = {} if name == "message" else _DEFAULTS.get(name)
+            setattr(self, name, state.get(name, default))
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.text)
@@ -148,6 +172,11 @@ class Description(str):
         if self.cached:
             parts.append("cached")
         return " · ".join(parts)
+
+
+#: The fields a pickled answer keeps, and the value of one a pickle lacks.
+_STATE = tuple(name for name in Description.__slots__ if not name.startswith("_"))
+_DEFAULTS: dict[str, Any] = {"prompt": "", "images": (), "cached": False}
 
 
 def _show_nothing() -> None:

@@ -26,7 +26,6 @@ import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -136,7 +135,7 @@ def deferred_thumbnail(
         return None
     first = expand(obj)[0]
     if _reads_again(first):
-        return partial(_thumbnail_again, first, max_side)
+        return _ThumbnailAgain(first, max_side)
     try:
         return prepared.thumbnail(max_side)
     except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
@@ -164,14 +163,24 @@ def _reads_again(obj: object) -> bool:
     return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
-def _thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
-    """The thumbnail of an input read again (None if it no longer reads: a file since
-    deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is decoded at a
-    reduced scale and never re-encoded at full size for it."""
-    try:
-        return prepare_image(obj, max_side=max(max_side, THUMBNAIL_SIDE)).thumbnail(max_side)
-    except ImageError:
-        return None
+class _ThumbnailAgain:
+    """Makes the thumbnail of an input read again, when called (None if it no longer reads:
+    a file since deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is
+    decoded at a reduced scale and never re-encoded at full size for it. Two slots: a run
+    keeps one per row."""
+
+    __slots__ = ("max_side", "obj")
+
+    def __init__(self, obj: object, max_side: int) -> None:
+        self.obj = obj
+        self.max_side = max_side
+
+    def __call__(self) -> tuple[bytes, str] | None:
+        side = self.max_side
+        try:
+            return prepare_image(self.obj, max_side=max(side, THUMBNAIL_SIDE)).thumbnail(side)
+        except ImageError:
+            return None
 
 
 def prepare_image(
