@@ -39,13 +39,13 @@ class Description(str):
     Its fields are slots, not a dict per answer: a run of many answers keeps thousands."""
 
     __slots__ = (
+        "_message",
         "_shown_check",
         "cached",
         "data",
         "elapsed",
         "finish_reason",
         "images",
-        "message",
         "model",
         "model_info",
         "prompt",
@@ -60,7 +60,6 @@ class Description(str):
     elapsed: float | None
     prompt: str
     images: tuple[Media, ...]
-    message: dict[str, Any]
     model_info: Model | None
     cached: bool
     data: Any
@@ -89,7 +88,7 @@ class Description(str):
         self.elapsed = elapsed
         self.prompt = prompt
         self.images = tuple(images)
-        self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.message = message  # type: ignore[assignment] # the user turn sent (follow-ups)
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
         self.data = data  # a structured answer's fields: a model instance, or a dict
@@ -106,6 +105,16 @@ class Description(str):
             request_id=completion.request_id,
             **extra,
         )
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The user turn sent, for follow-up questions (empty for an answer kept without
+        its images: a run over many keeps no dict for each)."""
+        return {} if self._message is None else self._message
+
+    @message.setter
+    def message(self, value: Mapping[str, Any] | None) -> None:
+        self._message = dict(value) if value else None
 
     @property
     def text(self) -> str:
@@ -144,8 +153,7 @@ class Description(str):
         """From a pickle of this version or of one that kept the fields in a dict."""
         self._shown_check = None
         for name in _STATE:
-            default = {} if name == "message" else _DEFAULTS.get(name)
-            setattr(self, name, state.get(name, default))
+            setattr(self, name, state.get(name, _DEFAULTS.get(name)))
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.text)
@@ -175,7 +183,7 @@ class Description(str):
 
 
 #: The fields a pickled answer keeps, and the value of one a pickle lacks.
-_STATE = tuple(name for name in Description.__slots__ if not name.startswith("_"))
+_STATE = ("message", *(name for name in Description.__slots__ if not name.startswith("_")))
 _DEFAULTS: dict[str, Any] = {"prompt": "", "images": (), "cached": False}
 
 

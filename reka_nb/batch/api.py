@@ -95,7 +95,6 @@ class _Run:
             progress.start(len(items))
         results: Results | None = None
         error: BaseException | None = None
-        by_index = {item.index: item for item in items}
         self.partial = None
         try:
             if shared is not None:
@@ -107,7 +106,7 @@ class _Run:
             error = exc
             results = getattr(exc, "results", None)
             if isinstance(results, Results):
-                results = self._wrap(results, by_index)
+                results = self._wrap(results, items)
                 exc.results = results  # type: ignore[attr-defined]
                 self.partial = results
             raise
@@ -118,7 +117,7 @@ class _Run:
             if progress is not None:
                 progress.close(results, error)
         assert results is not None
-        results = self._wrap(results, by_index)
+        results = self._wrap(results, items)
         _remember(results)
         return results
 
@@ -148,7 +147,7 @@ class _Run:
             settings=settings,
         )
 
-    def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
+    def _wrap(self, results: Results, items: Sequence[Item]) -> Results:
         """The results, knowing how to ask for the items not answered (``retry_failed``):
         every item of the run but those whose index is in ``answered``."""
 
@@ -450,14 +449,13 @@ class _Rerun:
     whose key comes from the environment, and the same cache file.
     """
 
-    def __init__(self, run: _Run, items: Mapping[int, Item]) -> None:
+    def __init__(self, run: _Run, items: Sequence[Item]) -> None:
         self._run = run
-        self._items = dict(items)
+        self._items = items  # the run's own list: no copy per run
 
     def __call__(self, answered: set[int]) -> Results:
-        return self._run.run_sync(
-            [item for i, item in self._items.items() if i not in answered], None
-        )
+        missing = [item for item in self._items if item.index not in answered]
+        return self._run.run_sync(missing, None)
 
     def __getstate__(self) -> dict[str, Any]:
         run = self._run
@@ -488,4 +486,5 @@ class _Rerun:
         client = None if state["options"] is None else _Options(state["options"])
         cache = None if state["cache"] is None else AnswerCache(Path(state["cache"]))
         self._run = _Run(client, cache=cache, limiter=None, **state["run"])  # type: ignore[arg-type]
-        self._items = state["items"]
+        items = state["items"]  # a dict by index in pickles of earlier versions
+        self._items = list(items.values()) if isinstance(items, dict) else items

@@ -211,7 +211,7 @@ class _Run:
         self.changed = asyncio.Condition()  # the budget moved: waiting workers look again
         self.probe: list[asyncio.Event] = []  # the first structured question, asked alone
         self.done: list[Result] = []
-        self.writes: list[asyncio.Future[Any]] = []  # cache writes of answers received
+        self.writes: set[asyncio.Future[Any]] = set()  # cache writes not yet done
         self.flight = _Flight()
         self.asking: dict[str, asyncio.Event] = {}  # questions in flight, by cache key
         self.mine: dict[asyncio.Task[Any] | None, str] = {}  # the question each worker asks
@@ -236,7 +236,7 @@ class _Run:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await _settle(self.writes)
+            await _settle(list(self.writes))
             exc.results = self.report(stopped=False)  # type: ignore[attr-defined]
             raise
         return self.report()
@@ -446,8 +446,9 @@ class _Run:
         self.keep(row)
         if ready.key is not None and self.desk is not None:
             write = self.desk.put(ready.key, cache_entry(description))
-            self.writes.append(write)
+            self.writes.add(write)
             await asyncio.shield(write)  # a stop does not cancel the write
+            self.writes.discard(write)  # done: a stop has nothing to wait for here
         if held is not None:
             await self.release(None, None, True)  # wake workers waiting for the budget
         return _KEPT

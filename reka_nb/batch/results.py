@@ -17,7 +17,7 @@ import html
 import json
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
@@ -88,7 +88,7 @@ def _columns(schema: Schema | None) -> list[str]:
     return [COLUMNS[0], *field_columns(schema).values(), *COLUMNS[1:]]
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class Result:
     """One item's outcome: its answer (``description``) or what went wrong (``error``).
 
@@ -100,15 +100,15 @@ class Result:
     memory grows little with the number of its images and not with their size.
     """
 
+    __slots__ = ("_thumbnail", "description", "error", "index", "item", "seconds", "source")
+
     index: int
-    item: Any = field(repr=False)
+    item: Any
     source: str
-    description: Description | None = field(default=None, repr=False)
-    error: BaseException | None = None
-    seconds: float = 0.0
-    _thumbnail: tuple[bytes, str] | ThumbnailMaker | None = field(
-        default=None, repr=False, compare=False
-    )
+    description: Description | None
+    error: BaseException | None
+    seconds: float
+    _thumbnail: tuple[bytes, str] | ThumbnailMaker | None
 
     def __init__(
         self,
@@ -128,6 +128,22 @@ class Result:
         setattr_(self, "error", error)
         setattr_(self, "seconds", seconds)
         setattr_(self, "_thumbnail", thumbnail)
+
+    def _compared(self) -> tuple[Any, ...]:
+        return (self.index, self.item, self.source, self.description, self.error, self.seconds)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        """The fields by name (``vars(result)``), the thumbnail as it was given."""
+        return {name: getattr(self, name) for name in _RESULT_FIELDS}
 
     @property
     def thumbnail(self) -> tuple[bytes, str] | None:
@@ -197,6 +213,9 @@ class Result:
             "seconds": round(self.seconds, 3),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
         }
+
+
+_RESULT_FIELDS = ("index", "item", "source", "description", "error", "seconds", "_thumbnail")
 
 
 class Results(Sequence[Result]):
