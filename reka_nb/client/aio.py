@@ -222,6 +222,7 @@ async def run_adescribe(
     settings = settings_of(client, options.get("model"))  # once for the question
     if settings is not None:
         client.start_model_lookup(settings=settings)  # the list comes while images are read
+        await asyncio.sleep(0)  # its task sends GET /models before the images are prepared
     q = ask(client, image, prompt, settings=settings, **options)
     flow = answer_flow(q, cache, stream)
     outcome: Any = None

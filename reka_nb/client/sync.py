@@ -8,6 +8,7 @@ partial text.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._exceptions import RekaError
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
@@ -75,6 +77,11 @@ class RekaClient(BaseClient):
                 outcome = self._send(step)
 
     def _start_lookup(self, settings: Settings) -> None:
+        # The pool is made here, before the lookup's thread starts (the question needs it
+        # anyway): making it (its TLS context) is the CPU the thread would otherwise share
+        # with the image preparation, sending GET /models that much later.
+        with contextlib.suppress(RekaError):  # closed: the question says so
+            self._client()
         self._model_lists.start(settings, partial(fetch_models, self, settings))
 
     def _send(self, step: Send) -> httpx.Response | httpx.HTTPError:
