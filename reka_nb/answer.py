@@ -60,6 +60,7 @@ class Description(str):
     elapsed: float | None
     prompt: str
     images: tuple[Media, ...]
+    _shown_check: Callable[[], bool] | None
     model_info: Model | None
     cached: bool
     data: Any
@@ -92,7 +93,7 @@ class Description(str):
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
         self.data = data  # a structured answer's fields: a model instance, or a dict
-        self._shown_check: Callable[[], bool] | None = None
+        self._shown_check = None
         return self
 
     @classmethod

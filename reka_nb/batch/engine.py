@@ -515,7 +515,8 @@ class _Desk:
                     outcomes.append(self.cache.get(key))
                 else:
                     assert entry is not None
-                    outcomes.append(self.cache.put(key, entry))
+                    self.cache.put(key, entry)
+                    outcomes.append(None)
             except Exception as exc:  # handed to the worker that asked, as a call would
                 outcomes.append(exc)
         return outcomes
