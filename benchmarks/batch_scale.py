@@ -213,26 +213,6 @@ def _patch_aiohttp() -> None:
     BaseClient._client_options = fast  # type: ignore[method-assign]
 
 
-def _patch_hops() -> None:
-    """Experiment: one thread hop per image (the cache lookup and store run on the loop)."""
-    import types
-
-    from reka_nb.batch import engine
-
-    real = asyncio.to_thread
-
-    async def to_thread(func: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if func is engine._prepare:
-            return await real(func, *args, **kwargs)
-        return func(*args, **kwargs)
-
-    shim = types.SimpleNamespace(
-        **{n: getattr(asyncio, n) for n in dir(asyncio) if not n.startswith("__")}
-    )
-    shim.to_thread = to_thread
-    engine.asyncio = shim  # type: ignore[attr-defined]
-
-
 def _patch_settings() -> None:
     """Experiment: settings resolved once per client (memoised while the environment holds)."""
     from reka_nb.client.base import BaseClient
@@ -265,42 +245,10 @@ def _patch_sync() -> None:
     AnswerCache._connect = normal  # type: ignore[method-assign]
 
 
-def _patch_thumbs() -> None:
-    """Experiment: the engine gives each row a deferred thumbnail (made when a table shows)."""
-    from reka_nb.batch import engine
-    from reka_nb.images import deferred_thumbnail
-
-    def prepare(
-        item: Any,
-        settings: Any,
-        params: Any,
-        keep_metadata: bool,
-        models: Any,
-        cache: Any,
-        schema: Any = None,
-        schema_retries: int = 1,
-    ) -> Any:
-        if isinstance(item.prompt, BaseException):
-            raise item.prompt
-        question = engine.Question.prepare(
-            settings, item.image, item.prompt, keep_metadata=keep_metadata, params=params,
-            models=models, schema=schema, schema_retries=schema_retries,
-        )  # fmt: skip
-        question.learn(None if models is None else models.get(settings.model), models)
-        key = question.keep_in(cache)
-        images = question.images
-        thumb = deferred_thumbnail(item.image, images[0], engine.THUMBNAIL) if images else None
-        return question, key, thumb
-
-    engine._prepare = prepare  # type: ignore[assignment]
-
-
 EXPERIMENTS = {
-    "thumbs": _patch_thumbs,
     "sync": _patch_sync,
     "pool": _patch_pool,
     "aiohttp": _patch_aiohttp,
-    "hops": _patch_hops,
     "settings": _patch_settings,
 }
 
@@ -463,7 +411,10 @@ CAUSES = (
     ("build_body", "  build_body"),
     ("BaseClient._check_inputs", "  _check_inputs"),
     ("BaseClient.settings ", "settings resolved (BaseClient.settings)"),
-    ("_prepare (reka_nb/batch/engine.py", "engine._prepare (thread: Question, key, thumb)"),
+    (
+        "_Run._prepare (reka_nb/batch/engine.py",
+        "engine _Run._prepare (thread: question, key, lookup)",
+    ),
     ("prepare_images", "  prepare_images"),
     ("user_message", "  user_message"),
     ("cache_key", "  cache_key"),
@@ -472,7 +423,7 @@ CAUSES = (
     ("AnswerCache.put", "cache store"),
     ("_worker (concurrent/futures/thread.py", "thread-pool threads (all work in them)"),
     ("to_thread", "asyncio.to_thread on the loop side"),
-    ("_to_cache", "_to_cache"),
+    ("_Desk._work", "cache stores, batched (_Desk)"),
     ("SessionUsage.add", "SESSION_USAGE.add"),
 )
 
@@ -749,15 +700,10 @@ LABELS = {
     "baseline": "reka_nb describe_many, BASELINE",
     "reka": "reka_nb describe_many (default)",
     "reka+pool": "  experiment: pool of 64",
-    "reka+hops": "  experiment: one thread hop",
     "reka+settings": "  experiment: settings once",
-    "reka+pool+hops+settings": "  experiment: all three",
+    "reka+pool+settings": "  experiment: pool + settings",
     "reka+aiohttp": "  experiment: aiohttp transport",
-    "reka+thumbs": "  experiment: deferred thumbnails",
-    "reka+aiohttp+hops+settings+thumbs": "  experiment: all but the pool",
-    "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
-    "reka+hops+settings+thumbs": "  experiment: hop+settings+thumbs",
-    "reka+aiohttp+hops+settings": "  experiment: aiohttp + hop + settings",
+    "reka+aiohttp+settings": "  experiment: aiohttp + settings",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
     "httpx": "bare httpx.AsyncClient",
@@ -767,11 +713,10 @@ LABELS = {
 DEFAULT_KINDS = ["reka", "openai", "openai-stream", "httpx", "aiohttp", "httpx-aiohttp"]
 EXPERIMENT_KINDS = [
     "reka+pool",
-    "reka+hops",
     "reka+settings",
-    "reka+pool+hops+settings",
+    "reka+pool+settings",
     "reka+aiohttp",
-    "reka+aiohttp+hops+settings",
+    "reka+aiohttp+settings",
 ]
 
 if __name__ == "__main__":

@@ -86,7 +86,24 @@ def fields_table(
 
 
 class Description(str):
-    """An answer: it is the text (a str), and carries what the server said about it."""
+    """An answer: it is the text (a str), and carries what the server said about it.
+
+    Its fields are slots, not a dict per answer: a run of many answers keeps thousands."""
+
+    __slots__ = (
+        "_message",
+        "_shown_check",
+        "cached",
+        "data",
+        "elapsed",
+        "finish_reason",
+        "images",
+        "model",
+        "model_info",
+        "prompt",
+        "request_id",
+        "usage",
+    )
 
     model: str | None
     usage: Usage | None
@@ -95,7 +112,7 @@ class Description(str):
     elapsed: float | None
     prompt: str
     images: tuple[Media, ...]
-    message: dict[str, Any]
+    _shown_check: Callable[[], bool] | None
     model_info: Model | None
     cached: bool
     data: Any
@@ -124,10 +141,11 @@ class Description(str):
         self.elapsed = elapsed
         self.prompt = prompt
         self.images = tuple(images)
-        self.message = dict(message or {})  # the user turn sent, for follow-up questions
+        self.message = message  # type: ignore[assignment] # the user turn sent (follow-ups)
         self.model_info = model_info  # what the server said of the model asked: its prices
         self.cached = cached  # True when the answer came from the answer cache, not the server
         self.data = data  # a structured answer's fields: a model instance, or a dict
+        self._shown_check = None
         return self
 
     @classmethod
@@ -140,6 +158,16 @@ class Description(str):
             request_id=completion.request_id,
             **extra,
         )
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The user turn sent, for follow-up questions (empty for an answer kept without
+        its images: a run over many keeps no dict for each)."""
+        return {} if self._message is None else self._message
+
+    @message.setter
+    def message(self, value: Mapping[str, Any] | None) -> None:
+        self._message = dict(value) if value else None
 
     @property
     def text(self) -> str:
@@ -167,21 +195,26 @@ class Description(str):
     def mark_shown(self, check: Callable[[], bool]) -> None:
         """Called by the presenter that showed this answer. While ``check()`` is True (IPython
         is about to show it as the result of the cell that showed it), it is not shown again."""
-        self.__dict__["_shown_check"] = check
+        self._shown_check = check
 
     @property
     def _ipython_display_(self) -> Callable[[], None] | None:
         """IPython looks this up before formatting an object: a method that shows nothing when
         the answer is already on screen (``mark_shown``), else None (formatted as usual)."""
-        check = self.__dict__.get("_shown_check")
+        check = self._shown_check
         if check is not None and check():
             return _show_nothing
         return None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_shown_check", None)  # belongs to this process's shell
-        return state
+        # _shown_check belongs to this process's shell: not pickled
+        return {name: getattr(self, name) for name in _STATE}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        """From a pickle of this version or of one that kept the fields in a dict."""
+        self._shown_check = None
+        for name in _STATE:
+            setattr(self, name, state.get(name, _DEFAULTS.get(name)))
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         """IPython's text/plain: the text, or a structured answer's fields, one per line."""
@@ -210,6 +243,11 @@ class Description(str):
         if self.cached:
             parts.append("cached")
         return " · ".join(parts)
+
+
+#: The fields a pickled answer keeps, and the value of one a pickle lacks.
+_STATE = ("message", *(name for name in Description.__slots__ if not name.startswith("_")))
+_DEFAULTS: dict[str, Any] = {"prompt": "", "images": (), "cached": False}
 
 
 def _show_nothing() -> None:

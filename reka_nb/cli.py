@@ -48,6 +48,7 @@ from .batch import Result, TerminalProgress, adescribe_many
 from .batch.options import closest as _closest
 from .batch.options import params_from
 from .batch.sources import expand
+from .client.settings import model_info_wanted
 from .client.sync import RekaClient, run_describe
 
 __all__ = ["main"]
@@ -99,6 +100,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     d.add_argument("--top-p", type=float, metavar="P")
     d.add_argument("--seed", type=int)
     d.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    d.add_argument(
+        "--keep-metadata",
+        action="store_true",
+        help="send images with their metadata (EXIF, GPS position, XMP), dropped by default",
+    )
     d.add_argument(
         "--each",
         action="store_true",
@@ -260,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         use_offline_server()
     if args.command == "compare":
         return _compare(args)
-    with RekaClient(api=args.api, model_info=False) as client:  # one question: no extra request
+    with RekaClient(api=args.api, model_info=_model_info()) as client:
         if args.command == "models":
             models = client.models()
             if args.json:  # every field as the server sent it
@@ -282,6 +288,7 @@ def _run(args: argparse.Namespace) -> int:
             stream=not args.no_stream,
             show=show,
             cache=bool(args.cache),
+            keep_metadata=args.keep_metadata,
             **params,
         )
         if args.json:
@@ -307,6 +314,14 @@ def _run(args: argparse.Namespace) -> int:
                 )
             )
         return 0
+
+
+def _model_info() -> bool:
+    """Whether the command looks the model list up (on disk, else ``GET /models``): only
+    when ``REKA_NB_MODEL_INFO=on`` is set, since one question is otherwise one request. With
+    it, a model that takes no images is refused before anything is sent, as describe()
+    refuses it."""
+    return bool(os.environ.get("REKA_NB_MODEL_INFO", "").strip()) and model_info_wanted()
 
 
 def _check_describe(args: argparse.Namespace) -> None:
@@ -407,6 +422,7 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
                 client=client,
                 retries=args.retries,
                 stream=False,  # nobody reads a batch word by word: whole answers cost less
+                keep_metadata=args.keep_metadata,
                 **params,
             )
         )

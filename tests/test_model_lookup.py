@@ -219,6 +219,29 @@ def test_sixteen_threads_send_one_get_models(own: OfflineServer) -> None:
     assert [a.cost for a in answers] == [ONE_ANSWER] * 16  # every one had the prices
 
 
+def test_sixteen_threads_first_describe_sends_one_get_models(
+    own: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reka_nb.describe() itself, 16 threads at once in a fresh process's first questions."""
+    monkeypatch.setenv("REKA_BASE_URL", own.base_url)
+    monkeypatch.setenv("REKA_API_KEY", own.api_key)
+    own.models_latency = 0.3
+    gate = threading.Barrier(16)
+    answers: list[reka_nb.Description] = []
+
+    def ask() -> None:
+        gate.wait()
+        answers.append(reka_nb.describe(CAT, show=False))
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert paths(own) == ["/v1/models"] + ["/v1/chat/completions"] * 16
+    assert [a.cost for a in answers] == [ONE_ANSWER] * 16
+
+
 def test_sixteen_tasks_send_one_get_models(own: OfflineServer) -> None:
     own.models_latency = 0.3
 

@@ -120,8 +120,16 @@ def cases(f: dict[str, Path]) -> list[Case]:
             ALL,
         ),
         Case("metadata dropped", [f["exif"]], {}, {}, None, ALL),
-        # keep_metadata is an argument of the Python functions (no flag of the CLI or magics).
-        Case("keep_metadata", [f["exif"]], {"keep_metadata": True}, {}, None, PYTHON),
+        Case(
+            "keep_metadata",
+            [f["exif"]],
+            {"keep_metadata": True},
+            {},
+            None,
+            ALL,
+            ("--keep-metadata",),
+            "--keep-metadata",
+        ),
         Case(
             "video limit",
             [f["clip"]],
@@ -137,7 +145,7 @@ def cases(f: dict[str, Path]) -> list[Case]:
             {"model": "reka-flash-3"},
             {"REKA_NB_MODEL_INFO": "on"},
             reka_nb.InvalidRequestError,
-            ALL[:-1],  # the CLI asks one question with one request: no model list (see below)
+            ALL,  # the CLI looks the list up when REKA_NB_MODEL_INFO=on is set
             ("-m", "reka-flash-3"),
             "-m reka-flash-3",
         ),
@@ -333,3 +341,22 @@ def test_a_model_without_images_refuses_the_whole_run_up_front(
         )
     assert str(refused.value).startswith("model 'reka-flash-3' does not take image input")
     assert [r.path for r in env.requests] == ["/v1/models"]  # the list; no question
+
+
+def test_the_cli_refuses_a_model_without_images_with_only_the_list_asked(
+    env: OfflineServer, files: dict[str, Path]
+) -> None:
+    case = Case("refused", [files["png"]], {}, {"REKA_NB_MODEL_INFO": "on"}, None, ("cli",))
+    case = Case(**{**case.__dict__, "cli_options": ("-m", "reka-flash-3")})
+    got = _cli(case, "What is it?", env)
+    assert got.message is not None
+    assert got.message.startswith("model 'reka-flash-3' does not take image input")
+    assert [r.path for r in env.requests] == ["/v1/models"]  # the list; no question
+
+
+def test_the_cli_sends_one_request_unless_model_info_is_set(
+    env: OfflineServer, files: dict[str, Path]
+) -> None:
+    case = Case("one request", [files["png"]], {}, {}, None, ("cli",))
+    assert _cli(case, "What is it?", env).body is not None
+    assert [r.path for r in env.requests] == ["/v1/chat/completions"]

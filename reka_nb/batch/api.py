@@ -23,7 +23,7 @@ from .._exceptions import InvalidRequestError, one_line
 from ..answer import DEFAULT_PROMPT
 from ..cache import AnswerCache, default_cache
 from ..client.aio import AsyncRekaClient
-from ..client.settings import resolve
+from ..client.settings import Settings, resolve
 from ..client.structured import SCHEMA_OPTIONS, schema_of
 from ..client.sync import RekaClient
 from ..protocol.messages import check_params
@@ -71,6 +71,9 @@ class _Run:
     keep_metadata: bool = False
     schema: Schema | None = None
     schema_retries: int = 1
+    # The settings checked before the run (``_check_key``), used by its first run rather
+    # than resolved again; a later run (retry_failed) resolves its own.
+    checked: Settings | None = field(default=None, repr=False)
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
@@ -82,7 +85,7 @@ class _Run:
         self, items: Sequence[Item], client: AsyncRekaClient, progress: Progress | None
     ) -> Results:
         """Run on ``client`` in the current event loop; progress is shown from this loop."""
-        settings = client.settings(self.model)
+        settings, self.checked = self.checked or client.settings(self.model), None
         limiter = self.limiter
         shared = None
         if limiter is None:
@@ -95,19 +98,18 @@ class _Run:
                 expect(self.schema)
         results: Results | None = None
         error: BaseException | None = None
-        by_index = {item.index: item for item in items}
         self.partial = None
         try:
             if shared is not None:
                 with shared.limit(self.requests_per_minute):
-                    results = await self._engine(items, client, limiter, progress)
+                    results = await self._engine(items, client, limiter, progress, settings)
             else:
-                results = await self._engine(items, client, limiter, progress)
+                results = await self._engine(items, client, limiter, progress, settings)
         except BaseException as exc:
             error = exc
             results = getattr(exc, "results", None)
             if isinstance(results, Results):
-                results = self._wrap(results, by_index)
+                results = self._wrap(results, items)
                 exc.results = results  # type: ignore[attr-defined]
                 self.partial = results
             raise
@@ -118,7 +120,7 @@ class _Run:
             if progress is not None:
                 progress.close(results, error)
         assert results is not None
-        results = self._wrap(results, by_index)
+        results = self._wrap(results, items)
         _remember(results)
         return results
 
@@ -128,6 +130,7 @@ class _Run:
         client: AsyncRekaClient,
         limiter: Limiter,
         progress: Progress | None,
+        settings: Settings,
     ) -> Results:
         return await run_items(
             items,
@@ -144,9 +147,10 @@ class _Run:
             keep_metadata=self.keep_metadata,
             schema=self.schema,
             schema_retries=self.schema_retries,
+            settings=settings,
         )
 
-    def _wrap(self, results: Results, items: Mapping[int, Item]) -> Results:
+    def _wrap(self, results: Results, items: Sequence[Item]) -> Results:
         """The results, knowing how to ask for the items not answered (``retry_failed``):
         every item of the run but those whose index is in ``answered``."""
 
@@ -430,6 +434,7 @@ def _check_key(run: _Run) -> None:
     """A missing key (or bad settings) is an error before anything is read or sent."""
     settings = run.client.settings(run.model) if run.client else resolve(model=run.model)
     settings.require_key()
+    run.checked = settings  # the run's settings: not resolved again when it starts
 
 
 class _Options:
@@ -452,14 +457,13 @@ class _Rerun:
     whose key comes from the environment, and the same cache file.
     """
 
-    def __init__(self, run: _Run, items: Mapping[int, Item]) -> None:
+    def __init__(self, run: _Run, items: Sequence[Item]) -> None:
         self._run = run
-        self._items = dict(items)
+        self._items = items  # the run's own list: no copy per run
 
     def __call__(self, answered: set[int]) -> Results:
-        return self._run.run_sync(
-            [item for i, item in self._items.items() if i not in answered], None
-        )
+        missing = [item for item in self._items if item.index not in answered]
+        return self._run.run_sync(missing, None)
 
     def __getstate__(self) -> dict[str, Any]:
         run = self._run
@@ -490,4 +494,5 @@ class _Rerun:
         client = None if state["options"] is None else _Options(state["options"])
         cache = None if state["cache"] is None else AnswerCache(Path(state["cache"]))
         self._run = _Run(client, cache=cache, limiter=None, **state["run"])  # type: ignore[arg-type]
-        self._items = state["items"]
+        items = state["items"]  # a dict by index in pickles of earlier versions
+        self._items = list(items.values()) if isinstance(items, dict) else items

@@ -154,7 +154,7 @@ def _comparison(
             )
         )
     stopped = None if mixed is None else mixed.stopped
-    by_index = {item.index: item for item in items}
+    by_index = list({item.index: item for item in items}.values())  # one per image
     results = {
         name: Results(
             rows[name],

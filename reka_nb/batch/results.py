@@ -16,7 +16,7 @@ import base64
 import html
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
@@ -65,29 +65,6 @@ COLUMNS = (
 ThumbnailMaker = Callable[[], "tuple[bytes, str] | None"]
 
 
-class _Thumbnail:
-    """``Result.thumbnail``: given as bytes and mime type, or as a function that makes them
-    (``images.deferred_thumbnail``), called once, when the thumbnail is first read (a table
-    is shown); a run that shows none makes none."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._slot = f"_{name}"
-
-    def __get__(self, result: Any, owner: type | None = None) -> tuple[bytes, str] | None:
-        if result is None:  # the dataclass asks the class for the field's default
-            return None
-        value = result.__dict__.get(self._slot)
-        if callable(value):
-            value = value()
-            result.__dict__[self._slot] = value  # made once; two threads at once make it twice
-        return value  # type: ignore[no-any-return]
-
-    def __set__(self, result: Any, value: tuple[bytes, str] | ThumbnailMaker | None) -> None:
-        if isinstance(value, _Thumbnail):  # the field's default, as field(default=...) gives it
-            value = None
-        result.__dict__[self._slot] = value
-
-
 def field_columns(schema: Schema | None) -> dict[str, str]:
     """Each schema field's column name: the field's own name, or ``field_<name>`` when that
     is one of the table's columns (``COLUMNS``) or another field's column."""
@@ -111,24 +88,72 @@ def _columns(schema: Schema | None) -> list[str]:
     return [COLUMNS[0], *field_columns(schema).values(), *COLUMNS[1:]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=False)
 class Result:
     """One item's outcome: its answer (``description``) or what went wrong (``error``).
 
     ``item`` is what was given, ``source`` its short name (a path, a URL, ``#3``),
     ``index`` its position in the input, ``seconds`` the time it took, ``thumbnail`` a small
     JPEG or PNG of its first image (bytes, mime type) for tables, made when first read if it
-    was given as a function. The answer holds no image bytes, so a run's memory does not grow
-    with the size of its images.
+    was given as a function (``images.deferred_thumbnail``): a run whose table is never shown
+    makes none. The answer holds no image bytes, and a row's fields are slots, so a run's
+    memory grows little with the number of its images and not with their size.
     """
 
+    __slots__ = ("_thumbnail", "description", "error", "index", "item", "seconds", "source")
+
     index: int
-    item: Any = field(repr=False)
+    item: Any
     source: str
-    description: Description | None = field(default=None, repr=False)
-    error: BaseException | None = None
-    seconds: float = 0.0
-    thumbnail: _Thumbnail = field(default=_Thumbnail(), repr=False, compare=False)
+    description: Description | None
+    error: BaseException | None
+    seconds: float
+    _thumbnail: tuple[bytes, str] | ThumbnailMaker | None
+
+    def __init__(
+        self,
+        index: int,
+        item: Any,
+        source: str,
+        description: Description | None = None,
+        error: BaseException | None = None,
+        seconds: float = 0.0,
+        thumbnail: tuple[bytes, str] | ThumbnailMaker | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__  # frozen: set once, here
+        setattr_(self, "index", index)
+        setattr_(self, "item", item)
+        setattr_(self, "source", source)
+        setattr_(self, "description", description)
+        setattr_(self, "error", error)
+        setattr_(self, "seconds", seconds)
+        setattr_(self, "_thumbnail", thumbnail)
+
+    def _compared(self) -> tuple[Any, ...]:
+        return (self.index, self.item, self.source, self.description, self.error, self.seconds)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        """The fields by name (``vars(result)``), the thumbnail as it was given."""
+        return {name: getattr(self, name) for name in _RESULT_FIELDS}
+
+    @property
+    def thumbnail(self) -> tuple[bytes, str] | None:
+        """Bytes and mime type of the row's thumbnail (None without one), made at first read
+        when it was given as a function; then kept (two threads at once make it twice)."""
+        value = self._thumbnail
+        if callable(value):
+            value = value()
+            object.__setattr__(self, "_thumbnail", value)
+        return value
 
     @property
     def ok(self) -> bool:
@@ -188,6 +213,9 @@ class Result:
             "seconds": round(self.seconds, 3),
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
         }
+
+
+_RESULT_FIELDS = ("index", "item", "source", "description", "error", "seconds", "_thumbnail")
 
 
 class Results(Sequence[Result]):

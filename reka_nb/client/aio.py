@@ -12,7 +12,7 @@ import httpx
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
-from .question import INFO, NEXT, Question, answer_flow, ask
+from .question import INFO, NEXT, Question, answer_flow, ask, settings_of
 from .replies import (
     Body,
     body_reader,
@@ -219,8 +219,11 @@ async def run_adescribe(
     **options: Any,
 ) -> Description:
     """adescribe() on an explicit client: ``run_describe``'s flow, awaited."""
-    client.start_model_lookup(options.get("model"))  # the list comes while images are read
-    q = ask(client, image, prompt, **options)
+    settings = settings_of(client, options.get("model"))  # once for the question
+    if settings is not None:
+        client.start_model_lookup(settings=settings)  # the list comes while images are read
+        await asyncio.sleep(0)  # its task sends GET /models before the images are prepared
+    q = ask(client, image, prompt, settings=settings, **options)
     return await answer_question(client, q, cache=cache, stream=stream)
 
 
@@ -239,7 +242,8 @@ async def answer_question(
             return done.value  # type: ignore[no-any-return]
         try:
             if step == INFO:
-                outcome = await client.model_info(q.model), client.known_models(q.settings)
+                info = await client.model_info(settings=q.settings)
+                outcome = info, client.known_models(q.settings)
             elif step == NEXT:
                 outcome = await anext(deltas, None)
             elif step.stream:

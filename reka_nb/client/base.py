@@ -232,22 +232,26 @@ class BaseClient:
         (On an AsyncRekaClient, ``await`` it.)"""
         return self._drive(self._models_flow(refresh))
 
-    def model_info(self, model: str | None = None) -> Any:
+    def model_info(self, model: str | None = None, *, settings: Settings | None = None) -> Any:
         """What the server says of ``model`` (its inputs and prices), from the kept list (in
         memory, or on disk for a day) or one lookup shared by the threads (tasks) asking now,
         waited for at most ``LOOKUP_DEADLINE`` seconds (unless the lookup is off:
         ``model_info=False`` or ``REKA_NB_MODEL_INFO=off``); None when unknown. (On an
-        AsyncRekaClient, ``await`` it.)"""
-        return self._drive(self._model_info_flow(model))
+        AsyncRekaClient, ``await`` it.) ``settings``: those a question resolved already
+        (its model's), so they are not resolved again."""
+        return self._drive(self._model_info_flow(model, settings))
 
-    def start_model_lookup(self, model: str | None = None) -> None:
+    def start_model_lookup(
+        self, model: str | None = None, *, settings: Settings | None = None
+    ) -> None:
         """Begin the lookup of ``model_info`` (in a thread; on an AsyncRekaClient, in a task of
         the running loop) when the list is not known, so that it runs while the question is
-        prepared."""
-        try:
-            settings = self.settings(model)
-        except RekaError:  # the question itself says what is wrong
-            return
+        prepared. ``settings``: those resolved already for ``model``."""
+        if settings is None:
+            try:
+                settings = self.settings(model)
+            except RekaError:  # the question itself says what is wrong
+                return
         if settings.api_key and self._looks_up_models():
             self._start_lookup(settings)
 
@@ -366,9 +370,11 @@ class BaseClient:
         """The last model list got for these settings, however old (no request), or None."""
         return self._cached_models(settings, stale=True)[1]
 
-    def known_model(self, model: str | None = None) -> Model | None:
+    def known_model(
+        self, model: str | None = None, *, settings: Settings | None = None
+    ) -> Model | None:
         """What the last model list said about ``model`` (no request); None when unknown."""
-        settings = self.settings(model)
+        settings = self.settings(model) if settings is None else settings
         _, models = self._cached_models(settings, stale=True)
         return models.get(settings.model) if models else None
 
@@ -454,10 +460,12 @@ class BaseClient:
         self._keep_models(settings, models)
         return models
 
-    def _model_info_flow(self, model: str | None) -> Generator[Any, Any, Model | None]:
-        settings = self.settings(model)
+    def _model_info_flow(
+        self, model: str | None, settings: Settings | None = None
+    ) -> Generator[Any, Any, Model | None]:
+        settings = self.settings(model) if settings is None else settings
         if not self._looks_up_models():
-            return self.known_model(model)  # a list got earlier, however old
+            return self.known_model(settings=settings)  # a list got earlier, however old
         models = yield Lookup(settings)
         return models.get(settings.model) if models else None
 

@@ -20,7 +20,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import SchemaError, one_line
+from .._exceptions import RekaError, SchemaError, one_line
 from ..answer import DEFAULT_PROMPT, SESSION_USAGE, Description, Presenter, StdoutPresenter
 from ..protocol.messages import check_params, user_message
 from ..protocol.models import Model, ModelList, check_inputs
@@ -47,6 +47,7 @@ __all__ = [
     "presenter_of",
     "refuse_images",
     "require_image",
+    "settings_of",
     "stopped",
 ]
 
@@ -324,6 +325,16 @@ def presenter_of(show: bool | Presenter | None) -> Presenter | None:
     return show
 
 
+def settings_of(client: BaseClient, model: str | None) -> Settings | None:
+    """The client's settings for ``model``, resolved once for a question and passed down
+    (the model-list lookup, ``ask``, ``model_info``); None when they are refused: ``ask``
+    then says why, after the checks that come before it."""
+    try:
+        return client.settings(model)
+    except RekaError:
+        return None
+
+
 def ask(
     client: BaseClient,
     image: Any,
@@ -334,14 +345,17 @@ def ask(
     system: str | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     keep_metadata: bool = False,
+    settings: Settings | None = None,
     **params: Any,
 ) -> Question:
-    """A question for ``client``: its settings resolved once, everything checked and the
-    images prepared (see ``Question.prepare``); ``show`` chooses its presenter. The schema
-    options (``schema``, ``labels``, ``multi_label``, ``schema_retries``) ask for a structured
-    answer; an unusable schema is refused here, before anything is read or sent."""
+    """A question for ``client``: its settings resolved once (or ``settings``, resolved
+    already for ``model``), everything checked and the images prepared (see
+    ``Question.prepare``); ``show`` chooses its presenter. The schema options (``schema``,
+    ``labels``, ``multi_label``, ``schema_retries``) ask for a structured answer; an unusable
+    schema is refused here, before anything is read or sent."""
     schema, schema_retries = schema_of(params)
-    settings = client.settings(model)  # once: its limits are checked before images are read
+    if settings is None:  # once: its limits are checked before images are read
+        settings = client.settings(model)
     question = Question.prepare(
         settings,
         image,

@@ -8,6 +8,7 @@ partial text.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._exceptions import RekaError
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
 from .model_lists import fetch_models
-from .question import INFO, NEXT, Question, answer_flow, ask, stopped
+from .question import INFO, NEXT, Question, answer_flow, ask, settings_of, stopped
 from .replies import (
     Body,
     body_reader,
@@ -75,6 +77,11 @@ class RekaClient(BaseClient):
                 outcome = self._send(step)
 
     def _start_lookup(self, settings: Settings) -> None:
+        # The pool is made here, before the lookup's thread starts (the question needs it
+        # anyway): making it (its TLS context) is the CPU the thread would otherwise share
+        # with the image preparation, sending GET /models that much later.
+        with contextlib.suppress(RekaError):  # closed: the question says so
+            self._client()
         self._model_lists.start(settings, partial(fetch_models, self, settings))
 
     def _send(self, step: Send) -> httpx.Response | httpx.HTTPError:
@@ -218,8 +225,10 @@ def run_describe(
     ``options``: those of ``question.ask`` (model, show, system, history, keep_metadata,
     params). ``cache=True`` answers from the answer cache when the same question was asked
     before (the answer says ``cached``), and stores a new answer there."""
-    client.start_model_lookup(options.get("model"))  # the list comes while images are read
-    q = ask(client, image, prompt, **options)
+    settings = settings_of(client, options.get("model"))  # once for the question
+    if settings is not None:
+        client.start_model_lookup(settings=settings)  # the list comes while images are read
+    q = ask(client, image, prompt, settings=settings, **options)
     return answer_question(client, q, cache=cache, stream=stream)
 
 
@@ -238,7 +247,8 @@ def answer_question(
             return done.value  # type: ignore[no-any-return]
         try:
             if step == INFO:
-                outcome = client.model_info(q.model), client.known_models(q.settings)
+                info = client.model_info(settings=q.settings)
+                outcome = info, client.known_models(q.settings)
             elif step == NEXT:
                 outcome = next(deltas, None)
             elif step.stream:

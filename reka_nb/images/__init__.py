@@ -14,6 +14,7 @@ from .inputs import (
     deferred_thumbnail,
     prepare_image,
     prepare_images,
+    reads_nothing,
     shorten_data_urls,
 )
 from .video import LONG_VIDEO_SECONDS, MAX_VIDEO_BYTES, PreparedVideo, read_video_info
@@ -31,5 +32,6 @@ __all__ = [
     "prepare_image",
     "prepare_images",
     "read_video_info",
+    "reads_nothing",
     "shorten_data_urls",
 ]

@@ -26,7 +26,6 @@ import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -50,6 +49,7 @@ __all__ = [
     "deferred_thumbnail",
     "prepare_image",
     "prepare_images",
+    "reads_nothing",
     "shorten_data_urls",
 ]
 
@@ -135,11 +135,23 @@ def deferred_thumbnail(
         return None
     first = expand(obj)[0]
     if _reads_again(first):
-        return partial(_thumbnail_again, first, max_side)
+        return _ThumbnailAgain(first, max_side)
     try:
         return prepared.thumbnail(max_side)
     except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
         return None
+
+
+def reads_nothing(obj: object) -> bool:
+    """True when preparing ``obj`` reads no file and decodes nothing: an https:// URL, or a
+    list of them (sent as they are, fetched by the server), so it needs no worker thread."""
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and all(_remote(item) for item in obj)
+    return _remote(obj)
+
+
+def _remote(obj: object) -> bool:
+    return isinstance(obj, str) and obj.strip()[:8].lower() == "https://"
 
 
 def _reads_again(obj: object) -> bool:
@@ -151,14 +163,24 @@ def _reads_again(obj: object) -> bool:
     return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
-def _thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
-    """The thumbnail of an input read again (None if it no longer reads: a file since
-    deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is decoded at a
-    reduced scale and never re-encoded at full size for it."""
-    try:
-        return prepare_image(obj, max_side=max(max_side, THUMBNAIL_SIDE)).thumbnail(max_side)
-    except ImageError:
-        return None
+class _ThumbnailAgain:
+    """Makes the thumbnail of an input read again, when called (None if it no longer reads:
+    a file since deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is
+    decoded at a reduced scale and never re-encoded at full size for it. Two slots: a run
+    keeps one per row."""
+
+    __slots__ = ("max_side", "obj")
+
+    def __init__(self, obj: object, max_side: int) -> None:
+        self.obj = obj
+        self.max_side = max_side
+
+    def __call__(self) -> tuple[bytes, str] | None:
+        side = self.max_side
+        try:
+            return prepare_image(self.obj, max_side=max(side, THUMBNAIL_SIDE)).thumbnail(side)
+        except ImageError:
+            return None
 
 
 def prepare_image(

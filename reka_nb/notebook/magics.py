@@ -142,6 +142,11 @@ class RekaMagics(Magics):
     @argument("--seed", type=int, help="seed for sampling")
     @argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @argument(
+        "--keep-metadata",
+        action="store_true",
+        help="send images with their metadata (EXIF, GPS position, XMP), dropped by default",
+    )
     @argument("-o", "--out", metavar="NAME", help="store the answer (a Description) in NAME")
     @argument("--raw", action="store_true", help="show plain text instead of Markdown")
     @argument("--chat", action="store_true", help="continue the conversation of --chat cells")
@@ -238,6 +243,7 @@ class RekaMagics(Magics):
             system=system,
             history=list(chat.messages) if args.chat else (),
             cache=args.cache,
+            keep_metadata=args.keep_metadata,
             **params,
         )
         if args.chat:  # only an answered question changes the conversation
@@ -269,6 +275,7 @@ class RekaMagics(Magics):
             requests_per_minute=args.rpm,
             stream=False,  # whole answers: nothing is shown word by word
             show=True if self._progress is None else self._progress(),
+            keep_metadata=args.keep_metadata,
             **params,
         )
         user_ns = self._user_ns()

@@ -10,6 +10,7 @@ contributes only the tail past what was already received, so repeated words surv
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class EmptyAnswer(Exception):
     not an answer, so it is never shown as one nor cached."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts; either field may be None when the server does not say."""
 
@@ -258,11 +259,17 @@ def parse_completion(data: Any, request_id: str | None) -> Completion:
     model = data.get("model")
     return Completion(
         text=content,
-        model=model if isinstance(model, str) and model else None,
+        model=_shared(model) if isinstance(model, str) and model else None,
         usage=Usage.from_json(data.get("usage")),
-        finish_reason=finish,
+        finish_reason=None if finish is None else _shared(finish),
         request_id=request_id,
     )
+
+
+def _shared(text: str) -> str:
+    """A model name or finish reason, one str for all the answers that repeat it (a run of
+    many answers keeps one copy, not one per answer); a long one is kept as it is."""
+    return sys.intern(text) if len(text) <= 64 else text
 
 
 def _stream_error_text(error: Any) -> str:

@@ -1,0 +1,191 @@
+"""What a run costs per image besides the request: thread hops, settings resolved, thumbnails
+and the prepared bytes, counted exactly against the offline server."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import reka_nb
+from reka_nb import describe_many
+from reka_nb.batch import engine
+from reka_nb.client import base as client_base
+from reka_nb.images import codec, reads_nothing
+from reka_nb.testing import OfflineServer
+
+
+def png(width: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, 8), (20, 120, 220)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "cache"))
+    out = []
+    for i in range(6):
+        path = tmp_path / f"img{i}.png"
+        path.write_bytes(png(10 + i))
+        out.append(str(path))
+    return out
+
+
+URLS = [f"https://example.com/photo{i}.jpg" for i in range(4)]
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each function a run sends to a worker thread (``asyncio.to_thread``)."""
+    names: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        names.append(func.__name__)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    return names
+
+
+def test_one_thread_hop_per_image_without_a_cache(
+    env: OfflineServer, paths: list[str], hops: list[str]
+) -> None:
+    results = describe_many(paths, "What?", cache=False, show=False, concurrency=3)
+    assert [r.ok for r in results] == [True] * 6
+    assert hops == ["_prepare"] * 6  # the question prepared; nothing else leaves the loop
+
+
+def test_the_cache_lookup_rides_the_prepare_hop_and_stores_go_in_batches(
+    env: OfflineServer, paths: list[str], hops: list[str]
+) -> None:
+    results = describe_many(paths, "What?", show=False, concurrency=6)
+    assert [r.ok for r in results] == [True] * 6
+    assert hops.count("_prepare") == 6
+    stores = hops.count("_work")
+    assert 1 <= stores <= 6 and len(hops) == 6 + stores
+    hops.clear()
+    again = describe_many(paths, "What?", show=False, concurrency=6)
+    assert again.cached_count == 6
+    assert hops == ["_prepare"] * 6  # each found in the cache by the hop that prepared it
+
+
+def test_urls_take_no_thread_hop(env: OfflineServer, hops: list[str]) -> None:
+    results = describe_many(URLS, "What?", cache=False, show=False)
+    assert [r.ok for r in results] == [True] * 4
+    assert hops == []
+    assert [r.thumbnail for r in results] == [None] * 4  # a remote image has none
+
+
+def test_reads_nothing_is_only_for_https_urls() -> None:
+    assert reads_nothing(URLS[0]) and reads_nothing(URLS) and reads_nothing(" HTTPS://a.b/c ")
+    assert not reads_nothing([URLS[0], "cat.png"])
+    assert not reads_nothing("http://example.com/a.jpg")  # refused later, not read
+    assert not reads_nothing("data:image/png;base64,AAAA")
+    assert not reads_nothing([]) and not reads_nothing(png(4))
+
+
+def test_settings_are_resolved_once_per_run_whatever_its_size(
+    env: OfflineServer, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str | None] = []
+    real = client_base.resolve
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("model"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(client_base, "resolve", counted)
+    monkeypatch.setattr("reka_nb.batch.api.resolve", counted)
+    describe_many(paths[:2], "What?", cache=False, show=False)
+    assert len(calls) == 1
+    calls.clear()
+    describe_many(paths, "What?", cache=False, show=False)
+    assert len(calls) == 1
+    calls.clear()
+    reka_nb.describe(paths[0], "What?", show=False)
+    assert len(calls) == 1  # one question, one resolution
+
+
+def test_settings_are_resolved_once_per_question_with_model_info_on(
+    env: OfflineServer, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
+    calls: list[str | None] = []
+    real = client_base.resolve
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("model"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(client_base, "resolve", counted)
+    with reka_nb.RekaClient() as client:
+        answer = client.describe(paths[0], "What?", show=False)
+        assert answer.cost is not None  # the model list was looked up, and used
+        assert calls == [None]  # the lookup, model_info and the request shared them
+        client.describe(paths[1], "What?", model="reka-core", show=False)
+    assert calls == [None, "reka-core"]
+    assert [r.path for r in env.requests] == ["/v1/models"] + ["/v1/chat/completions"] * 2
+
+
+def test_no_thumbnail_is_made_until_a_table_is_shown(
+    env: OfflineServer, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+    real = codec.thumbnail
+
+    def counted(data: bytes, label: str, *args: Any) -> Any:
+        made.append(label)
+        return real(data, label, *args)
+
+    monkeypatch.setattr("reka_nb.images.inputs.thumbnail", counted)
+    results = describe_many(paths, "What?", cache=False, show=False)
+    assert [r.ok for r in results] == [True] * 6
+    assert results.records()[0]["text"] and made == []  # records and counts make none
+    html = results._repr_html_()
+    assert len(made) == 6 and html.count("<img ") == 6
+    results._repr_html_()
+    assert len(made) == 6  # made once, then kept
+
+
+def test_a_row_keeps_no_prepared_image(
+    env: OfflineServer, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prepared images (their bytes) are gone once a run ends: a row keeps its input,
+    its answer and a way to make its thumbnail, nothing of what was sent."""
+    from reka_nb.images import inputs
+
+    prepared: list[weakref.ref[Any]] = []
+    real = inputs._prepare_one
+
+    def tracked(*args: Any) -> Any:
+        out = real(*args)
+        prepared.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(inputs, "_prepare_one", tracked)
+    results = describe_many(paths, "What?", cache=False, show=False)
+    gc.collect()
+    assert len(prepared) == 6 and len(results) == 6
+    assert [ref() for ref in prepared] == [None] * 6
+    assert all(r.description is not None and r.description.images == () for r in results)
+
+
+def test_the_engine_keeps_its_steps_apart() -> None:
+    """run_items is a plan and named steps, each small enough to read at once."""
+    import inspect
+
+    steps = ["run", "worker", "row", "prepare", "lookup", "ask", "answered", "keep", "report"]
+    for name in steps:
+        method = getattr(engine._Run, name)
+        assert method.__doc__, name
+        assert len(inspect.getsource(method).splitlines()) <= 60, name
+    assert len(inspect.getsource(engine.run_items).splitlines()) <= 50
