@@ -29,6 +29,10 @@ __all__ = ["AiohttpPool", "as_httpx_error"]
 CHUNK = 64 * 1024
 
 
+#: The server hung up, a body broke off, or a reply was not HTTP: httpx's RemoteProtocolError.
+_BROKEN = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)
+
+
 def as_httpx_error(exc: BaseException) -> httpx.TransportError | None:
     """The httpx error httpx's own pool raises where aiohttp raised ``exc`` (its words, no
     chained cause); None for what is not a transport failure (it propagates as it is)."""
@@ -39,10 +43,8 @@ def as_httpx_error(exc: BaseException) -> httpx.TransportError | None:
         kind = httpx.ReadTimeout
     elif isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch)):
         kind = httpx.ConnectError
-    elif isinstance(
-        exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)
-    ):
-        kind = httpx.RemoteProtocolError  # hung up, a broken body, a reply that is not HTTP
+    elif isinstance(exc, _BROKEN):
+        kind = httpx.RemoteProtocolError
     elif isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
         kind = httpx.UnsupportedProtocol
     elif isinstance(exc, (aiohttp.ClientConnectionError, OSError)):

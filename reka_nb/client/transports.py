@@ -11,8 +11,6 @@ transport wherever none is passed. Sync clients always use httpx.
 
 from __future__ import annotations
 
-import difflib
-import importlib.util
 import os
 from typing import Any
 
@@ -48,6 +46,8 @@ def check_transport(name: Any, where: str = "transport") -> str | None:
         return name.strip().lower()
     hint = ""
     if isinstance(name, str):
+        import difflib  # only for this error
+
         near = difflib.get_close_matches(name.strip().lower(), TRANSPORTS, n=1, cutoff=0.6)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         if name.strip().lower() == "fast":
@@ -67,6 +67,8 @@ def chosen(name: str | None, default: str) -> str:
 
 def fast_installed() -> bool:
     """Whether the ``fast`` extra (httpx-aiohttp, and so aiohttp) can be imported."""
+    import importlib.util  # not with ``import reka_nb``: only when a transport is picked
+
     return all(importlib.util.find_spec(name) is not None for name in ("httpx_aiohttp", "aiohttp"))
 
 
