@@ -7,11 +7,12 @@ thread: workers included) divided by the number of images, and its peak RSS. The
 CPU per request is printed too, to show it is not the bottleneck.
 
 Clients, side by side: reka_nb's ``describe_many`` (default: the answer cache on, in a fresh
-folder); the openai SDK (``AsyncOpenAI`` + ``asyncio.Semaphore(64)``, whole answers and
-streamed); a bare ``httpx.AsyncClient``, a bare aiohttp client and httpx over the
-``httpx-aiohttp`` transport, each posting the same bodies as reka_nb (built once by reka_nb and
-read from a file). Rows marked "experiment" patch reka_nb at run time (see ``EXPERIMENTS``)
-to measure a change to the client or engine before it is made.
+folder, and the transport ``auto``: aiohttp's pool when reka-nb[fast] is installed) and on
+httpx's own pool (``transport="httpx"``); the openai SDK (``AsyncOpenAI`` +
+``asyncio.Semaphore(64)``, whole answers and streamed); a bare ``httpx.AsyncClient``, a bare
+aiohttp client and httpx over the ``httpx-aiohttp`` transport, each posting the same bodies as
+reka_nb (built once by reka_nb and read from a file). Rows marked "experiment" patch reka_nb at
+run time (see ``EXPERIMENTS``) to measure a change to the client or engine before it is made.
 
 Then peak RSS of ``describe_many`` over 5,000 and 20,000 images, and a 4,000-event stream read
 through reka_nb's async client on httpx and on the aiohttp transport against the httpx-sse
@@ -197,20 +198,14 @@ def _patch_pool() -> None:
     BaseClient._client_options = sized  # type: ignore[method-assign]
 
 
-def _patch_aiohttp() -> None:
-    """Experiment: the httpx-aiohttp transport under reka_nb's httpx client."""
-    import httpx
-    from httpx_aiohttp import AiohttpTransport
+def _use_aiohttp() -> None:
+    """describe_many on the aiohttp transport (``transport="aiohttp"``, reka-nb[fast])."""
+    os.environ["REKA_NB_TRANSPORT"] = "aiohttp"
 
-    from reka_nb.client.base import BaseClient
 
-    options = BaseClient._client_options
-
-    def fast(self: Any) -> dict[str, Any]:
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-        return {**options(self), "transport": AiohttpTransport(limits=limits)}
-
-    BaseClient._client_options = fast  # type: ignore[method-assign]
+def _use_httpx() -> None:
+    """describe_many on httpx's own pool (``transport="httpx"``)."""
+    os.environ["REKA_NB_TRANSPORT"] = "httpx"
 
 
 def _patch_hops() -> None:
@@ -299,7 +294,8 @@ EXPERIMENTS = {
     "thumbs": _patch_thumbs,
     "sync": _patch_sync,
     "pool": _patch_pool,
-    "aiohttp": _patch_aiohttp,
+    "aiohttp": _use_aiohttp,
+    "httpx": _use_httpx,
     "hops": _patch_hops,
     "settings": _patch_settings,
 }
@@ -593,7 +589,6 @@ async def _stream_reads(base_url: str, rounds: int) -> list[tuple[str, list[floa
     from httpx_aiohttp import AiohttpTransport
 
     from reka_nb import AsyncRekaClient
-    from reka_nb.client.base import BaseClient
 
     messages = [{"role": "user", "content": "Tell me a long story."}]
     body = {"model": MODEL, "stream": True, "messages": messages}
@@ -621,16 +616,8 @@ async def _stream_reads(base_url: str, rounds: int) -> list[tuple[str, list[floa
                 parts.append(text)
         return "".join(parts)
 
-    options = BaseClient._client_options
-
-    def on_aiohttp(self: Any) -> dict[str, Any]:
-        return {**options(self), "transport": AiohttpTransport()}
-
-    plain = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False)
-    BaseClient._client_options = on_aiohttp  # type: ignore[method-assign]
-    fast = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False)
-    fast._client()  # made now, with the aiohttp transport
-    BaseClient._client_options = options  # type: ignore[method-assign]
+    plain = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="httpx")
+    fast = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="aiohttp")
     readers: list[tuple[str, Any]] = []
     async with (
         httpx.AsyncClient(timeout=60) as h1,
@@ -748,11 +735,12 @@ def main(
 LABELS = {
     "baseline": "reka_nb describe_many, BASELINE",
     "reka": "reka_nb describe_many (default)",
+    "reka+httpx": "reka_nb, transport='httpx'",
+    "reka+aiohttp": "reka_nb, transport='aiohttp'",
     "reka+pool": "  experiment: pool of 64",
     "reka+hops": "  experiment: one thread hop",
     "reka+settings": "  experiment: settings once",
     "reka+pool+hops+settings": "  experiment: all three",
-    "reka+aiohttp": "  experiment: aiohttp transport",
     "reka+thumbs": "  experiment: deferred thumbnails",
     "reka+aiohttp+hops+settings+thumbs": "  experiment: all but the pool",
     "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
@@ -764,13 +752,20 @@ LABELS = {
     "aiohttp": "bare aiohttp",
     "httpx-aiohttp": "bare httpx on httpx-aiohttp",
 }
-DEFAULT_KINDS = ["reka", "openai", "openai-stream", "httpx", "aiohttp", "httpx-aiohttp"]
+DEFAULT_KINDS = [
+    "reka",
+    "reka+httpx",
+    "openai",
+    "openai-stream",
+    "httpx",
+    "aiohttp",
+    "httpx-aiohttp",
+]
 EXPERIMENT_KINDS = [
     "reka+pool",
     "reka+hops",
     "reka+settings",
     "reka+pool+hops+settings",
-    "reka+aiohttp",
     "reka+aiohttp+hops+settings",
 ]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _env import child_environment
 from PIL import Image
 
 from reka_nb.testing import OfflineServer
@@ -46,7 +46,7 @@ def make_folder(tmp_path: Path, count: int) -> Path:
 
 
 def env_for(server: OfflineServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=server.base_url,
         REKA_API_KEY=server.api_key,
@@ -199,7 +199,7 @@ def test_describe_with_cache_says_cached_in_json(server: OfflineServer, tmp_path
 
 def test_offline_answers_are_reused_by_the_next_run_whatever_the_port(tmp_path: Path) -> None:
     folder = make_folder(tmp_path, 3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_NB_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
     runs = [run("describe", "--each", str(folder), "--offline", env=env) for _ in range(2)]
     assert [proc.returncode for proc in runs] == [0, 0], runs[0].stderr + runs[1].stderr
