@@ -149,7 +149,9 @@ class AiohttpPool(AiohttpTransport):
             response = await self.client.request(
                 method=request.method,
                 url=str(request.url),
-                headers=request.headers,
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
                 data=request.content or None,
                 allow_redirects=False,
                 auto_decompress=False,

@@ -213,3 +213,27 @@ def test_a_run_keeps_one_connection_per_request_in_flight() -> None:
     assert [r.text for r in results] == ["A cat."] * 120
     assert len(ports) == 120
     assert len(set(ports)) <= 31
+
+
+@needs_fast
+def test_both_transports_send_the_same_bytes_and_read_the_same_answer() -> None:
+    heads: list[bytes] = []
+    bodies: list[bytes] = []
+
+    def handler(reply: Reply) -> None:
+        heads.append(reply.head.replace(reply.head.split(b"\r\n")[1], b"Host: -"))
+        bodies.append(reply.body)
+        reply.whole(200, ANSWER)
+
+    async def ask(hostile: HostileServer, name: str) -> Any:
+        async with AsyncRekaClient(base_url=hostile.base_url, api_key=KEY, transport=name) as c:
+            return await c.complete(HI)
+
+    with HostileServer(handler) as hostile:
+        plain = asyncio.run(ask(hostile, "httpx"))
+        fast = asyncio.run(ask(hostile, "aiohttp"))
+    assert heads[0] == heads[1]
+    assert heads[0].split(b"\r\n")[-1] == b"Authorization: Bearer " + KEY.encode()
+    assert bodies[0] == bodies[1]
+    assert (fast.text, fast.request_id, fast.usage) == (plain.text, plain.request_id, plain.usage)
+    assert fast.text == "A cat."
