@@ -366,6 +366,31 @@ async def _run_httpx(bodies: list[dict], base_url: str, transport: str) -> int:
     return ok
 
 
+async def _run_client(bodies: list[dict], base_url: str, transport: str) -> int:
+    """reka_nb's AsyncRekaClient alone (no engine: no images read, no cache), a semaphore of
+    64 and a pool of 65, asking the same messages: the client and transport's own share."""
+    from reka_nb import AsyncRekaClient
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+    ok = 0
+    async with AsyncRekaClient(
+        base_url=base_url,
+        api_key=KEY,
+        transport=transport,
+        max_connections=CONCURRENCY + 1,
+        model_info=False,
+    ) as client:
+
+        async def one(body: dict) -> None:
+            nonlocal ok
+            async with gate:
+                answer = await client.complete(body["messages"], model=body["model"])
+                ok += answer.text == ANSWER
+
+        await asyncio.gather(*(one(b) for b in bodies))
+    return ok
+
+
 async def _run_aiohttp(bodies: list[dict], base_url: str) -> int:
     import aiohttp
 
@@ -393,7 +418,7 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
     patches = kind.split("+")[1:]
     if kind.startswith("reka"):
         paths = json.loads(Path(paths_file).read_text())
-        import reka_nb  # noqa: F401 - imported before the clock starts, like the others
+        import reka_nb
 
         count = len(paths)
         cpu, wall = time.process_time(), time.monotonic()
@@ -403,6 +428,8 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
         count = len(bodies)
         if kind.startswith("openai"):
             import openai  # noqa: F401
+        elif kind.startswith("client"):
+            import reka_nb  # noqa: F401
         elif kind == "aiohttp":
             import aiohttp  # noqa: F401
         else:
@@ -414,6 +441,9 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
             ok = asyncio.run(_run_openai(bodies, base_url, stream=True))
         elif kind == "aiohttp":
             ok = asyncio.run(_run_aiohttp(bodies, base_url))
+        elif kind.startswith("client"):
+            transport = "httpx" if kind == "client-httpx" else "aiohttp"
+            ok = asyncio.run(_run_client(bodies, base_url, transport))
         else:
             ok = asyncio.run(
                 _run_httpx(bodies, base_url, "aiohttp" if kind == "httpx-aiohttp" else "")
@@ -746,6 +776,8 @@ LABELS = {
     "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
     "reka+hops+settings+thumbs": "  experiment: hop+settings+thumbs",
     "reka+aiohttp+hops+settings": "  experiment: aiohttp + hop + settings",
+    "client": "reka_nb AsyncRekaClient alone, aiohttp",
+    "client-httpx": "reka_nb AsyncRekaClient alone, httpx",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
     "httpx": "bare httpx.AsyncClient",
@@ -755,6 +787,8 @@ LABELS = {
 DEFAULT_KINDS = [
     "reka",
     "reka+httpx",
+    "client",
+    "client-httpx",
     "openai",
     "openai-stream",
     "httpx",
