@@ -731,6 +731,19 @@ def main(
                 f"{out['wall']:>8.1f}{out['peak_kib'] / 1024:>9.0f}{out['ok']:>7}"
                 f"{out['server_ms']:>14.3f}"
             )
+        per_image = {kind: out["cpu"] / out["count"] for kind, out in rows}
+        floor = per_image.get("httpx-aiohttp")
+        for kind in ("reka", "reka+aiohttp", "client"):
+            if floor and kind in per_image:
+                print(
+                    f"{LABELS[kind].strip()} / bare httpx on httpx-aiohttp: "
+                    f"{per_image[kind] / floor:.2f}x (target <= 2)"
+                )
+        if "reka" in per_image and "openai" in per_image:
+            print(
+                f"{LABELS['reka'].strip()} / openai: "
+                f"{per_image['reka'] / per_image['openai']:.2f}x (target <= 1)"
+            )
         for kind in memory_kinds if big else []:
             big_file = tmp / "paths-big.json"
             big_file.write_text(json.dumps(paths[:big]))
@@ -776,8 +789,8 @@ LABELS = {
     "reka+pool+hops+settings+thumbs": "  experiment: all on httpx",
     "reka+hops+settings+thumbs": "  experiment: hop+settings+thumbs",
     "reka+aiohttp+hops+settings": "  experiment: aiohttp + hop + settings",
-    "client": "reka_nb AsyncRekaClient alone, aiohttp",
-    "client-httpx": "reka_nb AsyncRekaClient alone, httpx",
+    "client": "reka_nb client alone, aiohttp",
+    "client-httpx": "reka_nb client alone, httpx",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
     "httpx": "bare httpx.AsyncClient",

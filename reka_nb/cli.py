@@ -45,7 +45,7 @@ from .batch.options import closest as _closest
 from .batch.options import params_from
 from .batch.sources import expand
 from .client.sync import RekaClient, run_describe
-from .client.transports import TRANSPORTS
+from .client.transports import TRANSPORTS, check_transport
 
 __all__ = ["main"]
 
@@ -126,7 +126,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     d.add_argument("--retries", type=int, default=2, metavar="N", help="with --each (default 2)")
     d.add_argument(
         "--transport",
-        choices=TRANSPORTS,
+        metavar="{" + ",".join(TRANSPORTS) + "}",
         help="with --each: the connection pool (default auto: aiohttp when reka-nb[fast] is in)",
     )
     d.add_argument(
@@ -285,6 +285,10 @@ def _check_describe(args: argparse.Namespace) -> None:
             if getattr(args, option) is not None:
                 raise InvalidRequestError(f"--{option} goes with --each")
         return
+    try:
+        check_transport(args.transport, "--transport")
+    except ConfigurationError as exc:
+        raise InvalidRequestError(str(exc)) from None
     if args.json:
         raise InvalidRequestError(
             "--json prints one answer as a JSON object; --each already prints each answer as a "

@@ -167,6 +167,28 @@ def test_rpm_and_concurrency_are_checked_before_anything_is_sent(
     assert server.requests == []
 
 
+def test_transport_is_chosen_with_each_and_a_misspelt_one_is_refused(
+    server: OfflineServer, tmp_path: Path, transport: str
+) -> None:
+    folder = make_folder(tmp_path, 2)
+    env = env_for(server, tmp_path)
+    proc = run("describe", "--each", str(folder), "--transport", "aiohtp", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "reka-nb: error: --transport must be one of 'auto', 'httpx', 'aiohttp', not 'aiohtp' "
+        "(did you mean 'aiohttp'?)\n"
+    )
+    proc = run("describe", str(folder / "img0.png"), "--transport", transport, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == "reka-nb: error: --transport goes with --each\n"
+    assert server.requests == []
+    proc = run("describe", "--each", str(folder), "--transport", transport, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["error"] for line in lines] == [None, None]
+    assert len(server.chat_requests()) == 2
+
+
 def test_cache_info_and_clear(server: OfflineServer, tmp_path: Path) -> None:
     env = env_for(server, tmp_path)
     folder = make_folder(tmp_path, 2)
