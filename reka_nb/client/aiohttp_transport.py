@@ -27,6 +27,9 @@ __all__ = ["AiohttpPool", "as_httpx_error"]
 
 #: Bytes asked of aiohttp per read of a body: whatever has arrived, up to this much.
 CHUNK = 64 * 1024
+#: The longest status line or header accepted: h11's limit on a whole head (aiohttp's own is
+#: 8,190 bytes), so a reply httpx reads is read here too.
+HEAD_LIMIT = 16 * 1024
 
 
 #: The server hung up, a body broke off, or a reply was not HTTP: httpx's RemoteProtocolError.
@@ -138,6 +141,8 @@ class AiohttpPool(AiohttpTransport):
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             trust_env=False,
+            max_line_size=HEAD_LIMIT,
+            max_field_size=HEAD_LIMIT,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -237,3 +237,18 @@ def test_both_transports_send_the_same_bytes_and_read_the_same_answer() -> None:
     assert bodies[0] == bodies[1]
     assert (fast.text, fast.request_id, fast.usage) == (plain.text, plain.request_id, plain.usage)
     assert fast.text == "A cat."
+
+
+@needs_fast
+def test_a_header_httpx_reads_is_read_on_aiohttp_too() -> None:
+    """aiohttp's own limit is 8,190 bytes a header; h11 takes a 16 KB head."""
+
+    def handler(reply: Reply) -> None:
+        reply.whole(200, ANSWER, x_note="n" * 12_000)
+
+    async def ask(hostile: HostileServer, name: str) -> str:
+        async with AsyncRekaClient(base_url=hostile.base_url, api_key=KEY, transport=name) as c:
+            return (await c.complete(HI)).text
+
+    with HostileServer(handler) as hostile:
+        assert [asyncio.run(ask(hostile, name)) for name in ("httpx", "aiohttp")] == ["A cat."] * 2
