@@ -7,11 +7,12 @@ thread: workers included) divided by the number of images, and its peak RSS. The
 CPU per request is printed too, to show it is not the bottleneck.
 
 Clients, side by side: reka_nb's ``describe_many`` (default: the answer cache on, in a fresh
-folder); the openai SDK (``AsyncOpenAI`` + ``asyncio.Semaphore(64)``, whole answers and
-streamed); a bare ``httpx.AsyncClient``, a bare aiohttp client and httpx over the
-``httpx-aiohttp`` transport, each posting the same bodies as reka_nb (built once by reka_nb and
-read from a file). Rows marked "experiment" patch reka_nb at run time (see ``EXPERIMENTS``)
-to measure a change to the client or engine before it is made.
+folder, and the transport ``auto``: aiohttp's pool when reka-nb[fast] is installed) and on
+httpx's own pool (``transport="httpx"``); the openai SDK (``AsyncOpenAI`` +
+``asyncio.Semaphore(64)``, whole answers and streamed); a bare ``httpx.AsyncClient``, a bare
+aiohttp client and httpx over the ``httpx-aiohttp`` transport, each posting the same bodies as
+reka_nb (built once by reka_nb and read from a file). Rows marked "experiment" patch reka_nb at
+run time (see ``EXPERIMENTS``) to measure a change to the client or engine before it is made.
 
 Then peak RSS of ``describe_many`` over 5,000 and 20,000 images, and a 4,000-event stream read
 through reka_nb's async client on httpx and on the aiohttp transport against the httpx-sse
@@ -197,20 +198,14 @@ def _patch_pool() -> None:
     BaseClient._client_options = sized  # type: ignore[method-assign]
 
 
-def _patch_aiohttp() -> None:
-    """Experiment: the httpx-aiohttp transport under reka_nb's httpx client."""
-    import httpx
-    from httpx_aiohttp import AiohttpTransport
+def _use_aiohttp() -> None:
+    """describe_many on the aiohttp transport (``transport="aiohttp"``, reka-nb[fast])."""
+    os.environ["REKA_NB_TRANSPORT"] = "aiohttp"
 
-    from reka_nb.client.base import BaseClient
 
-    options = BaseClient._client_options
-
-    def fast(self: Any) -> dict[str, Any]:
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-        return {**options(self), "transport": AiohttpTransport(limits=limits)}
-
-    BaseClient._client_options = fast  # type: ignore[method-assign]
+def _use_httpx() -> None:
+    """describe_many on httpx's own pool (``transport="httpx"``)."""
+    os.environ["REKA_NB_TRANSPORT"] = "httpx"
 
 
 def _patch_settings() -> None:
@@ -248,7 +243,8 @@ def _patch_sync() -> None:
 EXPERIMENTS = {
     "sync": _patch_sync,
     "pool": _patch_pool,
-    "aiohttp": _patch_aiohttp,
+    "aiohttp": _use_aiohttp,
+    "httpx": _use_httpx,
     "settings": _patch_settings,
 }
 
@@ -318,6 +314,31 @@ async def _run_httpx(bodies: list[dict], base_url: str, transport: str) -> int:
     return ok
 
 
+async def _run_client(bodies: list[dict], base_url: str, transport: str) -> int:
+    """reka_nb's AsyncRekaClient alone (no engine: no images read, no cache), a semaphore of
+    64 and a pool of 65, asking the same messages: the client and transport's own share."""
+    from reka_nb import AsyncRekaClient
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+    ok = 0
+    async with AsyncRekaClient(
+        base_url=base_url,
+        api_key=KEY,
+        transport=transport,
+        max_connections=CONCURRENCY + 1,
+        model_info=False,
+    ) as client:
+
+        async def one(body: dict) -> None:
+            nonlocal ok
+            async with gate:
+                answer = await client.complete(body["messages"], model=body["model"])
+                ok += answer.text == ANSWER
+
+        await asyncio.gather(*(one(b) for b in bodies))
+    return ok
+
+
 async def _run_aiohttp(bodies: list[dict], base_url: str) -> int:
     import aiohttp
 
@@ -345,7 +366,7 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
     patches = kind.split("+")[1:]
     if kind.startswith("reka"):
         paths = json.loads(Path(paths_file).read_text())
-        import reka_nb  # noqa: F401 - imported before the clock starts, like the others
+        import reka_nb
 
         count = len(paths)
         cpu, wall = time.process_time(), time.monotonic()
@@ -355,6 +376,8 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
         count = len(bodies)
         if kind.startswith("openai"):
             import openai  # noqa: F401
+        elif kind.startswith("client"):
+            import reka_nb  # noqa: F401
         elif kind == "aiohttp":
             import aiohttp  # noqa: F401
         else:
@@ -366,6 +389,9 @@ def child(kind: str, paths_file: str, bodies_file: str, base_url: str) -> None:
             ok = asyncio.run(_run_openai(bodies, base_url, stream=True))
         elif kind == "aiohttp":
             ok = asyncio.run(_run_aiohttp(bodies, base_url))
+        elif kind.startswith("client"):
+            transport = "httpx" if kind == "client-httpx" else "aiohttp"
+            ok = asyncio.run(_run_client(bodies, base_url, transport))
         else:
             ok = asyncio.run(
                 _run_httpx(bodies, base_url, "aiohttp" if kind == "httpx-aiohttp" else "")
@@ -544,7 +570,6 @@ async def _stream_reads(base_url: str, rounds: int) -> list[tuple[str, list[floa
     from httpx_aiohttp import AiohttpTransport
 
     from reka_nb import AsyncRekaClient
-    from reka_nb.client.base import BaseClient
 
     messages = [{"role": "user", "content": "Tell me a long story."}]
     body = {"model": MODEL, "stream": True, "messages": messages}
@@ -572,16 +597,8 @@ async def _stream_reads(base_url: str, rounds: int) -> list[tuple[str, list[floa
                 parts.append(text)
         return "".join(parts)
 
-    options = BaseClient._client_options
-
-    def on_aiohttp(self: Any) -> dict[str, Any]:
-        return {**options(self), "transport": AiohttpTransport()}
-
-    plain = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False)
-    BaseClient._client_options = on_aiohttp  # type: ignore[method-assign]
-    fast = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False)
-    fast._client()  # made now, with the aiohttp transport
-    BaseClient._client_options = options  # type: ignore[method-assign]
+    plain = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="httpx")
+    fast = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="aiohttp")
     readers: list[tuple[str, Any]] = []
     async with (
         httpx.AsyncClient(timeout=60) as h1,
@@ -665,6 +682,19 @@ def main(
                 f"{out['wall']:>8.1f}{out['peak_kib'] / 1024:>9.0f}{out['ok']:>7}"
                 f"{out['server_ms']:>14.3f}"
             )
+        per_image = {kind: out["cpu"] / out["count"] for kind, out in rows}
+        floor = per_image.get("httpx-aiohttp")
+        for kind in ("reka", "reka+aiohttp", "client"):
+            if floor and kind in per_image:
+                print(
+                    f"{LABELS[kind].strip()} / bare httpx on httpx-aiohttp: "
+                    f"{per_image[kind] / floor:.2f}x (target <= 2)"
+                )
+        if "reka" in per_image and "openai" in per_image:
+            print(
+                f"{LABELS['reka'].strip()} / openai: "
+                f"{per_image['reka'] / per_image['openai']:.2f}x (target <= 1)"
+            )
         for kind in memory_kinds if big else []:
             big_file = tmp / "paths-big.json"
             big_file.write_text(json.dumps(paths[:big]))
@@ -699,23 +729,35 @@ def main(
 LABELS = {
     "baseline": "reka_nb describe_many, BASELINE",
     "reka": "reka_nb describe_many (default)",
+    "reka+httpx": "reka_nb, transport='httpx'",
+    "reka+aiohttp": "reka_nb, transport='aiohttp'",
     "reka+pool": "  experiment: pool of 64",
     "reka+settings": "  experiment: settings once",
     "reka+pool+settings": "  experiment: pool + settings",
-    "reka+aiohttp": "  experiment: aiohttp transport",
     "reka+aiohttp+settings": "  experiment: aiohttp + settings",
+    "client": "reka_nb client alone, aiohttp",
+    "client-httpx": "reka_nb client alone, httpx",
     "openai": "openai AsyncOpenAI + semaphore",
     "openai-stream": "openai, streamed",
     "httpx": "bare httpx.AsyncClient",
     "aiohttp": "bare aiohttp",
     "httpx-aiohttp": "bare httpx on httpx-aiohttp",
 }
-DEFAULT_KINDS = ["reka", "openai", "openai-stream", "httpx", "aiohttp", "httpx-aiohttp"]
+DEFAULT_KINDS = [
+    "reka",
+    "reka+httpx",
+    "client",
+    "client-httpx",
+    "openai",
+    "openai-stream",
+    "httpx",
+    "aiohttp",
+    "httpx-aiohttp",
+]
 EXPERIMENT_KINDS = [
     "reka+pool",
     "reka+settings",
     "reka+pool+settings",
-    "reka+aiohttp",
     "reka+aiohttp+settings",
 ]
 

@@ -4,10 +4,13 @@
    and streams a 4,000-word reply, one word per event, with no delay. Both readers fetch the
    same stream in alternation; the script prints the median time of each and their ratio
    (target: reka_nb / baseline <= 1.25).
-2. One 32 MB event against one 8 MB event, decoded as a stream in 64 KB chunks (SSE decoder and
+4. One 32 MB event against one 8 MB event, decoded as a stream in 64 KB chunks (SSE decoder and
    accumulator, the event limit raised for the test): linear means the 32 MB one takes at most
    1.5x of 4x the time of the 8 MB one.
-3. ``describe()`` of a 2,000-token and a 20,000-token answer, with the notebook display on (a
+2. The same stream through ``AsyncRekaClient.stream`` on each transport (httpx's own pool, and
+   httpx over aiohttp's: ``reka-nb[fast]``) against the httpx-sse floor on the same
+   transport, in alternating rounds (target: within 1.1x of the floor on both).
+5. ``describe()`` of a 2,000-token and a 20,000-token answer, with the notebook display on (a
    NotebookPresenter publishing to a shell whose publisher drops the messages) and off: the
    cost per token at 20,000 must stay within 1.5x of the cost at 2,000.
 
@@ -19,10 +22,12 @@ It prints figures; it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import statistics
 import time
+from typing import Any
 
 import httpx
 import httpx_sse
@@ -31,6 +36,7 @@ from reka_nb import RekaClient
 from reka_nb.client.replies import StreamState
 from reka_nb.client.settings import Settings
 from reka_nb.client.sync import run_describe
+from reka_nb.client.transports import FAST_INSTALL, fast_installed
 from reka_nb.protocol.sse import SSEDecoder
 
 
@@ -109,6 +115,8 @@ def main() -> None:
             med = statistics.median(times)
             print(f"{name:<34}{med * 1e3:>10.1f}{min(times) * 1e3:>10.1f}{words / med:>12,.0f}")
         print(f"ratio reka_nb / baseline: {o / b:.3f}  (target <= 1.25)")
+        print()
+        async_streams(url, key, args.rounds, expected)
     finally:
         parent.send("stop")
         proc.join(10)
@@ -116,6 +124,84 @@ def main() -> None:
     one_event()
     print()
     describe_lengths(args.rounds)
+
+
+async def _async_reads(url: str, key: str, rounds: int, expected: str) -> dict[str, list[float]]:
+    """Seconds per read of each asyncio reader, in alternating rounds."""
+    from reka_nb import AsyncRekaClient
+
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def floor(http: httpx.AsyncClient) -> str:
+        parts: list[str] = []
+        async with httpx_sse.aconnect_sse(
+            http, "POST", url + "/chat/completions", json=_body(), headers=headers
+        ) as source:
+            async for event in source.aiter_sse():
+                if event.data == "[DONE]":
+                    break
+                choices = json.loads(event.data).get("choices") or []
+                if choices:
+                    content = choices[0].get("delta", {}).get("content")
+                    if content:
+                        parts.append(content)
+        return "".join(parts)
+
+    async def ours(client: AsyncRekaClient) -> str:
+        parts: list[str] = []
+        async with client.stream(_body()["messages"]) as chat:
+            async for text in chat:
+                parts.append(text)
+        return "".join(parts)
+
+    readers: list[tuple[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as h1,
+        AsyncRekaClient(base_url=url, api_key=key, transport="httpx") as plain,
+    ):
+        readers += [
+            ("httpx-sse floor, httpx", lambda: floor(h1)),
+            ("reka_nb AsyncRekaClient.stream, httpx", lambda: ours(plain)),
+        ]
+        if fast_installed():
+            from httpx_aiohttp import AiohttpTransport
+
+            h2 = httpx.AsyncClient(timeout=60, transport=AiohttpTransport())
+            fast = AsyncRekaClient(base_url=url, api_key=key, transport="aiohttp")
+            readers += [
+                ("httpx-sse floor, aiohttp transport", lambda: floor(h2)),
+                ("reka_nb AsyncRekaClient.stream, aiohttp", lambda: ours(fast)),
+            ]
+        try:
+            for name, read in readers:  # warm each once, and check they agree
+                assert await read() == expected, name
+            times: dict[str, list[float]] = {name: [] for name, _ in readers}
+            for _ in range(rounds):
+                for name, read in readers:
+                    t = time.perf_counter()
+                    await read()
+                    times[name].append(time.perf_counter() - t)
+        finally:
+            if fast_installed():
+                await h2.aclose()
+                await fast.aclose()
+    return times
+
+
+def async_streams(url: str, key: str, rounds: int, expected: str) -> None:
+    """The stream through AsyncRekaClient on each transport beside the httpx-sse floor."""
+    times = asyncio.run(_async_reads(url, key, rounds, expected))
+    words = len(expected.split())
+    print(f"asyncio: stream of {words} events, {rounds} alternating rounds")
+    print(f"{'reader':<44}{'median ms':>10}{'min ms':>10}{'vs floor':>10}")
+    floors = {"httpx": "httpx-sse floor, httpx", "aiohttp": "httpx-sse floor, aiohttp transport"}
+    for name, seconds in times.items():
+        floor = statistics.median(times[floors["aiohttp" if "aiohttp" in name else "httpx"]])
+        med = statistics.median(seconds)
+        print(f"{name:<44}{med * 1e3:>10.1f}{min(seconds) * 1e3:>10.1f}{med / floor:>10.3f}")
+    if not fast_installed():
+        print(f"(the aiohttp transport is not installed: {FAST_INSTALL})")
+    print("target: reka_nb within 1.1x of the floor on the same transport")
 
 
 def decode_one_event(megabytes: int) -> float:

@@ -50,6 +50,7 @@ from .batch.options import params_from
 from .batch.sources import expand
 from .client.settings import model_info_wanted
 from .client.sync import RekaClient, run_describe
+from .client.transports import TRANSPORTS, check_transport
 
 __all__ = ["main"]
 
@@ -133,6 +134,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     d.add_argument("--concurrency", type=int, default=8, metavar="N", help="with --each (8)")
     d.add_argument("--rpm", type=float, metavar="N", help="with --each: requests a minute, at most")
     d.add_argument("--retries", type=int, default=2, metavar="N", help="with --each (default 2)")
+    d.add_argument(
+        "--transport",
+        metavar="{" + ",".join(TRANSPORTS) + "}",
+        help="with --each: the connection pool (default auto: aiohttp when reka-nb[fast] is in)",
+    )
     d.add_argument(
         "--cache",
         action=argparse.BooleanOptionalAction,
@@ -332,10 +338,14 @@ def _check_describe(args: argparse.Namespace) -> None:
             "--jsonl needs the name of the file to write the lines to (or - for standard output)"
         )
     if not args.each:
-        for option in ("jsonl", "rpm", "csv"):
+        for option in ("jsonl", "rpm", "csv", "transport"):
             if getattr(args, option) is not None:
                 raise InvalidRequestError(f"--{option} goes with --each")
         return
+    try:
+        check_transport(args.transport, "--transport")
+    except ConfigurationError as exc:
+        raise InvalidRequestError(str(exc)) from None
     if args.json:
         raise InvalidRequestError(
             "--json prints one answer as a JSON object; --each already prints each answer as a "
@@ -423,6 +433,7 @@ def _describe_each(args: argparse.Namespace, client: RekaClient, params: dict[st
                 retries=args.retries,
                 stream=False,  # nobody reads a batch word by word: whole answers cost less
                 keep_metadata=args.keep_metadata,
+                transport=args.transport,
                 **params,
             )
         )

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from reka_nb.client.transports import fast_installed
 from reka_nb.testing import OfflineServer
+
+#: The transports of asyncio clients that the client and batch tests run on: httpx's own
+#: pool, and httpx over aiohttp's where the fast extra is installed (the test extra has it).
+TRANSPORTS = ["httpx", "aiohttp"] if fast_installed() else ["httpx"]
 
 _SETTINGS = (
     "REKA_API_KEY",
@@ -17,6 +22,7 @@ _SETTINGS = (
     "REKA_NB_OFFLINE",
     "REKA_NB_OFFLINE_DELAY",
     "REKA_NB_MAX_VIDEO_MB",
+    "REKA_NB_TRANSPORT",
 )
 
 
@@ -63,5 +69,31 @@ def env(server: OfflineServer, monkeypatch: pytest.MonkeyPatch) -> OfflineServer
     return server
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each transport in turn, named by REKA_NB_TRANSPORT: every asyncio client the test makes
+    without choosing one (describe_many's, the CLI's --each, in subprocesses too) uses it."""
+    monkeypatch.setenv("REKA_NB_TRANSPORT", request.param)
+    return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A case of the sync client alone is run once: no transport choice reaches it."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        if params.get("kind") == "sync" and params.get("transport", TRANSPORTS[0]) != TRANSPORTS[0]:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_report_header() -> str:
-    return f"reka_nb tests: offline server on 127.0.0.1 (cwd {os.getcwd()})"
+    return (
+        f"reka_nb tests: offline server on 127.0.0.1 (cwd {os.getcwd()}); "
+        f"asyncio transports: {', '.join(TRANSPORTS)}"
+    )

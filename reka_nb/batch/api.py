@@ -26,6 +26,7 @@ from ..client.aio import AsyncRekaClient
 from ..client.settings import Settings, resolve
 from ..client.structured import SCHEMA_OPTIONS, schema_of
 from ..client.sync import RekaClient
+from ..client.transports import check_transport, chosen, pick
 from ..protocol.messages import check_params
 from .engine import Item, run_items
 from .limiter import Limiter, shared_limiter
@@ -74,12 +75,24 @@ class _Run:
     # The settings checked before the run (``_check_key``), used by its first run rather
     # than resolved again; a later run (retry_failed) resolves its own.
     checked: Settings | None = field(default=None, repr=False)
+    transport: str | None = None  # None: the client's, else REKA_NB_TRANSPORT, else auto
     # What a stopped run had finished. Python 3.10 replaces a cancelled task's CancelledError
     # with a new one on the way out, so the results attached to it do not always arrive.
     partial: Results | None = field(default=None, repr=False)
 
     def options(self) -> dict[str, Any]:
-        return {} if self.client is None else self.client.options()
+        """The options of the client the run makes: the given client's, with the transport
+        chosen for the run and a pool of a connection for each request in flight and one
+        for the model list (unless the client sized its own)."""
+        options = {} if self.client is None else self.client.options()
+        options["transport"] = self.transport_name(options.get("transport"))
+        if options.get("max_connections") is None:
+            options["max_connections"] = self.concurrency + 1
+        return options
+
+    def transport_name(self, client_transport: str | None = None) -> str:
+        """The run's ``transport``, else the client's, else REKA_NB_TRANSPORT, else auto."""
+        return chosen(self.transport or client_transport, "auto")
 
     async def arun(
         self, items: Sequence[Item], client: AsyncRekaClient, progress: Progress | None
@@ -314,6 +327,7 @@ def _setup(
     limiter: Limiter | None = None,
     max_cost: Any = None,
     keep_metadata: bool = False,
+    transport: str | None = None,
     **params: Any,
 ) -> tuple[_Run, list[Item]]:
     """describe_many's arguments checked before anything is read or sent: the run, its items."""
@@ -334,6 +348,8 @@ def _setup(
     run.max_cost = _budget(max_cost)
     run.schema, run.schema_retries = schema, schema_retries
     run.keep_metadata = keep_metadata
+    run.transport = check_transport(transport)
+    pick(run.transport_name(run.client.transport if run.client is not None else None))
     items = make_items(images, prompt)
     _check_key(run)
     return run, items
@@ -341,7 +357,7 @@ def _setup(
 
 #: describe_many's own keyword arguments, named when an unknown one is passed.
 _OPTIONS: tuple[str, ...] = ("model", "concurrency", "requests_per_minute", "cache", "show")
-_OPTIONS += ("client", "retries", "stream", "limiter", "max_cost", "keep_metadata")
+_OPTIONS += ("client", "retries", "stream", "limiter", "max_cost", "keep_metadata", "transport")
 _OPTIONS += SCHEMA_OPTIONS
 
 
@@ -377,6 +393,7 @@ def describe_many(
     limiter: Limiter | None = None,
     max_cost: float | Decimal | str | None = None,
     keep_metadata: bool = False,
+    transport: str | None = None,
     **params: Any,
 ) -> Results:
     """Ask the same question (or ``prompt(item)``) about many images; return ``Results``.
@@ -395,6 +412,10 @@ def describe_many(
     ``schema=``/``labels=``/``multi_label=``/``schema_retries=`` ask for structured answers as
     in describe(): ``to_pandas()`` then has one typed column per field, and a row whose
     answer still fails its check has a ``SchemaError``.
+    ``transport``: ``"auto"`` (the default: httpx over aiohttp's pool when ``reka-nb[fast]``
+    is installed, which spends far less CPU per image), ``"aiohttp"`` or ``"httpx"``; unset,
+    a given client's choice, else ``REKA_NB_TRANSPORT``. The pool keeps a connection for each
+    request in flight.
     """
     run, items = _setup(
         images,
@@ -409,6 +430,7 @@ def describe_many(
         limiter=limiter,
         max_cost=max_cost,
         keep_metadata=keep_metadata,
+        transport=transport,
         **params,
     )
     return run.run_sync(items, make_progress(show))
@@ -417,17 +439,32 @@ def describe_many(
 async def adescribe_many(
     images: Any, prompt: Prompt = DEFAULT_PROMPT, *, show: bool | Progress = True, **options: Any
 ) -> Results:
-    """``await adescribe_many(...)``: describe_many for a running event loop (the same options)."""
+    """``await adescribe_many(...)``: describe_many for a running event loop (the same options).
+    An AsyncRekaClient given as ``client`` is used as it is, with its own pool."""
     run, items = _setup(images, prompt, **options)
     progress = make_progress(show)
     try:
         if isinstance(run.client, AsyncRekaClient):
+            _same_transport(run, run.client)
             return await run.arun(items, run.client, progress)
         async with AsyncRekaClient(**run.options()) as own:
             return await run.arun(items, own, progress)
     finally:
         if run.cache is not None:
             run.cache.warn(stacklevel=2)
+
+
+def _same_transport(run: _Run, client: AsyncRekaClient) -> None:
+    """A transport asked of the run that the given client does not use is an error: the
+    run asks through that client's pool, made already."""
+    if run.transport is None:
+        return
+    wanted, used = pick(run.transport), client.transport_in_use()
+    if wanted != used:
+        raise InvalidRequestError(
+            f"transport={run.transport!r} asks for {wanted}, but the AsyncRekaClient given uses "
+            f"{used}: make it with AsyncRekaClient(transport={wanted!r}), or leave transport out"
+        )
 
 
 def _check_key(run: _Run) -> None:
@@ -484,6 +521,7 @@ class _Rerun:
                 "keep_metadata": run.keep_metadata,
                 "schema": run.schema,
                 "schema_retries": run.schema_retries,
+                "transport": run.transport,
             },
             "items": self._items,
         }

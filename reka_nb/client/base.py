@@ -55,6 +55,7 @@ from .replies import (
     wait_before_retry,
 )
 from .settings import Secret, Settings, check_base_url, model_info_wanted, positive, resolve
+from .transports import check_transport, limits
 
 __all__ = [
     "MODELS_TTL",
@@ -151,6 +152,8 @@ class BaseClient:
         max_images: int | None = None,
         max_request_bytes: int | None = None,
         model_info: bool | None = None,
+        transport: str | None = None,
+        max_connections: int | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
@@ -179,6 +182,10 @@ class BaseClient:
             positive("max_images", max_images)
         if max_request_bytes is not None:
             positive("max_request_bytes", max_request_bytes)
+        if max_connections is not None:
+            positive("max_connections", max_connections)
+        self.max_connections = max_connections
+        self.transport = self._check_transport(check_transport(transport))
 
     def __repr__(self) -> str:
         key = "[secure]" if self._api_key else "from REKA_API_KEY"
@@ -209,6 +216,8 @@ class BaseClient:
             "max_images": self.max_images,
             "max_request_bytes": self.max_request_bytes,
             "model_info": self.model_info_lookup,
+            "transport": self.transport,
+            "max_connections": self.max_connections,
         }
 
     def _client(self) -> Any:
@@ -293,7 +302,8 @@ class BaseClient:
         return http
 
     def _note_connection(self, event: str, info: Mapping[str, Any]) -> None:
-        """httpcore's trace: remember each connection opened, to wake its reads on close()."""
+        """httpcore's trace: remember each connection opened, to wake its reads on close().
+        (aiohttp's pool sends no trace: closing it wakes its reads, see aiohttp_transport.)"""
         if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             stream = info.get("return_value")
             if stream is not None:
@@ -308,8 +318,17 @@ class BaseClient:
             pool=self.connect_timeout,
         )
 
+    def _check_transport(self, transport: str | None) -> str | None:
+        """The ``transport`` argument, refused now when this client cannot use it."""
+        return transport
+
     def _client_options(self) -> dict[str, Any]:
-        return {"timeout": self._timeout(), "follow_redirects": False, "trust_env": False}
+        return {
+            "timeout": self._timeout(),
+            "follow_redirects": False,
+            "trust_env": False,
+            "limits": limits(self.max_connections),
+        }
 
     @staticmethod
     def _headers(settings: Settings, *, stream: bool = False) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -117,6 +118,15 @@ def shutdown(stream: Any) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    elif _asyncio_socket(sock):  # an asyncio connection's (aiohttp's): its TLS is above it
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _asyncio_socket(sock: Any) -> bool:
+    """Whether ``sock`` is asyncio's wrapper of a connection's socket (asyncio not imported)."""
+    trsock = sys.modules.get("asyncio.trsock")
+    return trsock is not None and isinstance(sock, trsock.TransportSocket)
 
 
 def shutdown_response(response: httpx.Response) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._exceptions import RekaError
+from .._exceptions import ConfigurationError, RekaError
 from ..protocol.body import BodyTooLarge, UndecodableBody
 from ..protocol.stream import Completion
 from .base import WHOLE, BaseChatStream, BaseClient, Flow, Lookup, Messages, Read, Send, Sleep
@@ -43,6 +43,16 @@ class RekaClient(BaseClient):
 
     _http: httpx.Client | None = None
     _http_class = httpx.Client
+
+    def _check_transport(self, transport: str | None) -> str | None:
+        """httpx's pool only (the aiohttp transport is asyncio's): ``auto`` means httpx here,
+        and ``REKA_NB_TRANSPORT`` is for asyncio clients."""
+        if transport == "aiohttp":
+            raise ConfigurationError(
+                "transport='aiohttp' is for AsyncRekaClient (and describe_many): a RekaClient "
+                "always uses httpx's own pool"
+            )
+        return transport
 
     def close(self) -> None:
         """Close the connection pool; calls in progress in other threads end at once, and

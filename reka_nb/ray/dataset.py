@@ -34,6 +34,7 @@ from ..cache import FILE_NAME, AnswerCache, cache_folder
 from ..client.aio import AsyncRekaClient
 from ..client.settings import resolve
 from ..client.structured import schema_of
+from ..client.transports import check_transport, chosen, pick
 from ..protocol.messages import check_params
 from .limiter import RayLimiter, desk_name, get_desk
 
@@ -82,6 +83,7 @@ class _Config:
     offline_key: str | None = None  # the offline server's public test key, in offline mode
     schema: Schema | None = None  # a structured answer's (pickled without its validators)
     schema_retries: int = 1
+    transport: str | None = None  # None: the worker's REKA_NB_TRANSPORT, else auto
 
 
 class DatasetDescriber:
@@ -95,6 +97,8 @@ class DatasetDescriber:
             base_url=config.base_url,
             model=config.model,
             api=config.api,
+            transport=chosen(config.transport, "auto"),
+            max_connections=config.in_flight + 1,  # the requests in flight and the model list
         )
         try:
             self._client.settings().require_key()
@@ -184,6 +188,7 @@ def describe_dataset(
     cache: bool | str | os.PathLike[str] = True,
     retries: int = 2,
     stream: bool = True,
+    transport: str | None = None,
     **params: Any,
 ) -> ray.data.Dataset:
     """Ask ``prompt`` about the image in ``column`` of every row; return the dataset with the
@@ -201,6 +206,9 @@ def describe_dataset(
     field (named as in ``Results.to_pandas()``; a field named like a column the dataset has
     already is ``field_<name>``); a row whose answer fails its schema has nulls there and a
     ``SchemaError`` in ``error``.
+    ``transport``: how each actor's pool moves its bytes, as for ``describe_many``: ``"auto"``
+    (the default: httpx over aiohttp when ``reka-nb[fast]`` is installed on the workers),
+    ``"aiohttp"`` or ``"httpx"``; unset, the workers' ``REKA_NB_TRANSPORT``, else auto.
     """
     ray = require_ray()
     if not isinstance(ds, ray.data.Dataset):
@@ -221,6 +229,9 @@ def describe_dataset(
     if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus < 0:
         raise InvalidRequestError(f"num_cpus must be a number >= 0, not {num_cpus!r}")
     schema, schema_retries = schema_of(params)  # an unusable schema: refused before Ray runs
+    transport = check_transport(transport)
+    if transport is not None:
+        pick(transport)  # aiohttp without the fast extra: refused before Ray runs
     settings = resolve(base_url=base_url, model=model, api=api)
     config = _Config(
         prompt=prompt,
@@ -237,6 +248,7 @@ def describe_dataset(
         offline_key=settings.api_key if settings.offline else None,
         schema=schema,
         schema_retries=schema_retries,
+        transport=transport,
     )
     desk = get_desk(desk_name(settings.base_url, settings.api_key))
     return ds.map_batches(

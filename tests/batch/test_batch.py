@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _env import child_environment
 from PIL import Image
 
 import reka_nb
@@ -384,7 +384,7 @@ print("pandas" in sys.modules)
 
 def test_pandas_is_imported_only_by_to_pandas(env: OfflineServer, tmp_path: Path) -> None:
     pytest.importorskip("pandas")
-    child = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child = child_environment()
     child.update(
         REKA_BASE_URL=env.base_url,
         REKA_API_KEY=env.api_key,
@@ -435,7 +435,7 @@ def test_results_pickle_and_retry_failed_works_in_another_process(
     assert copy.records() == results.records() and repr(copy) == repr(results)
     saved = tmp_path / "run.pickle"
     saved.write_bytes(data)
-    child = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child = child_environment()
     child.update(
         REKA_API_KEY=env.api_key,  # the key is never pickled: the environment gives it
         REKA_BASE_URL=env.base_url,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _env import child_environment
 from PIL import Image
 
 from reka_nb.testing import OfflineServer
@@ -46,7 +46,7 @@ def make_folder(tmp_path: Path, count: int) -> Path:
 
 
 def env_for(server: OfflineServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=server.base_url,
         REKA_API_KEY=server.api_key,
@@ -167,6 +167,28 @@ def test_rpm_and_concurrency_are_checked_before_anything_is_sent(
     assert server.requests == []
 
 
+def test_transport_is_chosen_with_each_and_a_misspelt_one_is_refused(
+    server: OfflineServer, tmp_path: Path, transport: str
+) -> None:
+    folder = make_folder(tmp_path, 2)
+    env = env_for(server, tmp_path)
+    proc = run("describe", "--each", str(folder), "--transport", "aiohtp", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "reka-nb: error: --transport must be one of 'auto', 'httpx', 'aiohttp', not 'aiohtp' "
+        "(did you mean 'aiohttp'?)\n"
+    )
+    proc = run("describe", str(folder / "img0.png"), "--transport", transport, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == "reka-nb: error: --transport goes with --each\n"
+    assert server.requests == []
+    proc = run("describe", "--each", str(folder), "--transport", transport, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["error"] for line in lines] == [None, None]
+    assert len(server.chat_requests()) == 2
+
+
 def test_cache_info_and_clear(server: OfflineServer, tmp_path: Path) -> None:
     env = env_for(server, tmp_path)
     folder = make_folder(tmp_path, 2)
@@ -199,7 +221,7 @@ def test_describe_with_cache_says_cached_in_json(server: OfflineServer, tmp_path
 
 def test_offline_answers_are_reused_by_the_next_run_whatever_the_port(tmp_path: Path) -> None:
     folder = make_folder(tmp_path, 3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_NB_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
     runs = [run("describe", "--each", str(folder), "--offline", env=env) for _ in range(2)]
     assert [proc.returncode for proc in runs] == [0, 0], runs[0].stderr + runs[1].stderr

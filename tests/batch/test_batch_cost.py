@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _env import child_environment
 from _hostile import HostileServer, Reply
 
 import reka_nb
@@ -111,7 +111,7 @@ print(len(rest), rest.complete, rest.stopped, flush=True)
 def test_a_budget_stop_says_why_in_a_terminal_and_retry_failed_goes_on(
     env: OfflineServer, tmp_path: Path
 ) -> None:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    child_env = child_environment()
     child_env.update(
         REKA_BASE_URL=env.base_url,
         REKA_API_KEY=env.api_key,

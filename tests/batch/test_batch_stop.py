@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _env import child_environment
 from jupyter_client import KernelManager
 from PIL import Image
 
@@ -143,10 +144,10 @@ class Kernel:
 
 
 @pytest.fixture(scope="module")
-def kernel(
+def module_kernel(
     offline_server: OfflineServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Kernel]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=offline_server.base_url,
         REKA_API_KEY=offline_server.api_key,
@@ -157,6 +158,15 @@ def kernel(
     assert k.printed("%load_ext reka_nb\nimport json, sys, time, reka_nb") == ""
     yield k
     k.stop()
+
+
+@pytest.fixture
+def kernel(module_kernel: Kernel, transport: str, tmp_path: Path) -> Kernel:
+    """The module's kernel, asking on this test's transport with an answer cache of its own."""
+    cache = str(tmp_path / "kernel-cache")
+    code = f"import os\nos.environ.update(REKA_NB_TRANSPORT={transport!r}, REKA_NB_CACHE={cache!r})"
+    assert module_kernel.printed(code) == ""
+    return module_kernel
 
 
 SLOW_DISPLAY = """
@@ -280,7 +290,7 @@ def test_each_magic_says_how_far_it_got(
 
 
 def child_env(server: OfflineServer, cache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=server.base_url,
         REKA_API_KEY=server.api_key,

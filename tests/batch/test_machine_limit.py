@@ -3,12 +3,13 @@ server counting when each request arrived)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _env import child_environment
 
 from reka_nb.batch.machine_limit import FILE_NAME
 from reka_nb.testing import OfflineServer
@@ -37,7 +38,7 @@ def test_two_processes_at_600_a_minute_send_600_together(
     server: OfflineServer, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=server.base_url,
         REKA_API_KEY=server.api_key,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from _env import child_environment
 from PIL import Image
 
 from reka_nb.testing import Fault, OfflineServer
@@ -41,7 +41,7 @@ def make_folder(tmp_path: Path, count: int) -> Path:
 
 
 def env_for(server: OfflineServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(
         REKA_BASE_URL=server.base_url,
         REKA_API_KEY=server.api_key,

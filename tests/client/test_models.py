@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _env import child_environment
 
 import reka_nb
 from reka_nb import (
@@ -354,9 +355,8 @@ def ip_shell():
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    import os
 
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    clean = child_environment()
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-m", "reka_nb", *args],

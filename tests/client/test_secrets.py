@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _env import child_environment
 
 from reka_nb import AsyncRekaClient, RekaClient, RekaError, describe
 from reka_nb.client.settings import resolve
@@ -122,7 +122,7 @@ def test_settings_from_environment(
 
 @pytest.mark.parametrize("key", [SECRET, WRONG])
 def test_cli_output(secret_server: OfflineServer, produced: list[str], key: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_API_KEY=key, REKA_BASE_URL=secret_server.base_url)
     for args in (["describe", str(CAT)], ["describe", str(CAT), "--json"], ["models"]):
         proc = subprocess.run(
@@ -251,7 +251,7 @@ def test_notebook_saved_after_errors_under_xmode_verbose(secret_server: OfflineS
         cell.metadata["tags"] = ["raises-exception"]
     secret_server.reset()
     secret_server.queue(Fault.ok(), Fault.ok(), Fault.stall(1, 3.0))  # 404, models, timeout
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
     env.update(REKA_NB_MODEL_INFO="off")  # one question, one request: the faults line up
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute(env=env)
@@ -308,7 +308,7 @@ def test_a_key_echoed_by_the_server_is_redacted(
             assert "[secure]" in str(info.value)
             for start in range(len(SECRET) - 7):  # no 8 characters in a row of the key
                 assert SECRET[start : start + 8] not in str(info.value)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
     secret_server.queue(Fault.status(401, body))
     proc = subprocess.run(
@@ -389,7 +389,7 @@ def test_a_key_echoed_in_a_header_is_redacted_everywhere(
         assert str(info.value).startswith(
             "The server answered with text/event-stream, [secure], not an event stream"
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REKA_")}
+    env = child_environment()
     env.update(REKA_API_KEY=SECRET, REKA_BASE_URL=secret_server.base_url)
     out = tmp_path / "lines.jsonl"
     secret_server.queue(Fault.echo_key(header), Fault.echo_key(header, code=400))

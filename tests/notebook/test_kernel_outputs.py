@@ -190,7 +190,8 @@ def test_describe_many_suggests_requests_per_minute_for_rpm(session: Session) ->
     assert output["evalue"] == (
         "unknown parameter 'rpm' (did you mean requests_per_minute?); expected one of the "
         "options model, concurrency, requests_per_minute, cache, show, client, retries, stream, "
-        "limiter, max_cost, keep_metadata, schema, labels, multi_label, schema_retries, or the "
+        "limiter, max_cost, keep_metadata, transport, schema, labels, multi_label, "
+        "schema_retries, or the "
         "model parameters max_tokens, temperature, "
         "top_p, stop, seed"
     )

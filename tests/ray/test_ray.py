@@ -28,8 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
     )
 
 import reka_nb.ray as rr
-from reka_nb import AsyncRekaClient, InvalidRequestError, describe_many
+from reka_nb import AsyncRekaClient, ConfigurationError, InvalidRequestError, describe_many
 from reka_nb.cache import FILE_NAME, AnswerCache
+from reka_nb.client.transports import fast_installed
 from reka_nb.images import prepare_image
 from reka_nb.ray.dataset import ANSWER_COLUMNS, _Config
 from reka_nb.testing import Fault, OfflineServer
@@ -339,6 +340,36 @@ def test_numpy_images_from_read_images(rserver: OfflineServer, tmp_path: Path) -
     for row in rows:
         h, w = row["image"].shape[:2]
         assert row["error"] is None and f"{w}×{h} px" in row["text"]
+
+
+@pytest.mark.skipif(not fast_installed(), reason="reka-nb[fast] is not installed")
+def test_each_transport_gives_the_same_rows(rserver: OfflineServer, tmp_path: Path) -> None:
+    paths = make_images(tmp_path / "photos", 6)
+    ds = ray.data.read_binary_files(str(tmp_path / "photos"), include_paths=True)
+    rows = {
+        name: rows_by_path(
+            rr.describe_dataset(ds, PROMPT, concurrency=1, cache=False, transport=name)
+        )
+        for name in ("httpx", "aiohttp")
+    }
+    assert len(rserver.chat_requests()) == 12
+    for path in paths:
+        plain, fast = rows["httpx"][path.name], rows["aiohttp"][path.name]
+        assert plain["error"] is None and fast["error"] is None
+        assert "JPEG" in fast["text"] and PROMPT in fast["text"]
+        for name in ("text", "model", "input_tokens", "output_tokens", "finish_reason"):
+            assert fast[name] == plain[name], (path.name, name)
+
+
+def test_an_unknown_transport_is_refused_before_ray_runs(rserver: OfflineServer) -> None:
+    ds = ray.data.from_items([{"bytes": b"x"}])
+    with pytest.raises(ConfigurationError) as info:
+        rr.describe_dataset(ds, PROMPT, transport="aiohtp")
+    assert str(info.value) == (
+        "transport must be one of 'auto', 'httpx', 'aiohttp', not 'aiohtp' "
+        "(did you mean 'aiohttp'?)"
+    )
+    assert rserver.requests == []
 
 
 def test_bad_arguments_are_refused_before_anything_runs(rserver: OfflineServer) -> None:
