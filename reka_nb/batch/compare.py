@@ -190,7 +190,10 @@ def _prices(run: Any, results: dict[str, Results]) -> dict[str, Any]:
     from ..client.sync import RekaClient
 
     try:
-        with RekaClient(**run.options()) as client:
+        options = run.options()
+        options.pop("transport", None)  # the run's own transport is async-only
+        options.pop("max_connections", None)
+        with RekaClient(**options) as client:
             return {name: client.model_info(name) for name in need}
     except RekaError:  # no list to be had: those costs stay unknown
         return {}
