@@ -105,8 +105,13 @@ def test_the_upload_panel_says_to_run_its_cell(opened: tuple[Any, Path]) -> None
     ]
     cell = notebook_cell(page, index)
     cell.scroll_into_view_if_needed()
-    output = cell.locator(".jp-OutputArea-output")
+    output = cell.locator(".jp-OutputArea-executeResult .jp-OutputArea-output")
     output.wait_for(state="visible")
+    # The note above the panel (for a trusted notebook reopened) shows nothing here: untrusted,
+    # its style is removed, and the panel's own fallback says it once.
+    note = cell.locator(".reka-panel-note")
+    assert note.evaluate("n => getComputedStyle(n, '::before').content") == "none"
+    assert note.evaluate("n => n.getBoundingClientRect().height") == 0
     assert output.inner_text().strip() == (
         "Upload panel: run this cell to show it (it needs a running kernel)."
     )
