@@ -9,13 +9,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client import KernelManager
+from test_display import Execution, Kernel
 
 from reka_nb.offline._answer import split_tokens
 from reka_nb.offline._catalog import model_entry
@@ -40,55 +39,13 @@ def cat_answer(model: str, prompt: str = "What is it?") -> str:
     return f"{INTRO} Model: {model}. Image 1: JPEG, 451×300 px, 35,042 bytes. Prompt: {prompt}"
 
 
-@dataclass
-class Execution:
-    messages: list[dict[str, Any]]
-    reply: dict[str, Any]
-
-    def of(self, *kinds: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["msg_type"] in kinds]
-
-    def board(self) -> list[dict[str, Any]]:
-        """The messages of the side-by-side display (the one with a display id)."""
-        return [
-            m
-            for m in self.of("display_data", "update_display_data")
-            if "reka-nb-side-by-side" in m["content"]["data"].get("text/html", "")
-        ]
-
-
-class Kernel:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=env, cwd=str(ROOT))
-        self.kc = self.km.blocking_client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=120)
-
-    def run(self, code: str, on_message: Callable[[dict], None] | None = None) -> Execution:
-        msg_id = self.kc.execute(code)
-        messages = []
-        while True:
-            msg = self.kc.get_iopub_msg(timeout=120)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status":
-                if msg["content"]["execution_state"] == "idle":
-                    break
-                continue
-            if msg["msg_type"] != "execute_input":
-                messages.append(msg)
-                if on_message is not None:
-                    on_message(msg)
-        reply = self.kc.get_shell_msg(timeout=120)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            assert reply["msg_type"] == "kernel_info_reply", reply["msg_type"]
-            reply = self.kc.get_shell_msg(timeout=120)
-        return Execution(messages, reply["content"])
-
-    def stop(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+def board_of(run: Execution) -> list[dict[str, Any]]:
+    """The messages of the side-by-side display (the one with a display id)."""
+    return [
+        m
+        for m in run.displays
+        if "reka-nb-side-by-side" in m["content"]["data"].get("text/html", "")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +84,7 @@ def test_both_columns_fill_in_at_once_in_one_display(kernel: Kernel, server: Off
     strip, *rest = run.of("display_data", "update_display_data")
     assert "display_id" not in strip["content"].get("transient", {})  # sent once, above
     assert "<img " in strip["content"]["data"]["text/html"]
-    board = run.board()
+    board = board_of(run)
     assert board == rest
     assert [m["msg_type"] for m in board] == ["display_data"] + ["update_display_data"] * (
         len(board) - 1
@@ -194,7 +151,7 @@ def test_a_model_that_fails_says_so_in_its_column_only(
     finally:
         kernel.run(f"os.environ['REKA_BASE_URL'] = {server.base_url!r}")
     assert run.reply["status"] == "ok"  # one model answered: the cell goes on
-    last = columns(run.board()[-1])
+    last = columns(board_of(run)[-1])
     rid = next(r.request_id for r in retiring.chat_requests() if r.body["model"] == "reka-retired")
     state, text, foot = last["reka-retired"]
     assert (state, text) == ("failed", "")
@@ -233,7 +190,7 @@ def test_a_stop_ends_every_stream_and_keeps_their_text(
     assert error["content"]["traceback"] == [
         "KeyboardInterrupt: interrupted; the text that arrived is kept above"
     ]
-    last = columns(run.board()[-1])
+    last = columns(board_of(run)[-1])
     for model in ("reka-flash", "reka-edge"):
         state, text, foot = last[model]
         assert (state, foot) == ("interrupted", "— interrupted")
@@ -241,7 +198,7 @@ def test_a_stop_ends_every_stream_and_keeps_their_text(
     server.token_delay = 0
     again = kernel.run(CELL)
     assert again.reply["status"] == "ok"
-    assert {m: c[0] for m, c in columns(again.board()[-1]).items()} == {
+    assert {m: c[0] for m, c in columns(board_of(again)[-1]).items()} == {
         "reka-flash": "done",
         "reka-edge": "done",
     }
