@@ -69,6 +69,13 @@ def env(server: OfflineServer, monkeypatch: pytest.MonkeyPatch) -> OfflineServer
     return server
 
 
+@pytest.fixture
+def varied(env: OfflineServer) -> OfflineServer:
+    """``env`` whose models choose labels differently (``varied_choices``; reset after)."""
+    env.varied_choices = True
+    return env
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each transport in turn, named by REKA_NB_TRANSPORT: every asyncio client the test makes

@@ -48,12 +48,6 @@ def folder(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def varied(env: OfflineServer) -> OfflineServer:
-    env.varied_choices = True
-    return env
-
-
 def paths(folder: Path) -> list[Path]:
     return sorted(folder.iterdir())
 

@@ -37,12 +37,6 @@ def folder(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def varied(env: OfflineServer) -> OfflineServer:
-    env.varied_choices = True
-    return env
-
-
 def digests(folder: Path) -> list[str]:
     return [image_digest(p.read_bytes()) for p in sorted(folder.iterdir())]
 
