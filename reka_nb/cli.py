@@ -530,6 +530,9 @@ def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        # As asyncio.run does: the worker threads still preparing an image or writing the
+        # cache finish before the interpreter exits (one left running can crash it).
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
