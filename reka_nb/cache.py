@@ -294,6 +294,8 @@ class AnswerCache:
         self._lock = threading.Lock()  # guards the connection list and the state
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._in_use: set[sqlite3.Connection] = set()  # a thread is running work on these
+        self._close_after_use: set[sqlite3.Connection] = set()  # closed when that work ends
         self._pid = os.getpid()
         self._broken = False
         self._warned = False
@@ -345,7 +347,15 @@ class AnswerCache:
         waited, pause, deadline = False, 0.05, time.monotonic() + LOCK_PATIENCE
         while True:
             try:
-                return work(self._connect())
+                db = self._connect()
+                with self._lock:
+                    if db not in self._connections:  # closed by close() since: open another
+                        continue
+                    self._in_use.add(db)
+                try:
+                    return work(db)
+                finally:
+                    self._done_with(db)
             except (sqlite3.Error, OSError) as exc:
                 if _locked(exc) and time.monotonic() + pause < deadline:
                     waited = True
@@ -364,11 +374,25 @@ class AnswerCache:
         self.problem = f"the answer cache {self.path} cannot be used ({exc}); going on without it"
         self._close_all()
 
+    def _done_with(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            self._in_use.discard(db)
+            close = db in self._close_after_use
+            self._close_after_use.discard(db)
+        if close:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
     def _close_all(self) -> None:
+        """Close every connection; one that a thread is using (a stopped run's worker still
+        reading or storing an answer) is closed by that thread when its work ends, because
+        closing it under a running statement crashes the process."""
         with self._lock:
             connections, self._connections = self._connections, []
             self._local = threading.local()
-        for db in connections:
+            idle = [db for db in connections if db not in self._in_use]
+            self._close_after_use.update(db for db in connections if db in self._in_use)
+        for db in idle:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
 
@@ -451,7 +475,8 @@ class AnswerCache:
         return self._run(work) or 0
 
     def close(self) -> None:
-        """Close every thread's connection (call when no thread uses the cache any more)."""
+        """Close every thread's connection (one in use is closed when its work ends); the
+        cache opens new ones if it is used again."""
         self._close_all()
 
 

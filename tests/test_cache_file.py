@@ -297,3 +297,43 @@ def test_six_processes_of_two_threads_write_at_once(cache_dir: Path) -> None:
     ] * 6, [err for _, err in outputs]
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM answers").fetchone()[0] == 6 * 2 * 75
+
+
+CLOSE_MID_READ = """
+import sys, threading
+from pathlib import Path
+from reka_nb.cache import AnswerCache, CachedAnswer
+cache = AnswerCache(Path(sys.argv[1]))
+cache.put("k", CachedAnswer("kept", "reka-flash", "stop", 1, 1, "req_1", 0.1, 1.0))
+inside, go_on, got = threading.Event(), threading.Event(), []
+
+def pause():  # the read is inside SQLite when close() comes from another thread
+    inside.set()
+    go_on.wait()
+    return 0
+
+def read():
+    cache._connect().set_progress_handler(pause, 1)
+    got.append(cache.get("k"))
+
+worker = threading.Thread(target=read)
+worker.start()
+inside.wait()
+cache.close()  # as a stopped run does while a worker thread still reads the cache
+go_on.set()
+worker.join()
+print(got[0].text, cache.usable, cache.get("k").text, flush=True)
+"""
+
+
+def test_closing_while_another_thread_reads_waits_for_that_read(tmp_path: Path) -> None:
+    """A stopped run closes the cache while a worker thread may still be inside a read: the
+    read ends with its answer, the connection is closed after it, the cache stays usable."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CLOSE_MID_READ, str(tmp_path / "answers.sqlite3")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,  # closing under the read (as before) blocks here instead
+    )
+    assert (proc.returncode, proc.stdout) == (0, "kept True kept\n"), proc.stderr
