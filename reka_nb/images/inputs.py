@@ -26,7 +26,6 @@ import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -43,14 +42,18 @@ from .video import VIDEO_EXTENSIONS, PreparedVideo, prepare_video, sniff_video, 
 __all__ = [
     "MAX_BYTES",
     "MAX_SIDE",
+    "READ_AGAIN",
     "THUMBNAIL_SIDE",
     "Media",
     "PreparedImage",
+    "ReadAgain",
     "deferred_thumbnail",
     "prepare_image",
     "prepare_images",
     "reads_nothing",
+    "row_thumbnail",
     "shorten_data_urls",
+    "thumbnail_again",
 ]
 
 MAX_SIDE = 2048
@@ -164,10 +167,7 @@ def _reads_again(obj: object) -> bool:
 
 
 class _ThumbnailAgain:
-    """Makes the thumbnail of an input read again, when called (None if it no longer reads:
-    a file since deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is
-    decoded at a reduced scale and never re-encoded at full size for it. Two slots: a run
-    keeps one per row."""
+    """Makes the thumbnail of an input read again, when called (``thumbnail_again``)."""
 
     __slots__ = ("max_side", "obj")
 
@@ -176,11 +176,44 @@ class _ThumbnailAgain:
         self.max_side = max_side
 
     def __call__(self) -> tuple[bytes, str] | None:
-        side = self.max_side
-        try:
-            return prepare_image(self.obj, max_side=max(side, THUMBNAIL_SIDE)).thumbnail(side)
-        except ImageError:
-            return None
+        return thumbnail_again(self.obj, self.max_side)
+
+
+class ReadAgain:
+    """The type of ``READ_AGAIN``: one marker for every row of a run, where a maker each
+    would cost a row its own object (it pickles as the same marker)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "READ_AGAIN"
+
+    def __reduce__(self) -> str:
+        return "READ_AGAIN"
+
+
+READ_AGAIN = ReadAgain()
+"""A row's thumbnail is made from the row's own input, read again when first wanted."""
+
+
+def row_thumbnail(
+    obj: object, prepared: Media, max_side: int
+) -> tuple[bytes, str] | ReadAgain | None:
+    """``deferred_thumbnail`` for a row that keeps ``obj``: ``READ_AGAIN`` in place of a
+    maker (the row calls ``thumbnail_again(obj, max_side)`` when its thumbnail is wanted)."""
+    made = deferred_thumbnail(obj, prepared, max_side)
+    return READ_AGAIN if isinstance(made, _ThumbnailAgain) else made
+
+
+def thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
+    """The thumbnail of ``obj``'s first image, read again (None if it no longer reads: a file
+    since deleted). Prepared within ``THUMBNAIL_SIDE`` first, so a large photo is decoded at a
+    reduced scale and never re-encoded at full size for it."""
+    try:
+        first = expand(obj)[0]
+        return prepare_image(first, max_side=max(max_side, THUMBNAIL_SIDE)).thumbnail(max_side)
+    except ImageError:
+        return None
 
 
 def prepare_image(
@@ -336,10 +369,12 @@ def _from_data_url(url: str, max_side: int, max_bytes: int) -> Media:
 
 
 def _from_path(text: str, max_side: int, max_bytes: int) -> Media:
-    path = Path(os.path.expanduser(text))
-    expanded = f" (expanded to '{path}')" if str(path) != text else ""
+    # Plain strings, not pathlib: a Path interns each part of its name, and a run over many
+    # files would keep a table of every file name it read for the life of the process.
+    path = os.path.expanduser(text)
+    expanded = f" (expanded to '{path}')" if path != text else ""
     try:
-        info = path.stat()
+        info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError
         if not stat.S_ISREG(info.st_mode):
@@ -349,7 +384,8 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> Media:
                 f"'{text}' is {info.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes "
                 "an image file may have"
             )
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         raise ImageError(
             f"no such file: '{text}'{expanded} (current directory: {os.getcwd()})"
@@ -363,7 +399,7 @@ def _from_path(text: str, max_side: int, max_bytes: int) -> Media:
     except ValueError:  # a NUL byte, or a lone surrogate the file system cannot encode
         why = "a NUL character" if "\0" in text else "characters the file system cannot encode"
         raise ImageError(f"{text!a} is not a usable file path: it contains {why}") from None
-    return _from_bytes(data, path.name, f"'{text}'", max_side, max_bytes)
+    return _from_bytes(data, os.path.basename(path), f"'{text}'", max_side, max_bytes)
 
 
 def _from_file(file: Any, max_side: int, max_bytes: int) -> Media:

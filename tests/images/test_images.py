@@ -639,6 +639,11 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str]] = [
         lambda p: "nowhere/cat.jpeg",
         r"^no such file: 'nowhere/cat\.jpeg' \(current directory: /",
     ),
+    (
+        "missing in the home folder",
+        lambda p: "~/nowhere/cat.jpeg",
+        r"^no such file: '~/nowhere/cat\.jpeg' \(expanded to '/[^~']*/nowhere/cat\.jpeg'\) ",
+    ),
     ("directory", lambda p: p, r"is a directory, not an image file$"),
     ("empty file", write("empty.jpeg", b""), r"'.*/empty\.jpeg' is empty \(0 bytes\)$"),
     ("empty bytes", lambda p: b"", r"^the bytes object is empty \(0 bytes\)$"),
