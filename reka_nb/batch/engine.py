@@ -14,7 +14,7 @@ in flight instead of asking it twice, and only then waits for the limiter and as
 are stored in the cache in batches (``_Desk``: one thread hop for those that arrived
 meanwhile). So at most ``concurrency`` prepared images exist at once, whatever the number of
 items, and none is kept once its request is sent: a row keeps its input, its answer and a
-thumbnail made only when a table shows it (``images.deferred_thumbnail``). Failures
+thumbnail made only when a table shows it (``images.row_thumbnail``). Failures
 stay with their item (retried first when worth it). An out-of-credits answer stops the run:
 nothing new is sent, and the requests already sent (paid for) finish and are kept. Cancelling
 the run (Ctrl-C) stops every request at once. In both cases the finished results travel on
@@ -44,7 +44,7 @@ from ..cache import AnswerCache, CachedAnswer
 from ..client.aio import AsyncRekaClient
 from ..client.question import Question, cache_entry, refuse_images
 from ..client.settings import Settings
-from ..images import deferred_thumbnail, reads_nothing
+from ..images import reads_nothing, row_thumbnail
 from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
 from ..protocol.messages import check_params
@@ -339,7 +339,7 @@ class _Run:
             assert self.cache is not None
             hit = self.cache.get(key)
         images = question.images
-        thumb = deferred_thumbnail(item.image, images[0], THUMBNAIL) if images else None
+        thumb = row_thumbnail(item.image, images[0], THUMBNAIL) if images else None
         question.images = []  # the message holds what is sent; nothing else keeps the bytes
         return _Ready(question, key, hit, look, thumb, len(images))
 
@@ -455,7 +455,9 @@ class _Run:
         question = ready.question
         question.started = started
         description = question.finish(completion, inputs=False)  # cost, session's usage
-        seconds = time.monotonic() - started
+        seconds = description.elapsed  # timed from ``started`` too: one float for the two
+        if seconds is None:
+            seconds = time.monotonic() - started
         budget = self.plan.budget
         if budget is not None and held is not None:  # at once: no await before keep
             usage = description.usage

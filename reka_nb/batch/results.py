@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
 from ..answer import Description, field_text
+from ..images.inputs import READ_AGAIN, ReadAgain, thumbnail_again
 from ..images.markup import ERROR_STYLE, WRAP_STYLE, file_name, thumbnail_img
 from ..protocol.models import format_usd
 from ..protocol.stream import Usage
@@ -95,9 +96,10 @@ class Result:
     ``item`` is what was given, ``source`` its short name (a path, a URL, ``#3``),
     ``index`` its position in the input, ``seconds`` the time it took, ``thumbnail`` a small
     JPEG or PNG of its first image (bytes, mime type) for tables, made when first read if it
-    was given as a function (``images.deferred_thumbnail``): a run whose table is never shown
-    makes none. The answer holds no image bytes, and a row's fields are slots, so a run's
-    memory grows little with the number of its images and not with their size.
+    was given as a function (``images.deferred_thumbnail``) or as ``images.READ_AGAIN``: a run
+    whose table is never shown makes none. The answer holds no image bytes, and a row's
+    fields are slots, so a run's memory grows little with the number of its images and not
+    with their size.
     """
 
     __slots__ = ("_thumbnail", "description", "error", "index", "item", "seconds", "source")
@@ -108,7 +110,7 @@ class Result:
     description: Description | None
     error: BaseException | None
     seconds: float
-    _thumbnail: tuple[bytes, str] | ThumbnailMaker | None
+    _thumbnail: tuple[bytes, str] | ThumbnailMaker | ReadAgain | None
 
     def __init__(
         self,
@@ -118,7 +120,7 @@ class Result:
         description: Description | None = None,
         error: BaseException | None = None,
         seconds: float = 0.0,
-        thumbnail: tuple[bytes, str] | ThumbnailMaker | None = None,
+        thumbnail: tuple[bytes, str] | ThumbnailMaker | ReadAgain | None = None,
     ) -> None:
         setattr_ = object.__setattr__  # frozen: set once, here
         setattr_(self, "index", index)
@@ -148,11 +150,16 @@ class Result:
     @property
     def thumbnail(self) -> tuple[bytes, str] | None:
         """Bytes and mime type of the row's thumbnail (None without one), made at first read
-        when it was given as a function; then kept (two threads at once make it twice)."""
+        when it was given as a function or as ``READ_AGAIN`` (from the row's ``item``); then
+        kept (two threads at once make it twice)."""
         value = self._thumbnail
-        if callable(value):
+        if value is READ_AGAIN:
+            value = thumbnail_again(self.item, THUMBNAIL)
+        elif callable(value):
             value = value()
-            object.__setattr__(self, "_thumbnail", value)
+        else:
+            return value
+        object.__setattr__(self, "_thumbnail", value)
         return value
 
     @property

@@ -8,6 +8,7 @@ WebM clips' container, duration and size (they are sent as they are).
 from .inputs import (
     MAX_BYTES,
     MAX_SIDE,
+    READ_AGAIN,
     THUMBNAIL_SIDE,
     Media,
     PreparedImage,
@@ -15,7 +16,9 @@ from .inputs import (
     prepare_image,
     prepare_images,
     reads_nothing,
+    row_thumbnail,
     shorten_data_urls,
+    thumbnail_again,
 )
 from .video import LONG_VIDEO_SECONDS, MAX_VIDEO_BYTES, PreparedVideo, read_video_info
 
@@ -24,6 +27,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_SIDE",
     "MAX_VIDEO_BYTES",
+    "READ_AGAIN",
     "THUMBNAIL_SIDE",
     "Media",
     "PreparedImage",
@@ -33,5 +37,7 @@ __all__ = [
     "prepare_images",
     "read_video_info",
     "reads_nothing",
+    "row_thumbnail",
     "shorten_data_urls",
+    "thumbnail_again",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import pickle
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from reka_nb import (
 from reka_nb.batch import ProgressStats, RateLimiter, TerminalProgress, run_items
 from reka_nb.batch.engine import Item
 from reka_nb.batch.results import THUMBNAIL
-from reka_nb.images import deferred_thumbnail, prepare_image
+from reka_nb.images import READ_AGAIN, deferred_thumbnail, prepare_image
 from reka_nb.protocol.stream import Usage
 from reka_nb.testing import Fault, OfflineServer
 from reka_nb.testing import image_digest as digest
@@ -503,6 +504,28 @@ def test_a_deferred_thumbnail_is_made_when_the_table_is_shown(tmp_path: Path) ->
     shown = _shown_thumbnail(Results([row])._repr_html_())
     assert shown.size == (64, 21)
     assert row.thumbnail is row.thumbnail  # made once, then kept
+
+
+def test_rows_of_files_share_one_marker_and_make_their_thumbnail_when_shown(
+    env: OfflineServer, tmp_path: Path
+) -> None:
+    """A run keeps no thumbnail maker per row: each row of a file holds ``READ_AGAIN`` (one
+    object, which pickles as itself) and reads its file again when its thumbnail is wanted
+    (a pickled row carries it made: the file may not be there where it is unpickled)."""
+    paths = []
+    for width in (30, 40):
+        path = tmp_path / f"w{width}.png"
+        path.write_bytes(png(width, 20))
+        paths.append(str(path))
+    results = reka_nb.describe_many([*paths, png(50, 20)], "Size?", show=False)
+    assert [vars(r)["_thumbnail"] is READ_AGAIN for r in results] == [True, True, True]
+    assert pickle.loads(pickle.dumps(READ_AGAIN)) is READ_AGAIN
+    assert [
+        r.thumbnail == prepare_image(png(w, 20)).thumbnail(THUMBNAIL)
+        for r, w in zip(results, (30, 40, 50), strict=True)
+    ] == [True, True, True]
+    assert vars(results[0])["_thumbnail"] == results[0].thumbnail  # made once, then kept
+    assert pickle.loads(pickle.dumps(results[1]))._thumbnail == results[1].thumbnail
 
 
 def test_a_deferred_thumbnail_matches_the_one_made_at_once(tmp_path: Path) -> None:
