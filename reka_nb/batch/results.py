@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
 from ..answer import Description, field_text
-from ..images.inputs import READ_AGAIN, ReadAgain, thumbnail_again
+from ..images.inputs import ReadAgain, thumbnail_again
 from ..images.markup import ERROR_STYLE, WRAP_STYLE, file_name, thumbnail_img
 from ..protocol.models import format_usd
 from ..protocol.stream import Usage
@@ -153,14 +153,11 @@ class Result:
         when it was given as a function or as ``READ_AGAIN`` (from the row's ``item``); then
         kept (two threads at once make it twice)."""
         value = self._thumbnail
-        if value is READ_AGAIN:
-            value = thumbnail_again(self.item, THUMBNAIL)
-        elif callable(value):
-            value = value()
-        else:
+        if value is None or isinstance(value, tuple):
             return value
-        object.__setattr__(self, "_thumbnail", value)
-        return value
+        made = thumbnail_again(self.item, THUMBNAIL) if isinstance(value, ReadAgain) else value()
+        object.__setattr__(self, "_thumbnail", made)
+        return made
 
     @property
     def ok(self) -> bool:

@@ -202,7 +202,7 @@ def row_thumbnail(
     """``deferred_thumbnail`` for a row that keeps ``obj``: ``READ_AGAIN`` in place of a
     maker (the row calls ``thumbnail_again(obj, max_side)`` when its thumbnail is wanted)."""
     made = deferred_thumbnail(obj, prepared, max_side)
-    return READ_AGAIN if isinstance(made, _ThumbnailAgain) else made
+    return READ_AGAIN if callable(made) else made  # the one maker it makes reads again
 
 
 def thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
