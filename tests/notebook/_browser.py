@@ -61,9 +61,19 @@ def launch_chromium(
         try:
             context.on("request", note)
             context.set_default_timeout(30_000)
-            yield context.pages[0] if context.pages else context.new_page()
+            # File choosers are intercepted on every page from its start: Playwright turns the
+            # interception on without waiting when a test first waits for a chooser, so a
+            # click sent right after could reach a slow browser first and open none.
+            context.on("page", _intercept_file_choosers)
+            page = context.pages[0] if context.pages else context.new_page()
+            _intercept_file_choosers(page)
+            yield page
         finally:
             context.close()
+
+
+def _intercept_file_choosers(page: Any) -> None:
+    page.on("filechooser", lambda chooser: None)  # expect_file_chooser takes each one
 
 
 def save_screenshot(element: Any, name: str) -> Path:
