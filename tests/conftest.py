@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 from reka_nb.client.transports import fast_installed
 from reka_nb.testing import OfflineServer
@@ -46,6 +48,17 @@ def _no_model_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     """Questions here make exactly the requests they show: a client does not first ask
     GET /models by itself (REKA_NB_MODEL_INFO=off). Tests of that lookup turn it on."""
     monkeypatch.setenv("REKA_NB_MODEL_INFO", "off")
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[InteractiveShell]:
+    """IPython's shell, one per process as in a kernel, with the extension loaded and no
+    history file (for the magics and displays tests)."""
+    config = Config()
+    config.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "reka_nb")
+    yield ip
 
 
 @pytest.fixture(scope="session")

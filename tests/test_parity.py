@@ -14,7 +14,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
-from traitlets.config import Config
 
 import reka_nb
 from reka_nb.testing import OfflineServer
@@ -194,15 +193,6 @@ def cases(f: dict[str, Path]) -> list[Case]:
             ("--schema", "people number"),
         ),
     ]
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "reka_nb")
-    yield ip
 
 
 def _error(exc: BaseException) -> Outcome:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -13,7 +12,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
-from traitlets.config import Config
 
 from reka_nb import Results
 from reka_nb.testing import OfflineServer, run_notebook
@@ -32,15 +30,6 @@ def photos(tmp_path: Path) -> Path:
     for i in range(3):
         (folder / f"img{i}.png").write_bytes(png(10 + i))
     return folder
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "reka_nb")
-    yield ip
 
 
 def run(shell: InteractiveShell, code: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
-from traitlets.config import Config
 
 from reka_nb import (
     AuthenticationError,
@@ -33,15 +32,6 @@ IMAGE_INTRO = (
     "This is reka_nb's offline server: no model ran, so nothing here comes from looking at "
     "the images."
 )
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "reka_nb")
-    yield ip
 
 
 @pytest.fixture

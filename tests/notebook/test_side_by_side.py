@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from reka_nb import (
     BadRequestError,
@@ -39,15 +38,6 @@ TEXT_INTRO = "This is reka_nb's offline server: no model ran, so nothing here is
 
 def cat_answer(model: str, prompt: str = "What is it?") -> str:
     return f"{INTRO} Model: {model}. Image 1: JPEG, 451×300 px, 35,042 bytes. Prompt: {prompt}"
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "reka_nb")
-    yield ip
 
 
 @pytest.fixture

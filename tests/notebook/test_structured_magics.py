@@ -14,7 +14,6 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
-from traitlets.config import Config
 
 from reka_nb import Results
 from reka_nb.client.structured import forget_refusals
@@ -24,15 +23,6 @@ CAT = Path(__file__).resolve().parents[2] / "docs" / "images" / "cat.jpeg"
 NOTE = "No model ran: reka_nb's offline server made this answer from the schema."
 CAT_NOTE = f"{NOTE} Image 1: JPEG, 451×300 px, 35,042 bytes."
 FOOTER = re.compile(r"^\*reka-flash · \d+ tokens in, \d+ out(?: · \$0\.\d+)? · \d+\.\d s\*$")
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "reka_nb")
-    yield ip
 
 
 class Recording(DisplayPublisher):
