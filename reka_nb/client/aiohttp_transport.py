@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -33,6 +33,8 @@ HEAD_LIMIT = 16 * 1024
 
 
 #: The server hung up, a body broke off, or a reply was not HTTP: httpx's RemoteProtocolError.
+_T = TypeVar("_T")
+
 _BROKEN = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)
 
 
@@ -58,6 +60,18 @@ def as_httpx_error(exc: BaseException) -> httpx.TransportError | None:
         return None
     text = _words(exc)
     return kind(text)
+
+
+async def _as_httpx(step: Awaitable[_T]) -> _T:
+    """Await ``step``, a transport failure raised as httpx's error (``as_httpx_error``)."""
+    failure = None
+    try:
+        return await step
+    except Exception as exc:
+        failure = as_httpx_error(exc)
+        if failure is None:
+            raise
+    raise failure  # outside the except: aiohttp's error is not its context
 
 
 def _words(exc: BaseException) -> str:
@@ -95,15 +109,7 @@ class _Body(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
         while True:
-            failure = None
-            try:
-                chunk = await content.read(CHUNK)
-            except Exception as exc:
-                failure = as_httpx_error(exc)
-                if failure is None:
-                    raise
-            if failure is not None:
-                raise failure  # outside the except: aiohttp's error is not its context
+            chunk = await _as_httpx(content.read(CHUNK))
             if not chunk:
                 return
             yield chunk
@@ -149,9 +155,8 @@ class AiohttpPool(AiohttpTransport):
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
         timeout = request.extensions.get("timeout", {})
-        failure = None
-        try:
-            response = await self.client.request(
+        response = await _as_httpx(
+            self.client.request(
                 method=request.method,
                 url=str(request.url),
                 headers=[
@@ -167,12 +172,7 @@ class AiohttpPool(AiohttpTransport):
                     connect=timeout.get("pool"),
                 ),
             ).__aenter__()
-        except Exception as exc:
-            failure = as_httpx_error(exc)
-            if failure is None:
-                raise
-        if failure is not None:
-            raise failure  # outside the except: aiohttp's error is not its context
+        )
         connection = response.connection
         extensions: dict[str, Any] = {
             "http_version": b"HTTP/1.1",
