@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from ..client.aio import AsyncChatStream, AsyncRekaClient
+from ..client.settings import Settings
 from ..client.sync import ChatStream, RekaClient
 from ..protocol.stream import Completion
 from .args import Reka, check_options, check_provider, prepare_call
@@ -223,25 +224,25 @@ class Completions:
         )
         created = int(time.time())
         if structured is not None:
-            return self._structured(structured, msgs, model, params, created)
+            return self._structured(structured, msgs, model, settings, params, created)
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)
             chat.open()
             return Stream(chat, created)
         completion = self._client.complete(msgs, model=model, **params)
-        return _chat_completion(completion, self._client.settings(model).model, created)
+        return _chat_completion(completion, settings.model, created)
 
     def _structured(
         self,
         call: StructuredCall,
         msgs: list[dict[str, Any]],
         model: str | None,
+        settings: Settings,
         params: dict[str, Any],
         created: int,
     ) -> ChatCompletion:
         """Drive ``structured_flow``: each step is one request."""
-        settings = self._client.settings(model)
-        info = self._client.known_model(model)
+        info = self._client.known_model(model, settings=settings)
         flow = structured_flow(call, settings, info, msgs, params)
         outcome: Any = None
         while True:
@@ -287,25 +288,25 @@ class AsyncCompletions:
         )
         created = int(time.time())
         if structured is not None:
-            return await self._structured(structured, msgs, model, params, created)
+            return await self._structured(structured, msgs, model, settings, params, created)
         if streamed:
             chat = self._client.stream(msgs, model=model, **params)
             await chat.open()
             return AsyncStream(chat, created)
         completion = await self._client.complete(msgs, model=model, **params)
-        return _chat_completion(completion, self._client.settings(model).model, created)
+        return _chat_completion(completion, settings.model, created)
 
     async def _structured(
         self,
         call: StructuredCall,
         msgs: list[dict[str, Any]],
         model: str | None,
+        settings: Settings,
         params: dict[str, Any],
         created: int,
     ) -> ChatCompletion:
         """Drive ``structured_flow`` with awaits: the mirror of Completions._structured."""
-        settings = self._client.settings(model)
-        info = self._client.known_model(model)
+        info = self._client.known_model(model, settings=settings)
         flow = structured_flow(call, settings, info, msgs, params)
         outcome: Any = None
         while True:
