@@ -566,36 +566,19 @@ def run_child(kind: str, paths_file: Path, bodies_file: Path, stub: StubProcess,
 
 async def _stream_reads(base_url: str, rounds: int) -> list[tuple[str, list[float]]]:
     import httpx
-    import httpx_sse
+    from bench_stream import aread_baseline, aread_reka_nb
     from httpx_aiohttp import AiohttpTransport
 
     from reka_nb import AsyncRekaClient
 
     messages = [{"role": "user", "content": "Tell me a long story."}]
     body = {"model": MODEL, "stream": True, "messages": messages}
-    headers = {"Authorization": f"Bearer {KEY}"}
 
-    async def floor(http: httpx.AsyncClient) -> str:
-        parts: list[str] = []
-        async with httpx_sse.aconnect_sse(
-            http, "POST", base_url + "/chat/completions", json=body, headers=headers
-        ) as source:
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                choices = json.loads(event.data).get("choices") or []
-                if choices:
-                    content = choices[0].get("delta", {}).get("content")
-                    if content:
-                        parts.append(content)
-        return "".join(parts)
+    def floor(http: httpx.AsyncClient) -> Any:
+        return aread_baseline(http, base_url, KEY, body)
 
-    async def ours(client: AsyncRekaClient) -> str:
-        parts: list[str] = []
-        async with client.stream(messages) as chat:
-            async for text in chat:
-                parts.append(text)
-        return "".join(parts)
+    def ours(client: AsyncRekaClient) -> Any:
+        return aread_reka_nb(client, messages)
 
     plain = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="httpx")
     fast = AsyncRekaClient(base_url=base_url, api_key=KEY, model_info=False, transport="aiohttp")

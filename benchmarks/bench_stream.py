@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import httpx_sse
 
-from reka_nb import RekaClient
+from reka_nb import AsyncRekaClient, RekaClient
 from reka_nb.client.replies import StreamState
 from reka_nb.client.settings import Settings
 from reka_nb.client.sync import run_describe
@@ -72,6 +72,32 @@ def read_baseline(http: httpx.Client, url: str, key: str) -> str:
                 content = choices[0].get("delta", {}).get("content")
                 if content:
                     parts.append(content)
+    return "".join(parts)
+
+
+async def aread_baseline(http: httpx.AsyncClient, url: str, key: str, body: dict) -> str:
+    """``read_baseline`` on an asyncio client (the floor of the asyncio stream reads)."""
+    parts: list[str] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx_sse.aconnect_sse(
+        http, "POST", url + "/chat/completions", json=body, headers=headers
+    ) as source:
+        async for event in source.aiter_sse():
+            if event.data == "[DONE]":
+                break
+            choices = json.loads(event.data).get("choices") or []
+            if choices:
+                content = choices[0].get("delta", {}).get("content")
+                if content:
+                    parts.append(content)
+    return "".join(parts)
+
+
+async def aread_reka_nb(client: AsyncRekaClient, messages: list[dict]) -> str:
+    parts: list[str] = []
+    async with client.stream(messages) as chat:
+        async for text in chat:
+            parts.append(text)
     return "".join(parts)
 
 
@@ -128,31 +154,12 @@ def main() -> None:
 
 async def _async_reads(url: str, key: str, rounds: int, expected: str) -> dict[str, list[float]]:
     """Seconds per read of each asyncio reader, in alternating rounds."""
-    from reka_nb import AsyncRekaClient
 
-    headers = {"Authorization": f"Bearer {key}"}
+    def floor(http: httpx.AsyncClient) -> Any:
+        return aread_baseline(http, url, key, _body())
 
-    async def floor(http: httpx.AsyncClient) -> str:
-        parts: list[str] = []
-        async with httpx_sse.aconnect_sse(
-            http, "POST", url + "/chat/completions", json=_body(), headers=headers
-        ) as source:
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                choices = json.loads(event.data).get("choices") or []
-                if choices:
-                    content = choices[0].get("delta", {}).get("content")
-                    if content:
-                        parts.append(content)
-        return "".join(parts)
-
-    async def ours(client: AsyncRekaClient) -> str:
-        parts: list[str] = []
-        async with client.stream(_body()["messages"]) as chat:
-            async for text in chat:
-                parts.append(text)
-        return "".join(parts)
+    def ours(client: AsyncRekaClient) -> Any:
+        return aread_reka_nb(client, _body()["messages"])
 
     readers: list[tuple[str, Any]] = []
     async with (
