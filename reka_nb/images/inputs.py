@@ -134,15 +134,10 @@ def deferred_thumbnail(
     never shown makes none and keeps no image bytes for them; an open file or a figure is
     made into a thumbnail now, from ``prepared``. A remote URL has none.
     """
-    if prepared.data is None:
-        return None
-    first = expand(obj)[0]
-    if _reads_again(first):
-        return _ThumbnailAgain(first, max_side)
-    try:
-        return prepared.thumbnail(max_side)
-    except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
-        return None
+    made = row_thumbnail(obj, prepared, max_side)
+    if isinstance(made, ReadAgain):
+        return _ThumbnailAgain(obj, max_side)
+    return made
 
 
 def reads_nothing(obj: object) -> bool:
@@ -201,8 +196,14 @@ def row_thumbnail(
 ) -> tuple[bytes, str] | ReadAgain | None:
     """``deferred_thumbnail`` for a row that keeps ``obj``: ``READ_AGAIN`` in place of a
     maker (the row calls ``thumbnail_again(obj, max_side)`` when its thumbnail is wanted)."""
-    made = deferred_thumbnail(obj, prepared, max_side)
-    return READ_AGAIN if callable(made) else made  # the one maker it makes reads again
+    if prepared.data is None:
+        return None
+    if _reads_again(expand(obj)[0]):
+        return READ_AGAIN
+    try:
+        return prepared.thumbnail(max_side)
+    except ImageError:  # a thumbnail is a courtesy: a table without it is still a table
+        return None
 
 
 def thumbnail_again(obj: object, max_side: int) -> tuple[bytes, str] | None:
