@@ -263,6 +263,11 @@ class CacheWarning(UserWarning):
     """Warned when the answer cache is corrupt or locked; the run goes on without it."""
 
 
+class CacheLocked(Exception):
+    """Internal: the answer cache would have to wait for another connection's lock, and the
+    caller asked it not to (the event loop's thread); the caller then waits in a worker."""
+
+
 class ModelInfoWarning(UserWarning):
     """Warned when the server's model list states something unusable (a price that is not a
     number of US dollars per token from 0 to 1): that field is left out, the rest is kept."""

@@ -10,7 +10,10 @@ The file lives in the user cache folder (``platformdirs``), or in ``REKA_NB_CACH
 unexpanded ``$VARIABLE`` is refused); ``REKA_NB_CACHE=off`` turns it off. It is created
 readable by its owner only (0600). WAL mode lets several processes read and write at once; each
 process and thread keeps one connection, and the schema is written once, when the file is
-made. A write that meets a lock is retried with backoff; a database that is corrupt, or stays
+made. Answers arriving together are stored in one transaction and looked up in one query
+(``put_many``, ``get_many``); a call made with ``wait=False`` (from an event loop) never waits
+for a lock but raises ``CacheLocked`` at once, so that its caller waits in a worker thread.
+A write that meets a lock is retried with backoff; a database that is corrupt, or stays
 locked past ``LOCK_PATIENCE`` seconds, is a ``CacheWarning`` and the run goes on without it:
 a cache must never be the reason an answer is lost.
 
@@ -30,12 +33,12 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import CacheWarning, ConfigurationError
+from ._exceptions import CacheLocked, CacheWarning, ConfigurationError
 from .answer import Description
 from .protocol.stream import Usage
 
@@ -339,11 +342,15 @@ class AnswerCache:
             self._connections.append(db)
         return db
 
-    def _run(self, work: Any) -> Any:
+    def _run(self, work: Any, wait: bool = True) -> Any:
         """``work(connection)``, a lock held elsewhere waited out with backoff; None when the
-        cache is (or just became) unusable."""
+        cache is (or just became) unusable. ``wait=False`` (the event loop's thread): nothing
+        waits, not even SQLite for a lock, and ``CacheLocked`` says the work must be done
+        where waiting is allowed (so does a file this process has not opened yet)."""
         if self._broken:
             return None
+        if not wait and str(self.path) not in _ready:
+            raise CacheLocked
         waited, pause, deadline = False, 0.05, time.monotonic() + LOCK_PATIENCE
         while True:
             try:
@@ -353,10 +360,18 @@ class AnswerCache:
                         continue
                     self._in_use.add(db)
                 try:
-                    return work(db)
+                    if wait:
+                        return work(db)
+                    db.execute("PRAGMA busy_timeout=0")
+                    try:
+                        return work(db)
+                    finally:
+                        db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
                 finally:
                     self._done_with(db)
             except (sqlite3.Error, OSError) as exc:
+                if _locked(exc) and not wait:
+                    raise CacheLocked from exc
                 if _locked(exc) and time.monotonic() + pause < deadline:
                     waited = True
                     time.sleep(pause)
@@ -405,45 +420,85 @@ class AnswerCache:
 
     def get(self, key: str) -> CachedAnswer | None:
         """The stored answer for a key, or None; a hit counts as a use (for eviction)."""
+        return self.get_many([key])[0]
 
-        def work(db: sqlite3.Connection) -> Any:
-            row = db.execute(
-                "SELECT text, model, finish_reason, input_tokens, output_tokens,"
-                " request_id, seconds, stored_at, used_at FROM answers WHERE key = ?",
-                (key,),
-            ).fetchone()
+    def get_many(self, keys: Sequence[str], *, wait: bool = True) -> list[CachedAnswer | None]:
+        """The stored answer for each key (None where there is none), in one query per
+        ``_CHUNK`` keys: a run looks up the questions that arrived together at once.
+        ``wait=False``: ``CacheLocked`` rather than wait for a lock (see ``_run``)."""
+
+        def work(db: sqlite3.Connection) -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            for chunk in _chunks(list(dict.fromkeys(keys)), _CHUNK):
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(
+                    "SELECT key, text, model, finish_reason, input_tokens, output_tokens,"
+                    f" request_id, seconds, stored_at, used_at FROM answers WHERE key IN ({marks})",
+                    chunk,
+                ):
+                    found[row[0]] = row
             now = time.time()
-            if row is not None and (row[8] or 0) < now - _TOUCH_EVERY:
+            stale = [key for key, row in found.items() if (row[9] or 0) < now - _TOUCH_EVERY]
+            for chunk in _chunks(stale, _CHUNK):
+                marks = ",".join("?" * len(chunk))
                 with contextlib.suppress(sqlite3.OperationalError):  # a busy file: next time
-                    db.execute("UPDATE answers SET used_at = ? WHERE key = ?", (now, key))
-            return row
+                    db.execute(
+                        f"UPDATE answers SET used_at = ? WHERE key IN ({marks})", (now, *chunk)
+                    )
+            return found
 
-        row = self._run(work)
-        return None if row is None else CachedAnswer(*row[:8])
+        found = self._run(work, wait) or {}
+        return [
+            None if (row := found.get(key)) is None else CachedAnswer(*row[1:9]) for key in keys
+        ]
 
     def put(self, key: str, answer: CachedAnswer) -> None:
         """Store an answer (replacing an older one for the same key), then keep the file
         under its size limit."""
-        values = (
-            key,
-            answer.text,
-            answer.model,
-            answer.finish_reason,
-            answer.input_tokens,
-            answer.output_tokens,
-            answer.request_id,
-            answer.seconds,
-            answer.stored_at,
-            time.time(),
-        )
+        self.put_many([(key, answer)])
+
+    def put_many(self, entries: Sequence[tuple[str, CachedAnswer]], *, wait: bool = True) -> None:
+        """Store answers (each replacing an older one for its key) in one transaction and as
+        few statements as SQLite allows, then keep the file under its size limit once.
+        ``wait=False``: ``CacheLocked`` rather than wait for a lock (see ``_run``)."""
+        now = time.time()
+        rows = [
+            (
+                key,
+                answer.text,
+                answer.model,
+                answer.finish_reason,
+                answer.input_tokens,
+                answer.output_tokens,
+                answer.request_id,
+                answer.seconds,
+                answer.stored_at,
+                now,
+            )
+            for key, answer in entries
+        ]
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
-            )
+            chunks = list(_chunks(rows, _CHUNK // _COLUMNS))
+            several = len(chunks) > 1
+            if several:
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in chunks:
+                    marks = ",".join([_ROW_MARKS] * len(chunk))
+                    values = [value for row in chunk for value in row]
+                    db.execute(f"INSERT OR REPLACE INTO answers VALUES {marks}", values)
+                if several:
+                    db.execute("COMMIT")
+            except BaseException:
+                if several:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
             self._checked_at = _evict(db, self.max_bytes, self._checked_at)
 
-        self._run(work)
+        if rows:
+            self._run(work, wait)
 
     def count(self) -> int:
         if not self.path.exists():
@@ -481,15 +536,24 @@ class AnswerCache:
 
 
 _ROW_OVERHEAD = 160  # bytes a row takes besides its text (key, numbers, index entry)
+_COLUMNS = 10  # of the answers table
+_ROW_MARKS = "(" + ",".join("?" * _COLUMNS) + ")"
+_CHUNK = 900  # values bound in one statement (SQLite before 3.32 allows 999)
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _evict(db: sqlite3.Connection, max_bytes: int, checked_at: int) -> int:
     """Keep the answers within ``max_bytes``: when the file's pages pass the limit (and have
     grown since the last check, ``checked_at``), delete the answers used least recently until
     what the rest hold is 80% of it. Returns the page count seen, the next ``checked_at``."""
-    page = db.execute("PRAGMA page_size").fetchone()[0]
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    used = (pages - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+    page, pages, free = db.execute(
+        "SELECT * FROM pragma_page_size(), pragma_page_count(), pragma_freelist_count()"
+    ).fetchone()
+    used = (pages - free) * page
     if used <= max_bytes or pages <= checked_at:
         return checked_at  # under the limit, or freed room inside the pages is being reused
     rows, held = db.execute(

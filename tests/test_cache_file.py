@@ -337,3 +337,52 @@ def test_closing_while_another_thread_reads_waits_for_that_read(tmp_path: Path) 
         timeout=30,  # closing under the read (as before) blocks here instead
     )
     assert (proc.returncode, proc.stdout) == (0, "kept True kept\n"), proc.stderr
+
+
+def test_many_answers_are_stored_and_found_together_in_order(tmp_path: Path) -> None:
+    """A run stores the answers that arrived together in one transaction and looks up the
+    questions that did in one query: past SQLite's 999 bound values as well."""
+    cache = AnswerCache(tmp_path / "answers.sqlite3")
+    entries = [(f"k{i}", answer(f"answer {i}")) for i in range(250)]  # 2,500 values
+    cache.put_many(entries)
+    keys = ["k7", "missing", "k249", "k7", "k0"]
+    found = cache.get_many(keys)
+    assert [None if f is None else f.text for f in found] == [
+        "answer 7",
+        None,
+        "answer 249",
+        "answer 7",
+        "answer 0",
+    ]
+    assert cache.count() == 250 and cache.get("k100") == entries[100][1]
+    assert cache.get_many([f"k{i}" for i in range(250)]) == [a for _, a in entries]
+    cache.put_many([("k1", answer("newer"))])
+    assert cache.get("k1").text == "newer" and cache.count() == 250  # replaced, not added
+    cache.put_many([])
+    assert cache.get_many([]) == []
+    cache.close()
+
+
+def test_a_call_that_may_not_wait_says_so_instead_of_waiting(tmp_path: Path) -> None:
+    """``wait=False`` (the event loop's thread) never waits for a lock: a write under
+    another connection's lock, or the first use of a file, raises CacheLocked at once;
+    a read goes on beside a writer (WAL)."""
+    from reka_nb._exceptions import CacheLocked
+
+    path = tmp_path / "answers.sqlite3"
+    cache = AnswerCache(path)
+    with pytest.raises(CacheLocked):  # not opened by this process yet: that may wait
+        cache.get_many(["k"], wait=False)
+    cache.put("k", answer("kept"))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(CacheLocked):
+        cache.put_many([("k2", answer())], wait=False)
+    assert time.monotonic() - started < 0.2  # SQLite's own busy wait is 1 s
+    assert [a.text for a in cache.get_many(["k"], wait=False)] == ["kept"]
+    other.execute("COMMIT")
+    cache.put_many([("k2", answer("two"))], wait=False)
+    assert cache.get("k2").text == "two" and cache.usable and cache.problem is None
+    other.close()
+    cache.close()
