@@ -6,20 +6,23 @@ give it the items, a client and a ``Limiter``; it returns ``Results`` in input o
 Each row is a ``Question`` (``client/question.py``), the same as ``describe()`` asks: its
 settings, limits, parameters and the model's inputs are checked the same way, so a row is
 refused exactly where describe() would refuse it, with nothing sent; a model that takes no
-images refuses the whole run before anything is read. The run's settings are resolved once
-and shared by every row (``_plan``). Each worker takes the next item through named steps
+images refuses the whole run before anything is read. The run's settings are resolved once and
+shared by every row (``_plan``). Each worker takes the next item through named steps
 (``_Run``): it prepares its question and looks it up in the cache in one worker thread hop
-(Pillow and SQLite release the GIL; an https URL needs none), waits for an identical question
-in flight instead of asking it twice, and only then waits for the limiter and asks; answers
-are stored in the cache in batches (``_Desk``: one thread hop for those that arrived
-meanwhile). So at most ``concurrency`` prepared images exist at once, whatever the number of
-items, and none is kept once its request is sent: a row keeps its input, its answer and a
-thumbnail made only when a table shows it (``images.row_thumbnail``). Failures
+(Pillow and SQLite release the GIL), or on the loop for a light input (an https URL, a small
+file: ``images.light``), waits for an identical question in flight instead of asking it twice,
+and only then waits for the limiter and asks. The loop's own cache lookups and stores go in
+batches (``_Desk``: one query for the lookups and one transaction for the stores that arrived
+together), on the loop, where SQLite's work costs less than a thread's round trip (each hop
+hands the GIL to and fro at every system call); only a file another process holds locked is
+waited for, in a worker thread. So at most ``concurrency`` prepared images exist at once,
+whatever the number of items, and none is kept once its request is sent: a row keeps its input,
+its answer and a thumbnail made only when a table shows it (``images.row_thumbnail``). Failures
 stay with their item (retried first when worth it). An out-of-credits answer stops the run:
 nothing new is sent, and the requests already sent (paid for) finish and are kept. Cancelling
-the run (Ctrl-C) stops every request at once. In both cases the finished results travel on
-the exception (``exc.results``): an answer is kept from the moment it arrives, and its cache
-write finishes even when the run is cancelled.
+the run (Ctrl-C) stops every request at once. In both cases the finished results travel on the
+exception (``exc.results``): an answer is kept from the moment it arrives, and its cache write
+finishes even when the run is cancelled.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import (
     APIConnectionError,
     APIError,
+    CacheLocked,
     InvalidRequestError,
     RateLimitError,
     RekaError,
@@ -44,7 +48,7 @@ from ..cache import AnswerCache, CachedAnswer
 from ..client.aio import AsyncRekaClient
 from ..client.question import Question, cache_entry, refuse_images
 from ..client.settings import Settings
-from ..images import reads_nothing, row_thumbnail
+from ..images import light, row_thumbnail
 from ..protocol.costs import Budget, first_estimate
 from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
 from ..protocol.messages import check_params
@@ -199,7 +203,7 @@ class _Run:
 
     Each worker takes the next item and takes it through the steps, each a method:
     ``prepare`` (the question, its cache key and first lookup, in one thread hop, or on the
-    loop for an input that reads nothing), ``lookup`` (the cache, and an identical question
+    loop for a light input), ``lookup`` (the cache, and an identical question
     in flight waited for instead of asked twice), ``ask`` (the budget, the limiter, retries),
     ``keep`` (the ``Result``, at once, and the answer stored in the cache) and at the end
     ``report`` (the ``Results``).
@@ -310,8 +314,9 @@ class _Run:
     async def prepare(self, item: Item) -> _Ready:
         """Step 2, prepare: the row's question, checked as describe() checks it, in one
         thread hop that also looks it up in the cache (Pillow and SQLite release the GIL);
-        an input that reads nothing (an https URL) is prepared on the loop instead."""
-        if reads_nothing(item.image):
+        a light input (an https URL, a small file: ``images.light``) is prepared on the
+        loop instead, and looked up with the others of its moment in one query (``_Desk``)."""
+        if light(item.image):
             return self._prepare(item, look=False)
         return await asyncio.to_thread(self._prepare, item, True)
 
@@ -486,8 +491,9 @@ _KEPT: Any = object()
 
 
 class _Desk:
-    """The run's answer cache as the loop reaches it: lookups and stores asked while one
-    batch is in a worker thread go there together in the next, one hop for them all."""
+    """The run's answer cache as the loop reaches it: the lookups and stores asked at one
+    moment go together, run on the loop without waiting for anything; when another process
+    holds the file locked, that batch waits in a worker thread and the next ones gather."""
 
     __slots__ = ("_queue", "_task", "cache")
 
@@ -513,10 +519,14 @@ class _Desk:
         return future
 
     async def _drain(self) -> None:
+        batch: list[tuple[str, str, CachedAnswer | None, asyncio.Future[Any]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                outcomes = await asyncio.to_thread(self._work, batch)
+                try:  # here on the loop: SQLite's own work is shorter than a thread's hop
+                    outcomes = self._work(batch, wait=False)
+                except CacheLocked:  # another process holds the file: wait in a thread
+                    outcomes = await asyncio.to_thread(self._work, batch, True)
                 for (*_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue
@@ -524,23 +534,33 @@ class _Desk:
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
+        except BaseException as exc:  # nobody waits for this task: tell those who wait
+            for *_, future in [*batch, *self._queue]:
+                if not future.done():
+                    future.set_exception(exc)
+            self._queue = []
+            if isinstance(exc, asyncio.CancelledError):
+                raise
         finally:
             self._task = None
 
-    def _work(self, batch: list[tuple[str, str, CachedAnswer | None, Any]]) -> list[Any]:
-        """In a worker thread: each lookup's answer (or None), each store done, in order."""
-        outcomes: list[Any] = []
-        for op, key, entry, _ in batch:
-            try:
-                if op == "get":
-                    outcomes.append(self.cache.get(key))
-                else:
-                    assert entry is not None
-                    self.cache.put(key, entry)
-                    outcomes.append(None)
-            except Exception as exc:  # handed to the worker that asked, as a call would
-                outcomes.append(exc)
-        return outcomes
+    def _work(
+        self, batch: list[tuple[str, str, CachedAnswer | None, Any]], wait: bool
+    ) -> list[Any]:
+        """The stores in one transaction, then the lookups in one query: each lookup's answer
+        or None, each store's None, in order. ``wait=False`` (on the loop): ``CacheLocked``
+        instead of waiting for another process's lock."""
+        stores = [(key, entry) for op, key, entry, _ in batch if op == "put"]
+        keys = [key for op, key, _, _ in batch if op == "get"]
+        try:
+            if stores:
+                self.cache.put_many(stores, wait=wait)  # type: ignore[arg-type]
+            found = iter(self.cache.get_many(keys, wait=wait) if keys else ())
+        except CacheLocked:
+            raise
+        except Exception as exc:  # handed to the workers that asked, as a call would
+            return [exc] * len(batch)
+        return [next(found) if op == "get" else None for op, *_ in batch]
 
 
 class _Flight:

@@ -6,6 +6,7 @@ WebM clips' container, duration and size (they are sent as they are).
 """
 
 from .inputs import (
+    LIGHT_BYTES,
     MAX_BYTES,
     MAX_SIDE,
     READ_AGAIN,
@@ -13,9 +14,9 @@ from .inputs import (
     Media,
     PreparedImage,
     deferred_thumbnail,
+    light,
     prepare_image,
     prepare_images,
-    reads_nothing,
     row_thumbnail,
     shorten_data_urls,
     thumbnail_again,
@@ -23,6 +24,7 @@ from .inputs import (
 from .video import LONG_VIDEO_SECONDS, MAX_VIDEO_BYTES, PreparedVideo, read_video_info
 
 __all__ = [
+    "LIGHT_BYTES",
     "LONG_VIDEO_SECONDS",
     "MAX_BYTES",
     "MAX_SIDE",
@@ -33,10 +35,10 @@ __all__ = [
     "PreparedImage",
     "PreparedVideo",
     "deferred_thumbnail",
+    "light",
     "prepare_image",
     "prepare_images",
     "read_video_info",
-    "reads_nothing",
     "row_thumbnail",
     "shorten_data_urls",
     "thumbnail_again",

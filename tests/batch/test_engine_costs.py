@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import itertools
+import os
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ import reka_nb
 from reka_nb import describe_many
 from reka_nb.batch import engine
 from reka_nb.client import base as client_base
-from reka_nb.images import codec, reads_nothing
+from reka_nb.images import LIGHT_BYTES, codec, light
 from reka_nb.testing import OfflineServer
 
 
@@ -56,26 +58,57 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-def test_one_thread_hop_per_image_without_a_cache(
+def noisy_png(width: int, height: int) -> bytes:
+    """A PNG that compresses badly: its size grows with its pixels."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def big_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Four files over ``LIGHT_BYTES``: each prepared in a worker thread."""
+    monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "cache"))
+    out = []
+    for i in range(4):
+        path = tmp_path / f"big{i}.png"
+        path.write_bytes(noisy_png(160 + i, 160))
+        assert path.stat().st_size > LIGHT_BYTES
+        out.append(str(path))
+    return out
+
+
+def test_small_files_take_no_thread_hop_without_a_cache(
     env: OfflineServer, paths: list[str], hops: list[str]
 ) -> None:
     results = describe_many(paths, "What?", cache=False, show=False, concurrency=3)
     assert [r.ok for r in results] == [True] * 6
-    assert hops == ["_prepare"] * 6  # the question prepared; nothing else leaves the loop
+    assert hops == []  # read, checked and sent from the loop: a hop would cost more
 
 
-def test_the_cache_lookup_rides_the_prepare_hop_and_stores_go_in_batches(
+def test_small_files_meet_the_cache_on_the_loop(
     env: OfflineServer, paths: list[str], hops: list[str]
 ) -> None:
     results = describe_many(paths, "What?", show=False, concurrency=6)
     assert [r.ok for r in results] == [True] * 6
-    assert hops.count("_prepare") == 6
-    stores = hops.count("_work")
-    assert 1 <= stores <= 6 and len(hops) == 6 + stores
+    assert hops == ["_work"]  # only the first use of the file, which creates it, in a thread
     hops.clear()
     again = describe_many(paths, "What?", show=False, concurrency=6)
-    assert again.cached_count == 6
-    assert hops == ["_prepare"] * 6  # each found in the cache by the hop that prepared it
+    assert again.cached_count == 6 and [r.text for r in again] == [r.text for r in results]
+    assert hops == []
+    assert len(env.requests) == 6
+
+
+def test_a_large_file_takes_one_hop_that_also_looks_it_up(
+    env: OfflineServer, big_paths: list[str], hops: list[str]
+) -> None:
+    results = describe_many(big_paths, "What?", show=False, concurrency=4)
+    assert [r.ok for r in results] == [True] * 4
+    assert hops.count("_prepare") == 4 and set(hops) <= {"_prepare", "_work"}
+    hops.clear()
+    again = describe_many(big_paths, "What?", show=False, concurrency=4)
+    assert again.cached_count == 4
+    assert hops == ["_prepare"] * 4  # each found in the cache by the hop that prepared it
 
 
 def test_urls_take_no_thread_hop(env: OfflineServer, hops: list[str]) -> None:
@@ -85,12 +118,65 @@ def test_urls_take_no_thread_hop(env: OfflineServer, hops: list[str]) -> None:
     assert [r.thumbnail for r in results] == [None] * 4  # a remote image has none
 
 
-def test_reads_nothing_is_only_for_https_urls() -> None:
-    assert reads_nothing(URLS[0]) and reads_nothing(URLS) and reads_nothing(" HTTPS://a.b/c ")
-    assert not reads_nothing([URLS[0], "cat.png"])
-    assert not reads_nothing("http://example.com/a.jpg")  # refused later, not read
-    assert not reads_nothing("data:image/png;base64,AAAA")
-    assert not reads_nothing([]) and not reads_nothing(png(4))
+def test_what_is_light(tmp_path: Path) -> None:
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    small.write_bytes(png(4))
+    big.write_bytes(noisy_png(160, 160))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"tiny")
+    assert light(str(small)) and light(small) and light(png(4)) and light(bytearray(png(4)))
+    assert light([str(small), URLS[0]]) and light(URLS[0]) and light(" HTTPS://a.b/c ")
+    assert not light(str(big)) and not light(big.read_bytes()) and not light([small, big])
+    assert not light(str(video))  # a clip is decoded by its own reader
+    assert not light(str(tmp_path / "missing.png")) and not light(str(tmp_path))
+    assert not light("http://example.com/a.jpg")  # refused later, in a thread
+    assert not light("data:image/png;base64,AAAA")
+    assert not light([]) and not light(Image.new("RGB", (4, 4))) and not light(io.BytesIO())
+
+
+def test_a_locked_cache_file_is_waited_for_in_a_thread_not_on_the_loop(
+    env: OfflineServer, paths: list[str], hops: list[str], tmp_path: Path
+) -> None:
+    """Another process writing to the cache file never blocks the event loop: the stores
+    wait for its lock in a worker thread, and are written once it lets go."""
+    import sqlite3
+    import threading
+    import time
+
+    describe_many(paths[:1], "Warm?", show=False)  # the file exists, opened by this process
+    hops.clear()
+    other = sqlite3.connect(
+        tmp_path / "cache" / "answers.sqlite3", isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")  # the write lock, as another process's write holds it
+    release = threading.Timer(1.5, other.execute, ("COMMIT",))
+
+    async def run() -> tuple[Any, list[float]]:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        release.start()
+        results = await reka_nb.adescribe_many(paths, "What?", show=False, concurrency=2)
+        ticker.cancel()
+        return results, ticks
+
+    try:
+        started = time.monotonic()
+        results, ticks = asyncio.run(run())
+        took = time.monotonic() - started
+    finally:
+        release.join()
+    assert [r.ok for r in results] == [True] * 6
+    assert took >= 1.4  # the stores waited for the lock...
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5  # ...not the loop
+    assert "_work" in hops  # in a worker thread
+    assert describe_many(paths, "What?", show=False).cached_count == 6
+    other.close()
 
 
 def test_settings_are_resolved_once_per_run_whatever_its_size(
