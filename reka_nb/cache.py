@@ -330,6 +330,10 @@ class AnswerCache:
         )
         try:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL's safe setting: no fsync per answer
+            # At most 256 KiB of pages kept per connection (SQLite's default, 2 MB, fills up
+            # as a run stores answers: memory that grows with the run); the system's file
+            # cache keeps the file's pages anyway, so a lookup costs the same.
+            db.execute("PRAGMA cache_size=-256")
             if key not in _ready:
                 with _ready_lock:
                     _prepare_file(db)
