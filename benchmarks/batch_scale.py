@@ -439,7 +439,7 @@ CAUSES = (
     ("BaseClient.settings ", "settings resolved (BaseClient.settings)"),
     (
         "_Run._prepare (reka_nb/batch/engine.py",
-        "engine _Run._prepare (thread: question, key, lookup)",
+        "engine _Run._prepare (question, key; a thread hop for heavy inputs)",
     ),
     ("prepare_images", "  prepare_images"),
     ("user_message", "  user_message"),
@@ -449,7 +449,7 @@ CAUSES = (
     ("AnswerCache.put", "cache store"),
     ("_worker (concurrent/futures/thread.py", "thread-pool threads (all work in them)"),
     ("to_thread", "asyncio.to_thread on the loop side"),
-    ("_Desk._work", "cache stores, batched (_Desk)"),
+    ("_Desk._work", "cache lookups and stores, batched (_Desk)"),
     ("SessionUsage.add", "SESSION_USAGE.add"),
 )
 
