@@ -50,7 +50,14 @@ from ..client.question import Question, cache_entry, refuse_images
 from ..client.settings import Settings
 from ..images import light, row_thumbnail
 from ..protocol.costs import Budget, first_estimate
-from ..protocol.errors import is_retryable, rate_limit_pause, retry_delay
+from ..protocol.errors import (
+    is_retryable,
+    not_sent,
+    rate_limit_pause,
+    refuses_model,
+    retry_delay,
+    stops_run,
+)
 from ..protocol.messages import check_params
 from ..protocol.models import Model, ModelList
 from ..protocol.stream import Completion
@@ -272,14 +279,15 @@ class _Run:
 
     async def worker(self, queue: Iterator[Item]) -> None:
         """Take items from the shared iterator (each by exactly one worker) until none is
-        left, the budget stops the run or the credits run out."""
+        left, the budget stops the run, or an answer says no request can succeed (the credits
+        ran out, the key is refused)."""
         for item in queue:
             if self.flight.closed is not None:
                 return
             try:
                 result = await self.row(item)
-            except RateLimitError as exc:
-                if not exc.out_of_credits:
+            except RekaError as exc:
+                if not stops_run(exc):
                     raise
                 self.flight.close(exc, self.tasks)  # nothing new; what was sent ends, kept
                 return
@@ -425,11 +433,6 @@ class _Run:
             finally:
                 if gate is not None:
                     gate.set()  # settled: the others go, with or without response_format
-        except RateLimitError as exc:
-            await self.release(held, None, False)
-            if exc.out_of_credits:
-                raise  # stops every worker: waiting does not bring credits back
-            error: RekaError = exc
         except RekaError as exc:
             # What a structured answer that failed cost; its prompt tokens (every attempt's)
             # bound what the next images may take, as an answer's do.
@@ -437,7 +440,9 @@ class _Run:
             usage = getattr(exc, "usage", None)
             tokens = None if usage is None else usage.input_tokens
             await self.release(held, spent, spent is not None, tokens, ready.images)
-            error = exc
+            if stops_run(exc):
+                raise  # stops every worker: no credits, or the key refused
+            error: RekaError = exc
         except BaseException:
             await self.release(held, None, False)
             raise
@@ -566,19 +571,34 @@ class _Desk:
 class _Flight:
     """Which workers have a request on the wire, and whether new requests may still start.
 
-    Once closed (out of credits) nothing new is sent: the workers with nothing on the wire
-    are cancelled, the others finish what they sent, which is paid for.
+    Once closed (out of credits, the key refused) nothing new is sent: the workers with
+    nothing on the wire are cancelled, the others finish what they sent, which is paid for.
+    A model refused (403, 404: ``refused``) gets no further request in the run: its other
+    questions fail with the same error, unsent, instead of each being refused in turn.
     """
 
     def __init__(self) -> None:
         self.sending: set[asyncio.Task[Any]] = set()
         self.closed: BaseException | None = None
+        self.refused: dict[str, APIError] = {}  # the first refusal of each model
+
+    def refuse(self, model: str, error: APIError) -> None:
+        """Note an answer that no retry changes: one that stops the run closes it (nothing
+        new is sent), one that refuses the model stops the model's questions."""
+        if stops_run(error):
+            self.closed = self.closed or error
+        elif refuses_model(error):
+            self.refused.setdefault(model, error)
 
     @contextlib.contextmanager
-    def send(self) -> Iterator[None]:
-        """Around one request; raises CancelledError once the run is closed."""
+    def send(self, model: str) -> Iterator[None]:
+        """Around one request to ``model``; raises CancelledError once the run is closed,
+        the first refusal (unsent) once the model is refused."""
         if self.closed is not None:
             raise asyncio.CancelledError
+        refusal = self.refused.get(model)
+        if refusal is not None:
+            raise not_sent(refusal)
         task = asyncio.current_task()
         assert task is not None
         self.sending.add(task)
@@ -639,7 +659,7 @@ async def _ask(
     while True:
         await limiter.acquire()
         try:
-            with flight.send():
+            with flight.send(settings.model):
                 if stream:
                     async with client.stream(
                         messages, settings=settings, retries=0, **params
@@ -666,6 +686,7 @@ async def _ask(
             error: RekaError = exc
         except APIError as exc:
             if not is_retryable(exc):
+                flight.refuse(settings.model, exc)
                 raise
             error = exc
         if attempt >= retries:

@@ -7,6 +7,7 @@ the native endpoint) and plain text. All three become one typed ``APIError``.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import json
 import math
@@ -30,12 +31,15 @@ __all__ = [
     "REDACTED",
     "error_from_response",
     "is_retryable",
+    "not_sent",
     "parse_reset",
     "rate_limit_pause",
     "redact",
+    "refuses_model",
     "retry_delay",
     "sent_key",
     "server_value",
+    "stops_run",
 ]
 
 MAX_RETRY_AFTER = 60.0
@@ -214,6 +218,29 @@ def error_from_response(
 def _about_credits(error_type: str | None, message: str) -> bool:
     words = f"{error_type or ''} {message}".lower()
     return any(w in words for w in _CREDIT_WORDS)
+
+
+def stops_run(error: BaseException) -> bool:
+    """An answer after which no request of a run can succeed: a 401 (the key is refused)
+    or a 429 about credits (none left). A run sends nothing more after one."""
+    if isinstance(error, RateLimitError):
+        return error.out_of_credits
+    return isinstance(error, AuthenticationError) and error.status == 401
+
+
+def refuses_model(error: BaseException) -> bool:
+    """A 403 or 404 to a question: the model (or the address) is not there for this key, and
+    every other question to the same model would get the same answer."""
+    return isinstance(error, APIError) and error.status in (403, 404)
+
+
+def not_sent(first: APIError) -> APIError:
+    """The error of a question not sent because ``first`` refused its model earlier in the
+    same run: the same error, saying so (with ``first``'s status and request id)."""
+    error = copy.copy(first)
+    error.message = f"{first.message} (not sent: an earlier request of this run got this answer)"
+    error.args = (error._text(),)
+    return error
 
 
 def is_retryable(error: APIError) -> bool:

@@ -19,9 +19,11 @@ from PIL import Image
 import reka_nb
 from reka_nb import (
     AsyncRekaClient,
+    AuthenticationError,
     ImageError,
     InvalidRequestError,
     MissingAPIKeyError,
+    NotFoundError,
     RateLimitError,
     Result,
     Results,
@@ -190,6 +192,46 @@ def test_out_of_credits_stops_the_run_and_keeps_the_finished(env: OfflineServer)
     assert [r.index for r in kept] == [0, 1, 2] and all(r.ok for r in kept)
     assert reka_nb.last_results is not None and len(reka_nb.last_results) == 3
     assert [r.status for r in env.chat_requests()] == [200, 200, 200, 429]
+
+
+def test_a_refused_key_stops_the_run_and_keeps_the_finished(env: OfflineServer) -> None:
+    """A 401 says the key is refused: no later request could succeed, so nothing new is
+    sent (not one refused request per image), and the answers before it are kept."""
+    env.queue(Fault.ok(), Fault.ok(), Fault.status(401))
+    with pytest.raises(AuthenticationError) as caught:
+        describe_many([png(10 + i) for i in range(10)], "Size?", concurrency=1, show=False)
+    assert str(caught.value).startswith("The API key is missing or wrong: check REKA_API_KEY")
+    kept = caught.value.results  # type: ignore[attr-defined]
+    assert [r.index for r in kept] == [0, 1] and all(r.ok for r in kept)
+    assert [r.status for r in env.chat_requests()] == [200, 200, 401]
+
+
+def test_a_wrong_key_sends_no_more_than_the_requests_in_flight(
+    env: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REKA_API_KEY", "a-wrong-key-0123456789")
+    with pytest.raises(AuthenticationError) as caught:
+        describe_many([png(10 + i) for i in range(40)], "Size?", concurrency=4, show=False)
+    assert len(caught.value.results) == 0  # type: ignore[attr-defined]
+    statuses = [r.status for r in env.chat_requests()]
+    assert 1 <= len(statuses) <= 4 and set(statuses) == {401}
+
+
+def test_an_unknown_model_is_asked_no_more_once_refused(env: OfflineServer) -> None:
+    """A 404 for the model: its other questions fail with the same error, unsent, instead
+    of 40 refused requests (each followed by a look at the model list)."""
+    results = describe_many(
+        [png(10 + i) for i in range(40)], "Size?", model="reka-flahs", concurrency=2, show=False
+    )
+    sent = env.chat_requests()
+    assert 1 <= len(sent) <= 2 and {r.status for r in sent} == {404}
+    assert len(results) == 40 and all(type(r.error) is NotFoundError for r in results)
+    first = str(results.errors[0].error)
+    assert first.startswith("Unknown model 'reka-flahs'; the models this key can use: reka-core")
+    unsent = [r for r in results if "(not sent: an earlier request of this run got" in str(r.error)]
+    assert len(unsent) == 40 - len(sent)
+    assert {r.error.request_id for r in unsent} <= {r.request_id for r in sent}
+    assert len([r for r in env.requests if r.path == "/v1/models"]) <= 1 + len(sent)
 
 
 def test_out_of_credits_lets_the_requests_sent_finish_and_keeps_them(env: OfflineServer) -> None:

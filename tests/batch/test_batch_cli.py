@@ -154,6 +154,16 @@ def test_each_stops_when_the_account_is_out_of_credits(
     assert "reka-nb: RateLimitError: Out of credits: Insufficient balance" in proc.stderr
 
 
+def test_each_stops_at_a_refused_key_and_says_why(server: OfflineServer, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, 12)
+    env = {**env_for(server, tmp_path), "REKA_API_KEY": "a-wrong-key-0123456789"}
+    proc = run("describe", "--each", str(folder), "--concurrency", "2", env=env)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "reka-nb: AuthenticationError: The API key is missing or wrong" in proc.stderr
+    assert "a-wrong-key" not in proc.stderr and "Traceback" not in proc.stderr
+    assert 1 <= len(server.chat_requests()) <= 2  # the requests in flight, not twelve
+
+
 def test_rpm_and_concurrency_are_checked_before_anything_is_sent(
     server: OfflineServer, tmp_path: Path
 ) -> None:

@@ -115,6 +115,23 @@ def test_labels_with_truth_answer_as_the_rule_says_and_are_scored(
     assert repr(cmp).startswith(f"<Comparison 2 models · {COUNT} images\n  reka-core: 12 answered")
 
 
+def test_a_misspelt_model_fails_alone_and_is_asked_no_more_once_refused(
+    env: OfflineServer, folder: Path
+) -> None:
+    """One of the models compared does not exist: its column fails with the server's 404,
+    sent at most once per request in flight, and the other model answers every image."""
+    cmp = reka_nb.compare(
+        folder, PROMPT, models=["reka-core", "reka-cor"], concurrency=2, show=False
+    )
+    assert cmp.results["reka-core"].complete and len(cmp.results["reka-core"].errors) == 0
+    failed = cmp.results["reka-cor"]
+    assert len(failed.errors) == COUNT
+    assert all(str(r.error).startswith("Unknown model 'reka-cor'") for r in failed)
+    asked = Counter(model for model, _ in sent(env))
+    assert asked["reka-core"] == COUNT and 1 <= asked["reka-cor"] <= 2
+    assert repr(cmp).endswith(f"reka-cor: 0 answered · {COUNT} failed>")
+
+
 def test_without_truth_the_summary_has_agreement(varied: OfflineServer, folder: Path) -> None:
     cmp = reka_nb.compare(folder, PROMPT, models=TWO, labels=LABELS, show=False)
     core, edge = (expected(m, folder) for m in TWO)

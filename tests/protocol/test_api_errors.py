@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -116,3 +117,31 @@ def test_a_retry_after_of_zero_or_below_or_unreadable_waits_the_backoff_floor(he
     for attempt in range(4):
         wait = retry_delay(attempt, parse_retry_after(header), base=0.5)
         assert 0.25 * 2**attempt <= wait <= 0.5 * 2**attempt, (header, attempt, wait)
+
+
+def test_which_answers_stop_a_run_or_a_model() -> None:
+    from reka_nb.protocol.errors import not_sent, refuses_model, stops_run
+
+    def error(status: int, body: bytes = b"{}") -> Exception:
+        return error_from_response(status, body, request_id="req_1", model="reka-x")
+
+    credits = error(429, ENVELOPE % (b"insufficient_credits", b"Insufficient balance"))
+    assert [stops_run(error(s)) for s in (401, 403, 404, 429, 500)] == [True] + [False] * 4
+    assert stops_run(credits) and not stops_run(ValueError())
+    assert [refuses_model(error(s)) for s in (401, 403, 404, 400, 500)] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    unknown = error(404, ENVELOPE % (b"not_found_error", b"model reka-x not found"))
+    unsent = not_sent(unknown)
+    assert type(unsent) is NotFoundError and unsent is not unknown
+    assert (unsent.status, unsent.request_id) == (404, "req_1")
+    assert str(unsent) == (
+        "Unknown model 'reka-x' (not sent: an earlier request of this run got this answer) "
+        "(HTTP 404, request id req_1)"
+    )
+    assert str(unknown) == "Unknown model 'reka-x' (HTTP 404, request id req_1)"  # unchanged
+    assert str(pickle.loads(pickle.dumps(unsent))) == str(unsent)
