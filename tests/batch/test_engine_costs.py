@@ -30,15 +30,22 @@ def png(width: int) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def write_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, images: list[bytes]
+) -> list[str]:
+    """The images as the files ``<name>0.png``, ``<name>1.png``...; the cache beside them."""
     monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "cache"))
     out = []
-    for i in range(6):
-        path = tmp_path / f"img{i}.png"
-        path.write_bytes(png(10 + i))
+    for i, data in enumerate(images):
+        path = tmp_path / f"{name}{i}.png"
+        path.write_bytes(data)
         out.append(str(path))
     return out
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return write_images(tmp_path, monkeypatch, "img", [png(10 + i) for i in range(6)])
 
 
 URLS = [f"https://example.com/photo{i}.jpg" for i in range(4)]
@@ -68,13 +75,8 @@ def noisy_png(width: int, height: int) -> bytes:
 @pytest.fixture
 def big_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Four files over ``LIGHT_BYTES``: each prepared in a worker thread."""
-    monkeypatch.setenv("REKA_NB_CACHE", str(tmp_path / "cache"))
-    out = []
-    for i in range(4):
-        path = tmp_path / f"big{i}.png"
-        path.write_bytes(noisy_png(160 + i, 160))
-        assert path.stat().st_size > LIGHT_BYTES
-        out.append(str(path))
+    out = write_images(tmp_path, monkeypatch, "big", [noisy_png(160 + i, 160) for i in range(4)])
+    assert all(os.path.getsize(path) > LIGHT_BYTES for path in out)
     return out
 
 
