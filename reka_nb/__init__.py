@@ -86,6 +86,7 @@ __all__ = [
     "UsageTotals",
     "VideoError",
     "__version__",
+    "acompare",
     "adescribe",
     "adescribe_many",
     "cache",
@@ -105,7 +106,7 @@ __all__ = [
 
 if typing.TYPE_CHECKING:
     from . import cache
-    from .auto import AsyncRekaClient, adescribe_many, compare, describe_many
+    from .auto import AsyncRekaClient, acompare, adescribe_many, compare, describe_many
     from .batch import Comparison, Result, Results, Score
     from .client.aio import AsyncChatStream
     from .compat import AsyncClient, Client, Reka
@@ -135,6 +136,7 @@ _LAZY = {
     "Comparison": ".batch",
     "Score": ".batch",
     "compare": ".auto",
+    "acompare": ".auto",
     "adescribe_many": ".auto",
     "describe_many": ".auto",
 }

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # and AsyncRekaClient, made on first use
     "RekaClient",
+    "acompare",
     "adescribe",
     "adescribe_many",
     "compare",
@@ -156,6 +157,15 @@ def compare(source: Any, prompt: Any = DEFAULT_PROMPT, *, show: Any = True, **op
     from .batch.compare import compare as run  # asyncio, sqlite3: imported when first used
 
     return run(source, prompt, show=_progress(show), **options)
+
+
+async def acompare(
+    source: Any, prompt: Any = DEFAULT_PROMPT, *, show: Any = True, **options: Any
+) -> Any:
+    """``await acompare(...)``: compare for a running event loop (the same options)."""
+    from .batch.compare import acompare as run
+
+    return await run(source, prompt, show=_progress(show), **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -176,6 +176,19 @@ class _Run:
             schema=results.schema,
         )
 
+    async def run_async(self, items: Sequence[Item], progress: Progress | None) -> Results:
+        """Run in the current event loop: on the AsyncRekaClient given (its own pool), else
+        on one made for the run and closed after it."""
+        try:
+            if isinstance(self.client, AsyncRekaClient):
+                _same_transport(self, self.client)
+                return await self.arun(items, self.client, progress)
+            async with AsyncRekaClient(**self.options()) as own:
+                return await self.arun(items, own, progress)
+        finally:
+            if self.cache is not None:
+                self.cache.warn(stacklevel=3)
+
     def run_sync(self, items: Sequence[Item], progress: Progress | None) -> Results:
         """Run on a fresh event loop in a helper thread; progress is shown from this thread."""
         events: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -442,16 +455,7 @@ async def adescribe_many(
     """``await adescribe_many(...)``: describe_many for a running event loop (the same options).
     An AsyncRekaClient given as ``client`` is used as it is, with its own pool."""
     run, items = _setup(images, prompt, **options)
-    progress = make_progress(show)
-    try:
-        if isinstance(run.client, AsyncRekaClient):
-            _same_transport(run, run.client)
-            return await run.arun(items, run.client, progress)
-        async with AsyncRekaClient(**run.options()) as own:
-            return await run.arun(items, own, progress)
-    finally:
-        if run.cache is not None:
-            run.cache.warn(stacklevel=2)
+    return await run.run_async(items, make_progress(show))
 
 
 def _same_transport(run: _Run, client: AsyncRekaClient) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..client.sync import RekaClient
     from .limiter import Limiter
 
-__all__ = ["check_models", "compare"]
+__all__ = ["acompare", "check_models", "compare"]
 
 
 def check_models(models: Any) -> list[str]:
@@ -80,14 +80,15 @@ def compare(
     with cost and time). ``truth``: the right answers (a list in the images' order, a dict or
     pandas Series by image, a Series by position, or a CSV file with image,label columns):
     then each model's accuracy. ``concurrency``, ``requests_per_minute`` and ``max_cost``
-    (US dollars) hold for the whole comparison. A stop (Ctrl-C) raises KeyboardInterrupt
-    with the comparison so far as ``exc.results``.
+    (US dollars) hold for the whole comparison. A stop (Ctrl-C, the credits run out, the key
+    refused) raises with the comparison so far as ``exc.results``.
     """
-    names = check_models(models)
-    run, items = _setup(
+    comparing = _Comparing(
         source,
         prompt,
-        model=names[0],
+        models,
+        truth,
+        field,
         concurrency=concurrency,
         requests_per_minute=requests_per_minute,
         cache=cache,
@@ -97,35 +98,80 @@ def compare(
         max_cost=max_cost,
         **params,
     )
-    sources = [item.source for item in items]
-    lined = None
-    scored = None
-    if truth is not None:
-        name, labels, many, lined = truth_for(
-            truth, dict(enumerate(sources)), len(items), run.schema, field
-        )
-        scored = (name, labels, many)
-    elif run.schema is not None:
-        from .score import scored_field
-
-        if field is not None or len(run.schema.fields) == 1:
-            scored = scored_field(run.schema, field)
-    asked = [
-        Item(i * len(names) + j, item.image, item.source, item.prompt, model)
-        for i, item in enumerate(items)
-        for j, model in enumerate(names)
-    ]
-    progress = make_progress(show)
-
-    def made(mixed: Results | None) -> Comparison:
-        return _comparison(mixed, run, items, names, lined, scored)
-
     try:
-        mixed = run.run_sync(asked, progress)
-    except KeyboardInterrupt as exc:
-        exc.results = made(getattr(exc, "results", None))  # type: ignore[attr-defined]
+        mixed = comparing.run.run_sync(comparing.asked, make_progress(show))
+    except BaseException as exc:
+        comparing.stopped(exc)
         raise
-    return made(mixed)
+    return comparing.made(mixed)
+
+
+async def acompare(
+    source: Any,
+    prompt: Prompt = DEFAULT_PROMPT,
+    *,
+    models: Sequence[str],
+    truth: Any = None,
+    field: str | None = None,
+    show: bool | Progress = True,
+    **options: Any,
+) -> Comparison:
+    """``await acompare(...)``: compare for a running event loop (the same options). An
+    AsyncRekaClient given as ``client`` is used as it is, with its own pool."""
+    comparing = _Comparing(source, prompt, models, truth, field, **options)
+    try:
+        mixed = await comparing.run.run_async(comparing.asked, make_progress(show))
+    except BaseException as exc:
+        comparing.stopped(exc)
+        raise
+    return comparing.made(mixed)
+
+
+class _Comparing:
+    """A comparison set up before anything is sent: the models checked, the run's options,
+    the truth lined up with the images, and the items, image by image, each naming its model."""
+
+    def __init__(
+        self,
+        source: Any,
+        prompt: Prompt,
+        models: Any,
+        truth: Any,
+        field: str | None,
+        **options: Any,
+    ) -> None:
+        self.names = check_models(models)
+        self.run, self.items = _setup(source, prompt, model=self.names[0], **options)
+        sources = dict(enumerate(item.source for item in self.items))
+        schema = self.run.schema
+        self.truth: dict[int, Any] | None = None
+        self.scored: tuple[str, Any, bool] | None = None
+        if truth is not None:
+            name, labels, many, self.truth = truth_for(
+                truth, sources, len(self.items), schema, field
+            )
+            self.scored = (name, labels, many)
+        elif schema is not None:
+            from .score import scored_field
+
+            if field is not None or len(schema.fields) == 1:
+                self.scored = scored_field(schema, field)
+        count = len(self.names)
+        self.asked = [
+            Item(i * count + j, item.image, item.source, item.prompt, model)
+            for i, item in enumerate(self.items)
+            for j, model in enumerate(self.names)
+        ]
+
+    def made(self, mixed: Results | None) -> Comparison:
+        """The comparison of the run's results (each model's own ``Results``)."""
+        return _comparison(mixed, self.run, self.items, self.names, self.truth, self.scored)
+
+    def stopped(self, exc: BaseException) -> None:
+        """A stop's finished answers, as the comparison so far (``exc.results``)."""
+        kept = getattr(exc, "results", None)
+        if isinstance(exc, KeyboardInterrupt) or isinstance(kept, Results):
+            exc.results = self.made(kept)  # type: ignore[attr-defined]
 
 
 def _comparison(

@@ -132,6 +132,41 @@ def test_a_misspelt_model_fails_alone_and_is_asked_no_more_once_refused(
     assert repr(cmp).endswith(f"reka-cor: 0 answered · {COUNT} failed>")
 
 
+def test_acompare_in_a_running_loop_gives_the_same_comparison(
+    varied: OfflineServer, folder: Path
+) -> None:
+    import asyncio
+
+    truth = truth_of(folder)
+
+    async def main() -> Comparison:
+        return await reka_nb.acompare(
+            folder, PROMPT, models=TWO, labels=LABELS, truth=truth, cache=False, show=False
+        )
+
+    cmp = asyncio.run(main())
+    assert isinstance(cmp, Comparison) and cmp.models == TWO
+    for model in TWO:
+        labels = [r.description.data["label"] for r in cmp.results[model]]
+        assert labels == expected(model, folder)
+        right = sum(a == t for a, t in zip(labels, truth, strict=True))
+        assert cmp.scores[model].accuracy == right / COUNT
+    assert len(varied.chat_requests()) == 2 * COUNT
+
+
+def test_out_of_credits_keeps_the_comparison_so_far(env: OfflineServer, folder: Path) -> None:
+    """A stop other than Ctrl-C carries the comparison too, each model's answers by image,
+    not the run's mixed rows."""
+    env.credits = 5
+    with pytest.raises(reka_nb.RateLimitError) as caught:
+        reka_nb.compare(folder, PROMPT, models=TWO, concurrency=1, cache=False, show=False)
+    kept = caught.value.results  # type: ignore[attr-defined]
+    assert isinstance(kept, Comparison) and kept.models == TWO
+    assert [r.index for r in kept.results["reka-core"]] == [0, 1, 2]
+    assert [r.index for r in kept.results["reka-edge"]] == [0, 1]
+    assert all(r.ok for model in TWO for r in kept.results[model])
+
+
 def test_without_truth_the_summary_has_agreement(varied: OfflineServer, folder: Path) -> None:
     cmp = reka_nb.compare(folder, PROMPT, models=TWO, labels=LABELS, show=False)
     core, edge = (expected(m, folder) for m in TWO)
