@@ -315,13 +315,9 @@ class Results(Sequence[Result]):
 
         The token columns are pandas' nullable integers (``Int64``): a failed row has
         ``<NA>`` there and the others keep whole numbers."""
-        try:
-            import pandas
-        except ImportError:
-            raise ImportError(
-                "Results.to_pandas() needs pandas: pip install pandas "
-                "(or use Results.records(), which needs nothing)"
-            ) from None
+        from .score import need_pandas
+
+        pandas = need_pandas("Results.to_pandas()", instead="Results.records()")
         if self.schema is None:
             frame = pandas.DataFrame(self.records(), columns=list(COLUMNS))
         else:

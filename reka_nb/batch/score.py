@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["Score", "ScoredRow", "normalise", "score_rows", "scored_field"]
 
 
-def need_pandas(what: str) -> Any:
-    """pandas, imported now; without it, an ImportError saying what needs it."""
+def need_pandas(what: str, instead: str | None = None) -> Any:
+    """pandas, imported now; without it, an ImportError saying what needs it (and what to use
+    ``instead``, which needs nothing)."""
     try:
         import pandas
     except ImportError:
-        raise ImportError(f"{what} needs pandas: pip install pandas") from None
+        other = f" (or use {instead}, which needs nothing)" if instead else ""
+        raise ImportError(f"{what} needs pandas: pip install pandas{other}") from None
     return pandas
 
 

@@ -600,3 +600,17 @@ def test_an_open_file_gets_its_thumbnail_at_once_and_a_url_none(tmp_path: Path) 
     assert thumb == prepared.thumbnail(THUMBNAIL) and thumb is not None
     url = "https://example.com/cat.png"
     assert deferred_thumbnail(url, prepare_image(url), THUMBNAIL) is None
+
+
+def test_without_pandas_the_table_says_what_to_install_and_records_still_work(
+    env: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = describe_many([png(10), png(11)], "Size?", cache=False, show=False)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    with pytest.raises(ImportError) as missing:
+        results.to_pandas()
+    assert str(missing.value) == (
+        "Results.to_pandas() needs pandas: pip install pandas "
+        "(or use Results.records(), which needs nothing)"
+    )
+    assert [r["input_tokens"] > 0 for r in results.records()] == [True, True]
