@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,6 +166,9 @@ async def _plan(
     checked = check_params(params or {}, settings.api)  # before anything is read
     settings.require_key()  # the key is checked here, before anything is sent
     info = await client.model_info(settings=settings)
+    refused = client.key_refused(settings)  # the model list's lookup met a 401
+    if refused is not None:
+        raise copy.copy(refused)  # before any image is read or asked about
     # Each other model the items ask (items may name their own): its settings and what the
     # server says of it (prices: each answer's cost), found once for the run.
     asked: dict[str | None, tuple[Settings, Model | None]] = {}

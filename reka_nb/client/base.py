@@ -385,6 +385,11 @@ class BaseClient:
             return self.model_info_lookup
         return model_info_wanted()
 
+    def key_refused(self, settings: Settings) -> BaseException | None:
+        """The 401 with which the server refused these settings' key to the last model list
+        lookup (none got a list since), or None: no request with that key can succeed."""
+        return self._model_lists.refusal(settings)
+
     def known_models(self, settings: Settings) -> ModelList | None:
         """The last model list got for these settings, however old (no request), or None."""
         return self._cached_models(settings, stale=True)[1]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..protocol.body import BodyTooLarge
+from ..protocol.errors import stops_run
 from ..protocol.models import ModelList, models_from_entries
 from .replies import Body, body_reader, json_models, take_body
 from .settings import Settings
@@ -209,6 +210,19 @@ class ModelLists:
         self._lock = threading.RLock()
         self._kept: dict[ListKey, tuple[float, ModelList | None]] = {}
         self._flights: dict[tuple[ListKey, Any], _Flight] = {}
+        self._refused: dict[ListKey, BaseException] = {}  # a lookup's 401, until a list comes
+
+    def refusal(self, settings: Settings) -> BaseException | None:
+        """The answer that refused these settings' key (a 401) to the last lookup, unless a
+        list has come since: no request with that key can succeed."""
+        with self._lock:
+            return self._refused.get(list_key(settings))
+
+    def _failure(self, settings: Settings, exc: BaseException) -> None:
+        """A lookup failed: a refusal of the key is remembered (``refusal``)."""
+        if stops_run(exc):
+            with self._lock:
+                self._refused[list_key(settings)] = exc
 
     def cached(self, settings: Settings, *, stale: bool = False) -> tuple[bool, ModelList | None]:
         """(found, list) in memory: a list, or None for a recent failure to get one, when
@@ -225,6 +239,8 @@ class ModelLists:
         """Keep a list got from the server (also on disk), or None for a failure to get one."""
         with self._lock:
             self._kept[list_key(settings)] = (time.monotonic(), models)
+            if models is not None:
+                self._refused.pop(list_key(settings), None)
         if models is not None and disk:
             save_list(settings, models)
 
@@ -306,7 +322,8 @@ class ModelLists:
         def run() -> None:
             try:
                 got: ModelList | None = fetch(started + LOOKUP_DEADLINE)
-            except Exception:  # metadata is a courtesy: without it the question goes on
+            except Exception as exc:  # metadata is a courtesy: without it the question goes on
+                self._failure(settings, exc)
                 got = None
             future.set_result(self._land(settings, None, got))
 
@@ -353,7 +370,8 @@ class ModelLists:
                 with self._lock:
                     self._flights.pop((list_key(settings), loop), None)
                 raise
-            except Exception:  # a timeout too: without metadata the question goes on
+            except Exception as exc:  # a timeout too: without metadata the question goes on
+                self._failure(settings, exc)
                 got = None
             return self._land(settings, loop, got)
 

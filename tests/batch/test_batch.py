@@ -217,6 +217,24 @@ def test_a_wrong_key_sends_no_more_than_the_requests_in_flight(
     assert 1 <= len(statuses) <= 4 and set(statuses) == {401}
 
 
+def test_a_key_refused_to_the_model_list_refuses_the_run_before_any_image_is_asked(
+    env: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With model info on, the run's first request is ``GET /models``: its 401 ends the run
+    there, with no image sent; a right key afterwards runs as usual."""
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
+    monkeypatch.setenv("REKA_API_KEY", "a-wrong-key-0123456789")
+    images = [png(10 + i) for i in range(5)]
+    with pytest.raises(AuthenticationError) as caught:
+        describe_many(images, "Size?", cache=False, show=False)
+    assert str(caught.value).startswith("The API key is missing or wrong: check REKA_API_KEY")
+    assert [(r.path, r.status) for r in env.requests] == [("/v1/models", 401)]
+    assert caught.value.request_id == env.requests[0].request_id
+    monkeypatch.setenv("REKA_API_KEY", env.api_key)
+    results = describe_many(images, "Size?", cache=False, show=False)
+    assert all(r.ok for r in results) and len(env.chat_requests()) == 5
+
+
 def test_an_unknown_model_is_asked_no_more_once_refused(env: OfflineServer) -> None:
     """A 404 for the model: its other questions fail with the same error, unsent, instead
     of 40 refused requests (each followed by a look at the model list)."""
