@@ -544,11 +544,12 @@ class _Desk:
                     else:
                         future.set_result(outcome)
         except BaseException as exc:  # nobody waits for this task: tell those who wait
+            cancelled = isinstance(exc, asyncio.CancelledError)
             for *_, future in [*batch, *self._queue]:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.cancel() if cancelled else future.set_exception(exc)
             self._queue = []
-            if isinstance(exc, asyncio.CancelledError):
+            if cancelled:
                 raise
         finally:
             self._task = None

@@ -277,3 +277,19 @@ def test_the_engine_keeps_its_steps_apart() -> None:
         assert method.__doc__, name
         assert len(inspect.getsource(method).splitlines()) <= 60, name
     assert len(inspect.getsource(engine.run_items).splitlines()) <= 50
+
+
+def test_a_cache_batch_that_fails_unexpectedly_fails_its_rows_instead_of_hanging(
+    env: OfflineServer, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, batch: Any, wait: bool) -> list[Any]:
+        raise RuntimeError("the batch broke")
+
+    monkeypatch.setattr(engine._Desk, "_work", broken)
+
+    async def run() -> Any:
+        return await asyncio.wait_for(reka_nb.adescribe_many(paths, "What?", show=False), 10)
+
+    with pytest.raises(RuntimeError, match="the batch broke"):
+        asyncio.run(run())
+    assert env.chat_requests() == []  # the lookups failed: nothing was asked
