@@ -210,19 +210,24 @@ class ModelLists:
         self._lock = threading.RLock()
         self._kept: dict[ListKey, tuple[float, ModelList | None]] = {}
         self._flights: dict[tuple[ListKey, Any], _Flight] = {}
-        self._refused: dict[ListKey, BaseException] = {}  # a lookup's 401, until a list comes
+        # A lookup's 401 and when it came, until a lookup gets a list for that key.
+        self._refused: dict[ListKey, tuple[float, BaseException]] = {}
 
     def refusal(self, settings: Settings) -> BaseException | None:
-        """The answer that refused these settings' key (a 401) to the last lookup, unless a
-        list has come since: no request with that key can succeed."""
+        """The answer that refused these settings' key (a 401) to a lookup in the last
+        ``MODELS_TTL`` seconds, none having got a list since: no request with that key can
+        succeed (the failure is kept as long; a lookup after it asks again)."""
         with self._lock:
-            return self._refused.get(list_key(settings))
+            seen = self._refused.get(list_key(settings))
+        if seen is None or time.monotonic() - seen[0] > MODELS_TTL:
+            return None
+        return seen[1]
 
     def _failure(self, settings: Settings, exc: BaseException) -> None:
         """A lookup failed: a refusal of the key is remembered (``refusal``)."""
         if stops_run(exc):
             with self._lock:
-                self._refused[list_key(settings)] = exc
+                self._refused[list_key(settings)] = (time.monotonic(), exc)
 
     def cached(self, settings: Settings, *, stale: bool = False) -> tuple[bool, ModelList | None]:
         """(found, list) in memory: a list, or None for a recent failure to get one, when
@@ -239,8 +244,6 @@ class ModelLists:
         """Keep a list got from the server (also on disk), or None for a failure to get one."""
         with self._lock:
             self._kept[list_key(settings)] = (time.monotonic(), models)
-            if models is not None:
-                self._refused.pop(list_key(settings), None)
         if models is not None and disk:
             save_list(settings, models)
 
@@ -284,6 +287,7 @@ class ModelLists:
             self._flights.pop((list_key(settings), loop), None)
             if models is None:
                 return self._failed(settings)
+            self._refused.pop(list_key(settings), None)  # the key works after all
             self.keep(settings, models)
             return models
 
