@@ -177,10 +177,6 @@ def _light(obj: object) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size <= LIGHT_BYTES
 
 
-def _remote(obj: object) -> bool:
-    return isinstance(obj, str) and obj.strip()[:8].lower() == "https://"
-
-
 def _reads_again(obj: object) -> bool:
     if isinstance(obj, (str, os.PathLike, bytes, Image.Image)):
         return True
