@@ -588,11 +588,9 @@ class _Flight:
         self.refused: dict[str, APIError] = {}  # the first refusal of each model
 
     def refuse(self, model: str, error: APIError) -> None:
-        """Note an answer that no retry changes: one that stops the run closes it (nothing
-        new is sent), one that refuses the model stops the model's questions."""
-        if stops_run(error):
-            self.closed = self.closed or error
-        elif refuses_model(error):
+        """Note an answer that no retry changes: one that refuses the model stops the
+        model's questions (one that stops the run closes it in the worker, ``close``)."""
+        if refuses_model(error):
             self.refused.setdefault(model, error)
 
     @contextlib.contextmanager
