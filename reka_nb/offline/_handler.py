@@ -115,6 +115,7 @@ class OfflineHandler(BaseHTTPRequestHandler):
         self._limit_headers = {}
         received = time.monotonic()
         path = urlsplit(self.path).path
+        self.owner._arrived(path)
         fault = self.owner._next_fault()
         self._echo = None
         if fault is not None and fault.kind == "echo_key":

@@ -40,6 +40,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
 """Models the offline server knows unless told otherwise."""
 
 _QUIET_ERRORS = (ConnectionError, TimeoutError)
+_CHAT_PATHS = ("/v1/chat/completions", "/v1/chat")
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class RecordedRequest:
     @property
     def is_chat(self) -> bool:
         """True for a request to one of the chat endpoints."""
-        return self.path in ("/v1/chat/completions", "/v1/chat")
+        return self.path in _CHAT_PATHS
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -157,6 +158,7 @@ class OfflineServer:
         self._lock = threading.Lock()
         self._idle = threading.Condition()  # requests being answered: see wait_idle
         self._handling = 0
+        self._chats_arrived = 0
         self._faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
         self._errors: list[BaseException] = []
@@ -242,7 +244,8 @@ class OfflineServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the request log, in arrival order."""
+        """A copy of the request log: each request once answered (or cut off), in that order;
+        ``received`` says when it arrived."""
         with self._lock:
             return list(self._requests)
 
@@ -256,8 +259,15 @@ class OfflineServer:
         self._bucket = None if value is None else RateBucket(value)
 
     def chat_requests(self) -> list[RecordedRequest]:
-        """The requests to the chat endpoints, in arrival order."""
+        """The requests to the chat endpoints in the log (answered, in that order)."""
         return [r for r in self.requests if r.is_chat]
+
+    @property
+    def chats_arrived(self) -> int:
+        """How many chat requests have arrived, the ones still being answered too (the log
+        has a request only once it is answered)."""
+        with self._lock:
+            return self._chats_arrived
 
     def times_asked(self, *, prompt: str | None = None, image: bytes | None = None) -> int:
         """How many chat requests asked ``prompt`` (the last user text) about ``image`` (its
@@ -274,6 +284,7 @@ class OfflineServer:
         ``keep_bodies``, the model list and ``varied_choices``."""
         with self._lock:
             self._requests.clear()
+            self._chats_arrived = 0
             self._faults.clear()
             delay, reply, latency, rpm, credits, keep = self._initial
             self.token_delay, self.reply, self.latency = delay, reply, latency
@@ -335,6 +346,11 @@ class OfflineServer:
         entry = RecordedRequest(**fields)
         with self._lock:
             self._requests.append(entry)
+
+    def _arrived(self, path: str) -> None:
+        if path in _CHAT_PATHS:
+            with self._lock:
+                self._chats_arrived += 1
 
     def _report_error(self, exc: BaseException) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import http.client
 import io
 import itertools
@@ -980,6 +981,24 @@ def test_reset_forgets_requests_and_faults(server: OfflineServer, client: httpx.
     assert server.requests == []
     assert (server.token_delay, server.reply) == (0.0, None)
     assert client.get("/models").status_code == 200
+
+
+def test_a_chat_request_is_counted_on_arrival_and_logged_once_answered(
+    server: OfflineServer, client: httpx.Client
+) -> None:
+    server.latency = 0.5
+    assert client.get("/models").status_code == 200  # not a chat request
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.post, "/chat/completions", json=cat_body())
+        deadline = time.monotonic() + 5
+        while server.chats_arrived < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert server.chat_requests() == []  # still waiting out the latency
+        assert answer.result().status_code == 200
+    assert (server.chats_arrived, len(server.chat_requests())) == (1, 1)
+    server.reset()
+    assert server.chats_arrived == 0
 
 
 def test_token_delay_spaces_the_events(server: OfflineServer, client: httpx.Client) -> None:
