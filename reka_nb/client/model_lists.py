@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..protocol.body import BodyTooLarge
-from ..protocol.errors import stops_run
+from ..protocol.errors import refuses_key
 from ..protocol.models import ModelList, models_from_entries
 from .replies import Body, body_reader, json_models, take_body
 from .settings import Settings
@@ -224,8 +224,9 @@ class ModelLists:
         return seen[1]
 
     def _failure(self, settings: Settings, exc: BaseException) -> None:
-        """A lookup failed: a refusal of the key is remembered (``refusal``)."""
-        if stops_run(exc):
+        """A lookup failed: a refusal of the key (a 401) is remembered (``refusal``); not
+        an answer about credits, which a top-up ends without a new key."""
+        if refuses_key(exc):
             with self._lock:
                 self._refused[list_key(settings)] = (time.monotonic(), exc)
 

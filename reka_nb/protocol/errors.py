@@ -35,6 +35,7 @@ __all__ = [
     "parse_reset",
     "rate_limit_pause",
     "redact",
+    "refuses_key",
     "refuses_model",
     "retry_delay",
     "sent_key",
@@ -220,12 +221,17 @@ def _about_credits(error_type: str | None, message: str) -> bool:
     return any(w in words for w in _CREDIT_WORDS)
 
 
+def refuses_key(error: BaseException) -> bool:
+    """A 401: the key is missing or wrong, and stays so until another key is given."""
+    return isinstance(error, AuthenticationError) and error.status == 401
+
+
 def stops_run(error: BaseException) -> bool:
     """An answer after which no request of a run can succeed: a 401 (the key is refused)
     or a 429 about credits (none left). A run sends nothing more after one."""
     if isinstance(error, RateLimitError):
         return error.out_of_credits
-    return isinstance(error, AuthenticationError) and error.status == 401
+    return refuses_key(error)
 
 
 def refuses_model(error: BaseException) -> bool:

@@ -34,6 +34,7 @@ from reka_nb.batch import ProgressStats, RateLimiter, TerminalProgress, run_item
 from reka_nb.batch.engine import Item
 from reka_nb.batch.results import THUMBNAIL
 from reka_nb.images import READ_AGAIN, deferred_thumbnail, prepare_image
+from reka_nb.offline._limits import INSUFFICIENT_BALANCE
 from reka_nb.protocol.stream import Usage
 from reka_nb.testing import Fault, OfflineServer
 from reka_nb.testing import image_digest as digest
@@ -233,6 +234,29 @@ def test_a_key_refused_to_the_model_list_refuses_the_run_before_any_image_is_ask
     monkeypatch.setenv("REKA_API_KEY", env.api_key)
     results = describe_many(images, "Size?", cache=False, show=False)
     assert all(r.ok for r in results) and len(env.chat_requests()) == 5
+
+
+def test_credits_refused_to_the_model_list_do_not_refuse_the_run(
+    env: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a refused key is kept from a model list lookup (credits can be topped up): after
+    an out-of-credits answer to ``GET /models`` the questions are asked, on the same client
+    too, and each run learns of credits from its own answers."""
+    monkeypatch.setenv("REKA_NB_MODEL_INFO", "on")
+    env.queue(Fault.status(429, {"error": {"message": INSUFFICIENT_BALANCE}}))
+    images = [png(10 + i) for i in range(3)]
+
+    async def twice() -> list[Results]:
+        async with AsyncRekaClient() as client:
+            return [
+                await adescribe_many(images, "Size?", client=client, cache=False, show=False)
+                for _ in range(2)
+            ]
+
+    runs = asyncio.run(twice())
+    assert [[r.ok for r in results] for results in runs] == [[True] * 3] * 2
+    assert [(r.path, r.status) for r in env.requests if not r.is_chat] == [("/v1/models", 429)]
+    assert len(env.chat_requests()) == 6
 
 
 def test_an_unknown_model_is_asked_no_more_once_refused(env: OfflineServer) -> None:

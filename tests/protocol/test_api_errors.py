@@ -120,7 +120,7 @@ def test_a_retry_after_of_zero_or_below_or_unreadable_waits_the_backoff_floor(he
 
 
 def test_which_answers_stop_a_run_or_a_model() -> None:
-    from reka_nb.protocol.errors import not_sent, refuses_model, stops_run
+    from reka_nb.protocol.errors import not_sent, refuses_key, refuses_model, stops_run
 
     def error(status: int, body: bytes = b"{}") -> Exception:
         return error_from_response(status, body, request_id="req_1", model="reka-x")
@@ -128,6 +128,8 @@ def test_which_answers_stop_a_run_or_a_model() -> None:
     credits = error(429, ENVELOPE % (b"insufficient_credits", b"Insufficient balance"))
     assert [stops_run(error(s)) for s in (401, 403, 404, 429, 500)] == [True] + [False] * 4
     assert stops_run(credits) and not stops_run(ValueError())
+    assert [refuses_key(error(s)) for s in (401, 403, 429, 500)] == [True] + [False] * 3
+    assert not refuses_key(credits) and not refuses_key(ValueError())
     assert [refuses_model(error(s)) for s in (401, 403, 404, 400, 500)] == [
         False,
         True,
